@@ -1,0 +1,204 @@
+//! The wire: every message that crosses between a supervisor and a worker.
+//!
+//! The supervisor and a worker first meet through an `IpcOneShotServer`: the
+//! worker connects and sends a [`Handshake::Hello`] carrying the protocol
+//! version, the job kinds it serves, and the two byte channels the pair will
+//! use from then on. After that, every exchange is a *frame*: a postcard-encoded
+//! `Vec` of [`ToWorker`] or [`FromWorker`] messages, so that several jobs (or
+//! several results) can travel in one IPC message.
+//!
+//! Decoding never panics: bytes that do not decode into a frame give a
+//! [`ProtocolError`], which the supervisor treats as a worker fault.
+
+use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender};
+use serde::{Deserialize, Serialize};
+
+mod payload;
+
+pub use payload::{Codec, Payload, PayloadError};
+
+/// Version of the supervisor ↔ worker protocol. A worker announcing another
+/// version is refused at the handshake.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Name of the environment variable through which a supervisor tells a worker
+/// process where to connect (the name of its one-shot server).
+pub const SERVER_ENV: &str = "PROCVISOR_WORKER_SERVER";
+
+/// Identifier of a job, unique within one supervisor, increasing in
+/// submission order.
+pub type JobId = u64;
+
+/// The first message a worker sends, over the one-shot server.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Handshake {
+    /// A worker introduces itself.
+    Hello(Hello),
+    /// Sent by the supervisor to its own one-shot server to stop waiting for a
+    /// worker that died (or hung) before it connected.
+    Abandon,
+}
+
+/// What a worker says about itself when it connects.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Hello {
+    /// The worker's [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The worker's process id, as the worker sees it.
+    pub pid: u32,
+    /// The job kinds this worker has handlers for.
+    pub kinds: Vec<String>,
+    /// Where the supervisor sends [`ToWorker`] frames.
+    pub to_worker: IpcBytesSender,
+    /// Where the supervisor receives [`FromWorker`] frames.
+    pub from_worker: IpcBytesReceiver,
+}
+
+/// One job handed to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The job's id.
+    pub job: JobId,
+    /// Which handler runs it.
+    pub kind: String,
+    /// The handler's input.
+    pub payload: Payload,
+    /// 1 for the first attempt, 2 for the first retry, …
+    pub attempt: u32,
+}
+
+/// A message from the supervisor to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Run this job once the ones handed earlier are done.
+    Run(Run),
+    /// Stop this job: a running handler sees `JobContext::is_cancelled`, a job
+    /// not yet started is skipped.
+    Cancel(JobId),
+    /// Finish the job in hand, then exit.
+    Shutdown,
+}
+
+/// How a handler's run ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum JobResult {
+    /// The handler returned a value, encoded with the request's codec.
+    Ok(Payload),
+    /// The handler returned an error.
+    Err(String),
+    /// The handler panicked; the panic message.
+    Panic(String),
+    /// The payload did not deserialize into the handler's input type.
+    BadInput(String),
+    /// The worker has no handler for the job's kind.
+    UnknownKind(String),
+    /// The job was cancelled before it started, or its handler stopped on a
+    /// cancel request.
+    Cancelled,
+}
+
+/// A message from a worker to the supervisor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// A job handed to this worker has ended.
+    Finished {
+        /// The job's id.
+        job: JobId,
+        /// How it ended.
+        result: JobResult,
+    },
+    /// A running handler reported progress.
+    Progress {
+        /// The job's id.
+        job: JobId,
+        /// Fraction done, 0.0 to 1.0.
+        fraction: f32,
+        /// Free text from the handler.
+        note: String,
+    },
+    /// The worker is alive (sent periodically, even while a job runs).
+    Heartbeat,
+}
+
+/// A frame that could not be decoded: the peer does not speak this protocol
+/// (or is corrupt).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("undecodable frame of {len} bytes from the peer ({reason}); the peer does not speak procvisor protocol v{PROTOCOL_VERSION}")]
+pub struct ProtocolError {
+    /// Length of the frame.
+    pub len: usize,
+    /// What postcard said.
+    pub reason: String,
+}
+
+/// Encode a frame of messages into `buf` (cleared first).
+pub fn encode_frame<M: Serialize>(messages: &[M], buf: &mut Vec<u8>) {
+    buf.clear();
+    // Writing into a Vec cannot fail for these types: every field is a plain
+    // value, so an error here would be a bug in this module.
+    let taken = std::mem::take(buf);
+    *buf = postcard::to_extend(messages, taken).expect("wire messages always encode");
+}
+
+/// Decode a frame of messages.
+pub fn decode_frame<M: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Vec<M>, ProtocolError> {
+    match postcard::from_bytes::<Vec<M>>(bytes) {
+        Ok(v) => Ok(v),
+        Err(e) => Err(ProtocolError {
+            len: bytes.len(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let msgs = vec![
+            ToWorker::Run(Run {
+                job: 7,
+                kind: "echo".into(),
+                payload: Payload::json(&serde_json::json!({"a": 1})).unwrap(),
+                attempt: 1,
+            }),
+            ToWorker::Cancel(3),
+            ToWorker::Shutdown,
+        ];
+        let mut buf = Vec::new();
+        encode_frame(&msgs, &mut buf);
+        let back: Vec<ToWorker> = decode_frame(&buf).unwrap();
+        assert_eq!(back, msgs);
+
+        let up = vec![
+            FromWorker::Finished {
+                job: 7,
+                result: JobResult::Panic("boom".into()),
+            },
+            FromWorker::Heartbeat,
+        ];
+        encode_frame(&up, &mut buf);
+        assert_eq!(decode_frame::<FromWorker>(&buf).unwrap(), up);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for garbage in [&b""[..], b"\xff\xff\xff\xff\xff", b"\x01\x09", b"\x05\x00"] {
+            let e = decode_frame::<FromWorker>(garbage).unwrap_err();
+            assert_eq!(e.len, garbage.len());
+            assert!(e.to_string().contains("undecodable"));
+        }
+        // A truncated valid frame is an error.
+        let mut buf = Vec::new();
+        encode_frame(
+            &[FromWorker::Finished {
+                job: 1,
+                result: JobResult::Err("x".repeat(100)),
+            }],
+            &mut buf,
+        );
+        assert!(decode_frame::<FromWorker>(&buf[..buf.len() - 10]).is_err());
+    }
+}
