@@ -3,3 +3,15 @@
 
 pub mod process;
 pub mod wire;
+pub mod worker;
+
+/// Install a `tracing` subscriber that logs to stderr, filtered by `RUST_LOG`
+/// (default `warn`). Does nothing if one is installed already.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -25,6 +25,10 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// process where to connect (the name of its one-shot server).
 pub const SERVER_ENV: &str = "PROCVISOR_WORKER_SERVER";
 
+/// Name of the environment variable through which a supervisor tells a worker
+/// how often to send heartbeats, in milliseconds.
+pub const HEARTBEAT_ENV: &str = "PROCVISOR_HEARTBEAT_MS";
+
 /// Identifier of a job, unique within one supervisor, increasing in
 /// submission order.
 pub type JobId = u64;

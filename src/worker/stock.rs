@@ -1,0 +1,166 @@
+//! The stock handlers: what `procvisor-worker` (and the `procvisor` CLI as its
+//! own worker) serves, for demos, benchmarks and tests of every way a job can
+//! end.
+//!
+//! | kind | payload | does |
+//! |---|---|---|
+//! | `noop` | `{}` | nothing; returns `null` |
+//! | `echo` | anything | returns its payload unchanged |
+//! | `sleep` | `{"secs": 1.5}` | sleeps (stops early when cancelled); returns `{"slept": secs}` |
+//! | `fail` | `{}` or `{"message": "…"}` | returns an error |
+//! | `panic` | `{}` | panics |
+//! | `abort` | `{}` | aborts the process (`SIGABRT`) |
+//! | `segfault` | `{}` | writes to an unmapped address (`SIGSEGV`) |
+//! | `hang` | `{}` | ignores `SIGTERM` and spins forever |
+//! | `alloc` | `{"mib": 100}` | allocates and touches N MiB, holds it 50 ms; returns `{"mib": n}` |
+//! | `garbage` | `{}` | writes bytes that are not a frame to the supervisor channel, then waits |
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{JobContext, Worker};
+use crate::wire::JobResult;
+
+/// An empty payload: `{}` in JSON, nothing in postcard.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Empty {}
+
+/// Input of `sleep`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SleepArgs {
+    /// How long to sleep, in seconds.
+    pub secs: f64,
+}
+
+/// Output of `sleep`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slept {
+    /// How long it slept, in seconds.
+    pub slept: f64,
+}
+
+/// Input of `fail`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct FailArgs {
+    /// The error message (a default one if absent).
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// Input and output of `alloc`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocArgs {
+    /// How many MiB to allocate.
+    pub mib: u64,
+}
+
+/// A worker with every stock handler registered.
+pub fn worker() -> Worker {
+    Worker::new()
+        .handler("noop", |_: Empty, _| Ok::<_, String>(()))
+        .raw_handler("echo", |payload, _| JobResult::Ok(payload.clone()))
+        .handler("sleep", sleep)
+        .handler("fail", |a: FailArgs, _| {
+            Err::<(), _>(a.message.unwrap_or_else(|| "the fail handler always fails".into()))
+        })
+        .handler("panic", |_: Empty, _| -> Result<(), String> {
+            panic!("the panic handler panicked on purpose")
+        })
+        .handler("abort", |_: Empty, _| -> Result<(), String> { std::process::abort() })
+        .handler("segfault", |_: Empty, _| -> Result<(), String> {
+            // Page 0 is never mapped on Linux: this store faults.
+            let p = std::ptr::without_provenance_mut::<u8>(16);
+            // SAFETY: not safe at all, on purpose: the process dies of SIGSEGV.
+            unsafe { p.write_volatile(1) };
+            Err("the segfault handler survived its own fault".into())
+        })
+        .handler("hang", |_: Empty, _| -> Result<(), String> {
+            // SAFETY: setting a signal's disposition to SIG_IGN is always sound.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            loop {
+                std::hint::spin_loop();
+            }
+        })
+        .handler("alloc", |a: AllocArgs, _| -> Result<AllocArgs, String> {
+            let bytes = usize::try_from(a.mib)
+                .ok()
+                .and_then(|m| m.checked_mul(1 << 20))
+                .ok_or_else(|| format!("{} MiB does not fit in memory here", a.mib))?;
+            let mut v: Vec<u8> = Vec::new();
+            v.try_reserve_exact(bytes)
+                .map_err(|e| format!("cannot allocate {} MiB: {e}", a.mib))?;
+            v.resize(bytes, 1);
+            std::thread::sleep(Duration::from_millis(50));
+            std::hint::black_box(&v);
+            Ok(a)
+        })
+        .handler("garbage", |_: Empty, ctx| -> Result<(), String> {
+            ctx.send_raw_bytes_for_tests(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xffnot a frame");
+            std::thread::sleep(Duration::from_secs(30));
+            Err("the supervisor did not notice the garbage".into())
+        })
+}
+
+fn sleep(a: SleepArgs, ctx: &JobContext) -> Result<Slept, String> {
+    if !a.secs.is_finite() || a.secs < 0.0 {
+        return Err(format!("secs must be a non-negative number, got {}", a.secs));
+    }
+    let total = Duration::from_secs_f64(a.secs);
+    let start = Instant::now();
+    while start.elapsed() < total {
+        if ctx.is_cancelled() {
+            return Err("cancelled".into());
+        }
+        std::thread::sleep((total - start.elapsed()).min(Duration::from_millis(10)));
+    }
+    Ok(Slept { slept: a.secs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Payload;
+
+    fn run(kind: &str, json: &str) -> JobResult {
+        worker().run_once(kind, &Payload::json_text(json).unwrap())
+    }
+
+    #[test]
+    fn in_process_results() {
+        assert_eq!(run("noop", "{}"), JobResult::Ok(Payload::json(&()).unwrap()));
+        let echo = Payload::json_text(r#"{"x":[1,2]}"#).unwrap();
+        assert_eq!(worker().run_once("echo", &echo), JobResult::Ok(echo));
+        assert_eq!(
+            run("sleep", r#"{"secs":0.01}"#),
+            JobResult::Ok(Payload::json(&Slept { slept: 0.01 }).unwrap())
+        );
+        assert_eq!(run("fail", "{}"), JobResult::Err("the fail handler always fails".into()));
+        match run("panic", "{}") {
+            JobResult::Panic(m) => {
+                assert!(m.contains("panicked on purpose"), "{m}");
+                assert!(m.contains("stock.rs"), "no location in {m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match run("sleep", r#"{"secs":"long"}"#) {
+            JobResult::BadInput(m) => assert!(m.contains("invalid type"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        match run("nope", "{}") {
+            JobResult::UnknownKind(m) => assert!(m.contains("\"nope\"") && m.contains("sleep"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(run("alloc", r#"{"mib": 4}"#), JobResult::Ok(_)));
+        assert!(matches!(run("sleep", r#"{"secs": -1}"#), JobResult::Err(_)));
+    }
+
+    #[test]
+    fn postcard_payloads_too() {
+        let p = Payload::postcard(&SleepArgs { secs: 0.0 }).unwrap();
+        match worker().run_once("sleep", &p) {
+            JobResult::Ok(out) => assert_eq!(out.decode::<Slept>().unwrap(), Slept { slept: 0.0 }),
+            other => panic!("{other:?}"),
+        }
+    }
+}
