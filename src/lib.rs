@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod process;
+pub mod sched;
 pub mod wire;
 pub mod worker;
 

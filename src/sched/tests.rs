@@ -1,0 +1,303 @@
+//! Deterministic tests of the core: time is a number of milliseconds after a
+//! fixed origin.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::wire::JobId;
+
+struct Harness {
+    t0: Instant,
+    core: Core<&'static str>,
+}
+
+fn harness(slots: usize, prefetch: usize, eviction: EvictionMode) -> Harness {
+    let mut core = Core::new(CoreConfig {
+        slots,
+        prefetch,
+        eviction,
+        cancel_grace: Duration::ZERO,
+    });
+    for s in 0..slots {
+        core.worker_ready(s);
+    }
+    Harness {
+        t0: Instant::now(),
+        core,
+    }
+}
+
+fn spec(priority: u8) -> JobSpec {
+    JobSpec {
+        priority,
+        timeout: None,
+    }
+}
+
+impl Harness {
+    fn at(&self, ms: u64) -> Instant {
+        self.t0 + Duration::from_millis(ms)
+    }
+
+    fn poll(&mut self, ms: u64) -> Vec<Decision<&'static str>> {
+        let mut out = Vec::new();
+        self.core.poll(self.at(ms), &mut out);
+        out
+    }
+
+    /// The (slot, job) pairs dispatched by a poll.
+    fn dispatched(&mut self, ms: u64) -> Vec<(SlotId, JobId)> {
+        self.poll(ms)
+            .into_iter()
+            .filter_map(|d| match d {
+                Decision::Dispatch { slot, job } => Some((slot, job)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn priority_order_under_contention_and_fifo_within() {
+    let mut h = harness(1, 1, EvictionMode::Off);
+    h.core.submit(1, spec(5), "first");
+    assert_eq!(h.dispatched(0), vec![(0, 1)]);
+    // While the only worker is busy: a mix of priorities.
+    for (id, p) in [(2, 7), (3, 2), (4, 7), (5, 0), (6, 2), (7, 10)] {
+        h.core.submit(id, spec(p), "x");
+    }
+    assert!(h.dispatched(1).is_empty());
+    let mut order = Vec::new();
+    let mut running = 1;
+    for t in 2..10 {
+        let done = h.core.finished(0, running, h.at(t)).unwrap();
+        assert_eq!(done.job, running);
+        match h.dispatched(t).as_slice() {
+            [(0, next)] => {
+                order.push(*next);
+                running = *next;
+            }
+            [] => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(order, vec![5, 3, 6, 2, 4, 7]);
+}
+
+#[test]
+fn timeout_fires_exactly_at_the_deadline() {
+    let mut h = harness(1, 1, EvictionMode::Off);
+    h.core.submit(
+        1,
+        JobSpec {
+            priority: 5,
+            timeout: Some(Duration::from_millis(1000)),
+        },
+        "slow",
+    );
+    h.core.submit(2, spec(5), "next");
+    assert_eq!(h.dispatched(10), vec![(0, 1)]);
+    assert_eq!(h.core.next_deadline(), Some(h.at(1010)));
+    assert!(h.poll(1009).is_empty());
+    let d = h.poll(1010);
+    assert!(matches!(
+        d.as_slice(),
+        [
+            Decision::Kill { slot: 0, reason: KillReason::Timeout, job: Some(1) },
+            Decision::Done { end: End::TimedOut, ended: Ended { job: 1, .. } }
+        ]
+    ), "{d:?}");
+    // The slot waits for a new worker; then the next job runs there.
+    assert_eq!(h.core.slot_states(), vec![SlotState::Pending]);
+    assert!(h.dispatched(1011).is_empty());
+    h.core.worker_ready(0);
+    assert_eq!(h.dispatched(1020), vec![(0, 2)]);
+}
+
+#[test]
+fn finishing_before_the_deadline_disarms_it() {
+    let mut h = harness(1, 1, EvictionMode::Off);
+    let t = Some(Duration::from_millis(100));
+    h.core.submit(1, JobSpec { priority: 1, timeout: t }, "a");
+    h.core.submit(2, JobSpec { priority: 1, timeout: t }, "b");
+    h.dispatched(0);
+    h.core.finished(0, 1, h.at(90)).unwrap();
+    assert_eq!(h.dispatched(90), vec![(0, 2)]);
+    // Job 1's old deadline (100) passes harmlessly; job 2's is at 190.
+    assert!(h.poll(150).is_empty());
+    assert!(matches!(h.poll(190)[0], Decision::Kill { job: Some(2), .. }));
+}
+
+#[test]
+fn eviction_requeues_the_least_urgent_and_keeps_its_place() {
+    let mut h = harness(2, 1, EvictionMode::Requeue);
+    h.core.submit(1, spec(3), "a");
+    h.core.submit(2, spec(8), "b");
+    assert_eq!(h.dispatched(0).len(), 2);
+    h.core.submit(3, spec(8), "c"); // same priority as b, later
+    assert!(h.poll(1).is_empty(), "no eviction for an equal priority");
+    h.core.submit(4, spec(1), "urgent");
+    let d = h.poll(2);
+    assert!(matches!(
+        d.as_slice(),
+        [Decision::Kill { slot: 1, reason: KillReason::Evicted, job: Some(2) }]
+    ), "{d:?}");
+    // One urgent job, one eviction: polling again evicts nobody else.
+    assert!(h.poll(3).is_empty());
+    h.core.worker_ready(1);
+    assert_eq!(h.dispatched(4), vec![(1, 4)]);
+    // b goes back before c (its old place), and remembers the eviction.
+    h.core.finished(0, 1, h.at(5)).unwrap();
+    assert_eq!(h.dispatched(5), vec![(0, 2)]);
+    let b = h.core.finished(0, 2, h.at(6)).unwrap();
+    assert_eq!(b.meta.evictions, 1);
+    assert_eq!(h.dispatched(6), vec![(0, 3)]);
+}
+
+#[test]
+fn eviction_drop_mode_ends_the_victim() {
+    let mut h = harness(1, 1, EvictionMode::Drop);
+    h.core.submit(1, spec(9), "low");
+    h.dispatched(0);
+    h.core.submit(2, spec(0), "high");
+    let d = h.poll(1);
+    assert!(matches!(
+        d.as_slice(),
+        [
+            Decision::Kill { reason: KillReason::Evicted, .. },
+            Decision::Done { end: End::Evicted, ended: Ended { job: 1, data: "low", .. } }
+        ]
+    ), "{d:?}");
+}
+
+#[test]
+fn no_eviction_when_off_or_when_a_worker_is_coming() {
+    let mut h = harness(1, 1, EvictionMode::Off);
+    h.core.submit(1, spec(9), "low");
+    h.dispatched(0);
+    h.core.submit(2, spec(0), "high");
+    assert!(h.poll(1).is_empty());
+
+    let mut h = harness(2, 1, EvictionMode::Requeue);
+    h.core.submit(1, spec(9), "low");
+    h.dispatched(0);
+    assert!(h.core.worker_lost(1, h.at(1)).is_none()); // slot 1 restarting
+    h.core.submit(2, spec(0), "high");
+    assert!(h.poll(2).is_empty(), "a worker is coming: no need to evict");
+    h.core.submit(3, spec(0), "high too");
+    assert!(matches!(h.poll(3).as_slice(), [Decision::Kill { slot: 0, .. }]));
+}
+
+#[test]
+fn the_latest_started_among_equals_is_evicted() {
+    let mut h = harness(2, 1, EvictionMode::Requeue);
+    h.core.submit(1, spec(7), "old");
+    h.dispatched(0);
+    h.core.submit(2, spec(7), "new");
+    h.dispatched(50);
+    h.core.submit(3, spec(0), "urgent");
+    assert!(matches!(h.poll(60).as_slice(), [Decision::Kill { job: Some(2), .. }]));
+}
+
+#[test]
+fn prefetched_jobs_are_requeued_when_their_worker_dies() {
+    let mut h = harness(2, 3, EvictionMode::Off);
+    for id in 1..=6 {
+        h.core.submit(id, spec(5), "j");
+    }
+    let d = h.dispatched(0);
+    assert_eq!(d.len(), 6);
+    assert_eq!(h.core.stats().assigned, 6);
+    // Slot 0 holds 1, 3, 5 (fewest-held first): lose it.
+    let crashed = h.core.worker_lost(0, h.at(1)).unwrap();
+    assert_eq!(crashed.job, 1);
+    assert_eq!(h.core.stats().queued, 2);
+    h.core.worker_ready(0);
+    assert_eq!(h.dispatched(2), vec![(0, 3), (0, 5)]);
+}
+
+#[test]
+fn cancel_queued_running_and_prefetched() {
+    let mut h = harness(1, 2, EvictionMode::Off);
+    for id in 1..=3 {
+        h.core.submit(id, spec(5), "j");
+    }
+    assert_eq!(h.dispatched(0), vec![(0, 1), (0, 2)]);
+    // Queued: ends at once, nothing else.
+    assert!(h.core.cancel(3, h.at(1)));
+    assert!(matches!(
+        h.poll(1).as_slice(),
+        [Decision::Done { end: End::Cancelled, ended: Ended { job: 3, .. } }]
+    ));
+    // Prefetched: the worker is told, the submitter learns at once, and the
+    // worker's later report is absorbed.
+    assert!(h.core.cancel(2, h.at(2)));
+    assert!(matches!(
+        h.poll(2).as_slice(),
+        [
+            Decision::SendCancel { slot: 0, job: 2 },
+            Decision::Done { end: End::Cancelled, ended: Ended { job: 2, .. } }
+        ]
+    ));
+    assert!(!h.core.cancel(2, h.at(2)), "ended once only");
+    // Running, no grace: killed.
+    assert!(h.core.cancel(1, h.at(3)));
+    assert!(matches!(
+        h.poll(3).as_slice(),
+        [
+            Decision::Kill { reason: KillReason::Cancelled, .. },
+            Decision::Done { end: End::Cancelled, ended: Ended { job: 1, .. } }
+        ]
+    ));
+    assert_eq!(h.core.stats(), CoreStats { pending_slots: 1, ..CoreStats::default() });
+}
+
+#[test]
+fn cancel_with_grace_kills_only_if_the_job_does_not_stop() {
+    let mut core: Core<&str> = Core::new(CoreConfig {
+        slots: 1,
+        prefetch: 1,
+        eviction: EvictionMode::Off,
+        cancel_grace: Duration::from_millis(100),
+    });
+    core.worker_ready(0);
+    let t0 = Instant::now();
+    let ms = |m| t0 + Duration::from_millis(m);
+    let mut out = Vec::new();
+    core.submit(1, spec(1), "a");
+    core.submit(2, spec(1), "b");
+    core.poll(ms(0), &mut out);
+    out.clear();
+    core.cancel(1, ms(10));
+    core.poll(ms(10), &mut out);
+    assert!(matches!(out[0], Decision::SendCancel { .. }));
+    assert!(matches!(out[1], Decision::Done { end: End::Cancelled, .. }));
+    out.clear();
+    // It stops by itself in time: no kill, the next job runs.
+    assert!(core.finished(0, 1, ms(50)).is_none());
+    core.poll(ms(50), &mut out);
+    assert!(matches!(out.as_slice(), [Decision::Dispatch { job: 2, .. }]));
+    out.clear();
+    // The next one ignores the cancel: killed when the grace is over.
+    core.cancel(2, ms(60));
+    core.poll(ms(159), &mut out);
+    assert!(!out.iter().any(|d| matches!(d, Decision::Kill { .. })));
+    out.clear();
+    core.poll(ms(160), &mut out);
+    assert!(matches!(out.as_slice(), [Decision::Kill { reason: KillReason::Cancelled, .. }]));
+}
+
+#[test]
+fn shutdown_stops_dispatch_and_hands_back_the_queue() {
+    let mut h = harness(1, 1, EvictionMode::Requeue);
+    for id in 1..=3 {
+        h.core.submit(id, spec(5), "j");
+    }
+    h.dispatched(0);
+    h.core.stop_dispatching();
+    h.core.finished(0, 1, h.at(1)).unwrap();
+    assert!(h.dispatched(1).is_empty());
+    let q: Vec<JobId> = h.core.take_queued().into_iter().map(|e| e.job).collect();
+    assert_eq!(q, vec![2, 3]);
+    assert!(!h.core.any_assigned());
+}
