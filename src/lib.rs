@@ -1,10 +1,18 @@
 //! procvisor: run jobs in supervised worker processes.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod process;
 pub mod sched;
+pub mod supervisor;
 pub mod wire;
 pub mod worker;
+
+pub use api::{Job, JobHandle, StartError, SubmitError, Supervisor};
+pub use sched::EvictionMode;
+pub use supervisor::{Config, Crash, JobError, Outcome, Report, WorkerCommand};
+pub use wire::{JobId, Payload};
+pub use worker::{JobContext, Task, Worker};
 
 /// Install a `tracing` subscriber that logs to stderr, filtered by `RUST_LOG`
 /// (default `warn`). Does nothing if one is installed already.

@@ -1,1 +1,11 @@
-fn main(){}
+//! The `procvisor` command: run a job, benchmark the supervisor, and (when a
+//! supervisor starts it as a worker) serve the stock handlers itself.
+
+mod cli;
+
+fn main() {
+    // When a supervisor started this executable as its worker, serve and exit.
+    procvisor::worker::stock::worker().run_if_worker();
+    procvisor::init_tracing();
+    std::process::exit(cli::main());
+}

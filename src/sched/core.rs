@@ -306,6 +306,18 @@ impl<J> Core<J> {
         Some((e.meta(), running))
     }
 
+    /// How many jobs the worker in `slot` holds (running and prefetched).
+    pub fn held(&self, slot: SlotId) -> usize {
+        self.slots.get(slot).map_or(0, |s| s.inflight.len())
+    }
+
+    /// The job running in `slot`, if any (one whose end is not yet reported).
+    pub fn running_in(&self, slot: SlotId) -> Option<JobId> {
+        let job = *self.slots.get(slot)?.inflight.front()?;
+        self.jobs.get(&job)?.data.as_ref()?;
+        Some(job)
+    }
+
     /// A worker in `slot` finished its handshake.
     pub fn worker_ready(&mut self, slot: SlotId) {
         let s = &mut self.slots[slot];

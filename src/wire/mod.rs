@@ -83,6 +83,31 @@ pub enum ToWorker {
     Shutdown,
 }
 
+/// The borrowed twin of [`ToWorker`]: encodes to exactly the same bytes, so
+/// the supervisor can send a job without copying its payload first.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub enum ToWorkerRef<'a> {
+    /// See [`ToWorker::Run`].
+    Run(RunRef<'a>),
+    /// See [`ToWorker::Cancel`].
+    Cancel(JobId),
+    /// See [`ToWorker::Shutdown`].
+    Shutdown,
+}
+
+/// The borrowed twin of [`Run`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RunRef<'a> {
+    /// The job's id.
+    pub job: JobId,
+    /// Which handler runs it.
+    pub kind: &'a str,
+    /// The handler's input.
+    pub payload: &'a Payload,
+    /// The attempt number.
+    pub attempt: u32,
+}
+
 /// How a handler's run ended, as the worker reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobResult {
@@ -185,6 +210,35 @@ mod tests {
         ];
         encode_frame(&up, &mut buf);
         assert_eq!(decode_frame::<FromWorker>(&buf).unwrap(), up);
+    }
+
+    #[test]
+    fn borrowed_messages_encode_like_owned_ones() {
+        let payload = Payload::postcard(&(1u32, "x")).unwrap();
+        let owned = [
+            ToWorker::Run(Run {
+                job: 9,
+                kind: "k".into(),
+                payload: payload.clone(),
+                attempt: 2,
+            }),
+            ToWorker::Cancel(4),
+            ToWorker::Shutdown,
+        ];
+        let borrowed = [
+            ToWorkerRef::Run(RunRef {
+                job: 9,
+                kind: "k",
+                payload: &payload,
+                attempt: 2,
+            }),
+            ToWorkerRef::Cancel(4),
+            ToWorkerRef::Shutdown,
+        ];
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        encode_frame(&owned, &mut a);
+        encode_frame(&borrowed, &mut b);
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -1,0 +1,271 @@
+//! What an application holds: a cloneable, `Send + Sync` [`Supervisor`]
+//! handle. [`Supervisor::submit`] validates a [`Job`] and returns a
+//! [`JobHandle`] to await (or block on) its outcome, ask its state, or cancel
+//! it.
+//!
+//! The supervisor actor runs on an actix system of its own, on a thread of
+//! its own, so the handle works the same from a plain `fn main`, a tokio
+//! application and an actix one (actix's systems are per thread).
+
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+
+use crate::sched::{JobSpec, LEAST_URGENT};
+use crate::supervisor::actor::{GetJob, GetSnapshot, JobRecord, Shutdown, Submit, SupervisorActor};
+use crate::supervisor::{Config, JobState, Shared, Snapshot};
+use crate::wire::{JobId, PayloadError};
+
+mod job;
+
+pub use job::{Job, JobHandle, DEFAULT_PRIORITY};
+
+/// Why a supervisor did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The supervisor thread could not be created.
+    #[error("cannot start the supervisor thread: {0}")]
+    Thread(std::io::Error),
+    /// The workers could not be started; the message says why and what to do.
+    #[error("{0}")]
+    Workers(String),
+    /// The supervisor thread ended during start-up.
+    #[error("the supervisor thread ended during start-up (see the log above)")]
+    Died,
+}
+
+/// Why a job was refused at submit. Nothing was queued; other jobs are
+/// unaffected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    /// No worker serves this kind.
+    #[error("unknown job kind {kind:?}: the workers serve {known:?}; register a handler for it in the worker, or fix the name")]
+    UnknownKind {
+        /// The kind asked for.
+        kind: String,
+        /// The kinds the workers serve.
+        known: Vec<String>,
+    },
+    /// Priority outside 0..=10.
+    #[error("priority {0} is out of range: use 0 (most urgent) to 10 (least urgent)")]
+    Priority(u8),
+    /// A timeout of zero.
+    #[error("a timeout of zero would kill the job before it starts: give a positive timeout, or none")]
+    ZeroTimeout,
+    /// The payload is over the configured limit.
+    #[error("the payload is {size} bytes, over the limit of {limit} bytes: send a reference (a path, a key) instead, or raise Config::max_payload")]
+    PayloadTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The payload could not be encoded.
+    #[error("the payload could not be encoded: {0}")]
+    BadPayload(PayloadError),
+    /// The supervisor is shutting down or stopped.
+    #[error("the supervisor is shutting down and accepts no new jobs")]
+    ShuttingDown,
+    /// The supervisor gave up.
+    #[error("the supervisor has failed and accepts no new jobs: {0}")]
+    Failed(String),
+}
+
+struct Inner {
+    addr: Addr<SupervisorActor>,
+    shared: Arc<Shared>,
+    kinds: BTreeSet<String>,
+    next_id: AtomicU64,
+    max_payload: usize,
+    default_timeout: Option<Duration>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A handle to a running supervisor: cheap to clone, `Send + Sync`. When the
+/// last clone is dropped the supervisor shuts down (running jobs are
+/// cancelled) and no worker process remains.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor").field("kinds", &self.inner.kinds).finish()
+    }
+}
+
+impl Supervisor {
+    /// Start a supervisor and its workers; returns once every worker has
+    /// connected (or with an error saying why they could not).
+    pub fn start(config: Config) -> Result<Supervisor, StartError> {
+        let shared = Arc::new(Shared::new());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let max_payload = config.max_payload;
+        let default_timeout = config.default_timeout;
+        let actor_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("procvisor-supervisor".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                system.block_on(async move {
+                    let addr = SupervisorActor::new(config, actor_shared, ready_tx).start();
+                    let _ = addr_tx.send(addr);
+                });
+                if let Err(e) = system.run() {
+                    tracing::error!("the supervisor's actix system ended with {e}");
+                }
+            })
+            .map_err(StartError::Thread)?;
+        let addr = addr_rx.recv().map_err(|_| StartError::Died)?;
+        let mut inner = Inner {
+            addr,
+            shared,
+            kinds: BTreeSet::new(),
+            next_id: AtomicU64::new(1),
+            max_payload,
+            default_timeout,
+            thread: Mutex::new(Some(thread)),
+        };
+        match ready_rx.recv() {
+            Ok(Ok(kinds)) => {
+                inner.kinds = kinds.into_iter().collect();
+                Ok(Supervisor {
+                    inner: Arc::new(inner),
+                })
+            }
+            // Dropping `inner` stops the actor and joins its thread.
+            Ok(Err(why)) => Err(StartError::Workers(why)),
+            Err(_) => Err(StartError::Died),
+        }
+    }
+
+    /// The job kinds the workers serve.
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.inner.kinds.iter().map(String::as_str)
+    }
+
+    /// Validate and queue a job. Errors say what was wrong; a refused job
+    /// harms nothing.
+    pub fn submit<R: DeserializeOwned>(&self, job: Job<R>) -> Result<JobHandle<R>, SubmitError> {
+        let inner = &self.inner;
+        if let Some(why) = inner.shared.failed() {
+            return Err(SubmitError::Failed(why));
+        }
+        if !inner.shared.accepting.load(Ordering::Acquire) {
+            return Err(SubmitError::ShuttingDown);
+        }
+        if !inner.kinds.contains(&job.kind) {
+            return Err(SubmitError::UnknownKind {
+                kind: job.kind,
+                known: inner.kinds.iter().cloned().collect(),
+            });
+        }
+        if job.priority > LEAST_URGENT {
+            return Err(SubmitError::Priority(job.priority));
+        }
+        let timeout = job.timeout.or(inner.default_timeout);
+        if timeout == Some(Duration::ZERO) {
+            return Err(SubmitError::ZeroTimeout);
+        }
+        let payload = job.payload.map_err(SubmitError::BadPayload)?;
+        if payload.len() > inner.max_payload {
+            return Err(SubmitError::PayloadTooLarge {
+                size: payload.len(),
+                limit: inner.max_payload,
+            });
+        }
+        let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        inner.addr.do_send(Submit {
+            id,
+            spec: JobSpec {
+                priority: job.priority,
+                timeout,
+            },
+            record: JobRecord {
+                kind: job.kind.clone(),
+                payload,
+                timeout,
+                reply: Some(tx),
+                progress: None,
+            },
+        });
+        Ok(JobHandle {
+            id,
+            kind: job.kind,
+            rx,
+            addr: inner.addr.clone(),
+            _result: PhantomData,
+        })
+    }
+
+    /// Where a job is now.
+    pub async fn job_state(&self, id: JobId) -> JobState {
+        self.inner.addr.send(GetJob(id)).await.unwrap_or(JobState::Ended)
+    }
+
+    /// Ask for a job to be cancelled (see [`JobHandle::cancel`]).
+    pub fn cancel(&self, id: JobId) {
+        self.inner.addr.do_send(crate::supervisor::actor::Cancel(id));
+    }
+
+    /// A picture of the supervisor: workers, queue, totals.
+    pub async fn snapshot(&self) -> Option<Snapshot> {
+        self.inner.addr.send(GetSnapshot).await.ok()
+    }
+
+    /// [`snapshot`](Self::snapshot), blocking the calling thread. `None` once
+    /// the supervisor has stopped.
+    pub fn snapshot_blocking(&self) -> Option<Snapshot> {
+        futures_executor::block_on(self.snapshot())
+    }
+
+    /// Shut down: accept nothing more, cancel queued jobs, give running jobs
+    /// `grace` to finish, then kill them; returns when no worker process
+    /// remains.
+    pub async fn shutdown(&self, grace: Duration) {
+        let (done, wait) = oneshot::channel();
+        self.inner.shared.accepting.store(false, Ordering::Release);
+        self.inner.addr.do_send(Shutdown { grace, done });
+        let _ = wait.await;
+    }
+
+    /// [`shutdown`](Self::shutdown), blocking the calling thread.
+    pub fn shutdown_blocking(&self, grace: Duration) {
+        futures_executor::block_on(self.shutdown(grace));
+        self.inner.join();
+    }
+}
+
+impl Inner {
+    fn join(&self) {
+        let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = thread {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let (done, wait) = oneshot::channel();
+        self.shared.accepting.store(false, Ordering::Release);
+        self.addr.do_send(Shutdown {
+            grace: Duration::ZERO,
+            done,
+        });
+        let _ = futures_executor::block_on(wait);
+        self.join();
+    }
+}

@@ -1,0 +1,69 @@
+//! The `procvisor` command line: one subcommand a module.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use procvisor::{Config, WorkerCommand};
+
+mod bench;
+mod run;
+
+/// procvisor: run jobs in supervised worker processes.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one job on the embedded default and print its outcome (exit 0 only
+    /// if it completed).
+    Run(run::Args),
+    /// Push no-op jobs through the supervisor; print throughput and latency.
+    Bench(bench::Args),
+}
+
+/// Where the workers come from: `--worker PATH`, else the stock
+/// `procvisor-worker` beside this executable, else this executable itself.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Worker program (default: procvisor-worker beside this executable, or
+    /// this executable serving the stock handlers).
+    #[arg(long, value_name = "PATH")]
+    worker: Option<PathBuf>,
+}
+
+impl WorkerArgs {
+    fn command(&self) -> Result<WorkerCommand, String> {
+        if let Some(p) = &self.worker {
+            return Ok(WorkerCommand::new(p));
+        }
+        if let Some(stock) = WorkerCommand::stock_beside_current_exe() {
+            return Ok(stock);
+        }
+        WorkerCommand::current_exe().map_err(|e| format!("cannot find this executable to use as a worker: {e}; pass --worker PATH"))
+    }
+
+    /// A config with these workers, `n` of them.
+    pub fn config(&self, n: usize) -> Result<Config, String> {
+        Ok(Config::new(self.command()?).workers(n))
+    }
+}
+
+/// Parse the command line and run it; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! `procvisor run KIND JSON`: one job, its outcome on stdout as JSON.
+
+use std::time::Duration;
+
+use procvisor::{Job, Outcome, Supervisor};
+use serde_json::{json, Value};
+
+use super::WorkerArgs;
+
+/// Arguments of `run`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The job kind (the stock worker serves noop, echo, sleep, fail, panic,
+    /// abort, segfault, hang, alloc).
+    kind: String,
+    /// The payload, as JSON.
+    #[arg(default_value = "{}")]
+    payload: String,
+    /// Priority, 0 (most urgent) to 10.
+    #[arg(long, short, default_value_t = procvisor::api::DEFAULT_PRIORITY)]
+    priority: u8,
+    /// Timeout in seconds; the worker is killed when it passes.
+    #[arg(long, short)]
+    timeout: Option<f64>,
+    /// Number of worker processes.
+    #[arg(long, short, default_value_t = 1)]
+    workers: usize,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+pub fn run(a: Args) -> Result<i32, String> {
+    let mut job = Job::json_text(&a.kind, &a.payload).priority(a.priority);
+    if let Some(t) = a.timeout {
+        if !t.is_finite() || t < 0.0 {
+            return Err(format!("--timeout must be a number of seconds, got {t}"));
+        }
+        job = job.timeout(Duration::from_secs_f64(t));
+    }
+    let sup = Supervisor::start(a.worker.config(a.workers)?).map_err(|e| e.to_string())?;
+    let handle = sup.submit(job).map_err(|e| e.to_string())?;
+    let report = handle.wait();
+    let mut out = json!({
+        "id": report.id,
+        "kind": report.kind,
+        "outcome": report.outcome.name(),
+        "attempts": report.attempts,
+        "evictions": report.evictions,
+        "worker_pid": report.worker_pid,
+        "ran_for_secs": report.ran_for.map(|d| d.as_secs_f64()),
+    });
+    let code = match &report.outcome {
+        Outcome::Completed(v) => {
+            out["result"] = v.clone();
+            0
+        }
+        other => {
+            out["error"] = Value::String(other.to_string());
+            eprintln!("error: job {} ({}) {other}", report.id, report.kind);
+            1
+        }
+    };
+    println!("{out}");
+    sup.shutdown_blocking(Duration::from_secs(1));
+    Ok(code)
+}

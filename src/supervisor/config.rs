@@ -1,0 +1,191 @@
+//! How a supervisor is set up: pool size, prefetch, eviction, timeouts,
+//! heartbeats, restarts, limits, and which worker program to run.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::sched::{EvictionMode, RestartPolicy};
+
+/// The program a supervisor starts as its workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerCommand {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Extra environment variables.
+    pub env: Vec<(OsString, OsString)>,
+}
+
+/// Name of the stock worker executable.
+pub const STOCK_WORKER: &str = "procvisor-worker";
+
+impl WorkerCommand {
+    /// Run `program` as the worker.
+    pub fn new(program: impl Into<PathBuf>) -> WorkerCommand {
+        WorkerCommand {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Re-execute the current executable as the worker: its `main` must call
+    /// `Worker::run_if_worker` first thing.
+    pub fn current_exe() -> std::io::Result<WorkerCommand> {
+        Ok(WorkerCommand::new(std::env::current_exe()?))
+    }
+
+    /// The stock `procvisor-worker` found beside the current executable (or
+    /// one directory up, where cargo puts binaries relative to test and
+    /// example executables). `None` if there is none.
+    pub fn stock_beside_current_exe() -> Option<WorkerCommand> {
+        let exe = std::env::current_exe().ok()?;
+        let dir = exe.parent()?;
+        [dir, dir.parent().unwrap_or(dir)]
+            .iter()
+            .map(|d| d.join(STOCK_WORKER))
+            .find(|p| is_executable(p))
+            .map(WorkerCommand::new)
+    }
+
+    /// Add an argument.
+    pub fn arg(mut self, arg: impl Into<OsString>) -> WorkerCommand {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Add an environment variable.
+    pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> WorkerCommand {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// A supervisor's settings. Start from [`Config::new`] and adjust with the
+/// builder methods.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) worker: WorkerCommand,
+    pub(crate) workers: usize,
+    pub(crate) prefetch: usize,
+    pub(crate) eviction: EvictionMode,
+    pub(crate) default_timeout: Option<Duration>,
+    pub(crate) kill_grace: Duration,
+    pub(crate) cancel_grace: Duration,
+    pub(crate) heartbeat: Duration,
+    pub(crate) heartbeat_misses: u32,
+    pub(crate) restart: RestartPolicy,
+    pub(crate) max_payload: usize,
+    pub(crate) start_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults, with `worker` as the worker program: one worker per CPU, no
+    /// prefetch, eviction that requeues, no default timeout, `SIGKILL` at a
+    /// deadline, heartbeats every second (five missed: the worker is
+    /// unresponsive), at most 20 unexpected worker deaths in 10 s, payloads
+    /// up to 64 MiB.
+    pub fn new(worker: WorkerCommand) -> Config {
+        Config {
+            worker,
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            prefetch: 1,
+            eviction: EvictionMode::Requeue,
+            default_timeout: None,
+            kill_grace: Duration::ZERO,
+            cancel_grace: Duration::ZERO,
+            heartbeat: Duration::from_secs(1),
+            heartbeat_misses: 5,
+            restart: RestartPolicy::default(),
+            max_payload: 64 << 20,
+            start_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Number of worker processes (at least 1).
+    pub fn workers(mut self, n: usize) -> Config {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Jobs a worker may hold at once: 1 (default) hands a job only to an idle
+    /// worker; more lets quick jobs flow without a round trip between them.
+    /// Jobs held but not started are put back in the queue, never lost, when
+    /// their worker dies or is evicted. Prefetch trades strict priority for
+    /// throughput: an urgent job may wait behind jobs a worker already holds.
+    pub fn prefetch(mut self, k: usize) -> Config {
+        self.prefetch = k.max(1);
+        self
+    }
+
+    /// What eviction does (default: requeue the evicted job).
+    pub fn eviction(mut self, mode: EvictionMode) -> Config {
+        self.eviction = mode;
+        self
+    }
+
+    /// Timeout for jobs that do not set their own (default: none).
+    pub fn default_timeout(mut self, t: Option<Duration>) -> Config {
+        self.default_timeout = t;
+        self
+    }
+
+    /// At a deadline, send `SIGTERM` and wait this long before `SIGKILL`
+    /// (default zero: `SIGKILL` at once).
+    pub fn kill_grace(mut self, grace: Duration) -> Config {
+        self.kill_grace = grace;
+        self
+    }
+
+    /// How long a cancelled running job may take to stop by itself (it sees
+    /// `JobContext::is_cancelled`) before its worker is killed (default zero).
+    pub fn cancel_grace(mut self, grace: Duration) -> Config {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// Heartbeat interval, and how many may be missed before a worker counts
+    /// as unresponsive and is killed.
+    pub fn heartbeat(mut self, every: Duration, misses: u32) -> Config {
+        self.heartbeat = every.max(Duration::from_millis(1));
+        self.heartbeat_misses = misses.max(1);
+        self
+    }
+
+    /// Restart backoff and intensity limit.
+    pub fn restart(mut self, policy: RestartPolicy) -> Config {
+        self.restart = policy;
+        self
+    }
+
+    /// Largest payload accepted at submit, in bytes (default 64 MiB).
+    pub fn max_payload(mut self, bytes: usize) -> Config {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// How long a new worker may take to connect (default 10 s).
+    pub fn start_timeout(mut self, t: Duration) -> Config {
+        self.start_timeout = t;
+        self
+    }
+
+    /// The worker program.
+    pub fn worker_command(&self) -> &WorkerCommand {
+        &self.worker
+    }
+
+    /// The number of workers.
+    pub fn worker_count(&self) -> usize {
+        self.workers
+    }
+}

@@ -1,0 +1,48 @@
+//! The supervisor: an actix actor that owns one scheduling core and the
+//! worker processes, and the threads and types around it.
+//!
+//! - [`config`]: how a supervisor is set up.
+//! - [`outcome`]: how jobs end, and the reports submitters receive.
+//! - [`status`]: snapshots of the supervisor and of one job.
+//! - `link` (private): spawner, handshake and reader threads, frame sending.
+//! - [`actor`]: the actor itself.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Mutex;
+
+pub mod actor;
+pub mod config;
+mod link;
+pub mod outcome;
+pub mod status;
+
+pub use actor::SupervisorActor;
+pub use config::{Config, WorkerCommand, STOCK_WORKER};
+pub use outcome::{Crash, JobError, Outcome, Report};
+pub use status::{Counts, JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};
+
+/// State the actor shares with the API handles, read without a round trip.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// False once shutdown began.
+    pub(crate) accepting: AtomicBool,
+    /// Why the supervisor gave up, if it did.
+    failed: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn new() -> Shared {
+        Shared {
+            accepting: AtomicBool::new(true),
+            failed: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn set_failed(&self, why: &str) {
+        *self.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+    }
+
+    pub(crate) fn failed(&self) -> Option<String> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

@@ -1,0 +1,167 @@
+//! How a job ended: the one terminal outcome each job gets, and the report
+//! that carries it to the submitter.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::process::Exit;
+use crate::wire::{JobId, Payload};
+
+/// The one way a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome<R> {
+    /// The handler returned this result.
+    Completed(R),
+    /// The handler returned an error or panicked, or the input or result did
+    /// not (de)serialize.
+    Failed(JobError),
+    /// The job ran past its timeout and its worker was killed.
+    TimedOut {
+        /// The timeout that passed.
+        after: Duration,
+    },
+    /// The worker died under the job (or broke the protocol, or stopped
+    /// answering).
+    Crashed(Crash),
+    /// A more urgent job took its worker and eviction drops evicted jobs.
+    Evicted,
+    /// Cancelled by its submitter, or by shutdown.
+    Cancelled,
+    /// Never run: the supervisor refused it or gave up before it started.
+    Rejected(String),
+}
+
+impl<R> Outcome<R> {
+    /// Short lower-case name: `completed`, `failed`, `timed_out`, `crashed`,
+    /// `evicted`, `cancelled`, `rejected`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Completed(_) => "completed",
+            Outcome::Failed(_) => "failed",
+            Outcome::TimedOut { .. } => "timed_out",
+            Outcome::Crashed(_) => "crashed",
+            Outcome::Evicted => "evicted",
+            Outcome::Cancelled => "cancelled",
+            Outcome::Rejected(_) => "rejected",
+        }
+    }
+
+    /// Turn a completed result into another type; an error from `f` makes
+    /// the outcome `Failed`. Other outcomes carry over unchanged.
+    pub fn and_then_result<S>(self, f: impl FnOnce(R) -> Result<S, JobError>) -> Outcome<S> {
+        match self {
+            Outcome::Completed(r) => match f(r) {
+                Ok(s) => Outcome::Completed(s),
+                Err(e) => Outcome::Failed(e),
+            },
+            Outcome::Failed(e) => Outcome::Failed(e),
+            Outcome::TimedOut { after } => Outcome::TimedOut { after },
+            Outcome::Crashed(c) => Outcome::Crashed(c),
+            Outcome::Evicted => Outcome::Evicted,
+            Outcome::Cancelled => Outcome::Cancelled,
+            Outcome::Rejected(r) => Outcome::Rejected(r),
+        }
+    }
+
+    /// Whether it is `Completed`.
+    pub fn is_completed(&self) -> bool {
+        matches!(self, Outcome::Completed(_))
+    }
+}
+
+impl<R> std::fmt::Display for Outcome<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Completed(_) => write!(f, "completed"),
+            Outcome::Failed(e) => write!(f, "failed: {e}"),
+            Outcome::TimedOut { after } => write!(f, "timed out after {after:?}; the worker was killed"),
+            Outcome::Crashed(c) => write!(f, "crashed: {c}"),
+            Outcome::Evicted => write!(f, "evicted by a more urgent job"),
+            Outcome::Cancelled => write!(f, "cancelled"),
+            Outcome::Rejected(why) => write!(f, "rejected: {why}"),
+        }
+    }
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    /// The handler returned an error.
+    #[error("the handler returned an error: {0}")]
+    Handler(String),
+    /// The handler panicked.
+    #[error("the handler panicked: {0}")]
+    Panic(String),
+    /// The payload did not deserialize into the handler's input type.
+    #[error("the payload does not fit the handler's input type: {0}")]
+    BadInput(String),
+    /// No handler for the kind in the worker that got it.
+    #[error("{0}")]
+    UnknownKind(String),
+    /// The result did not deserialize into the type the submitter asked for.
+    #[error("the result does not fit the type the submitter expects: {0}")]
+    BadResult(String),
+}
+
+/// How a worker died or broke under a job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Crash {
+    /// The process ended: exit code or signal.
+    #[error("the worker process ended with {0}")]
+    Exited(Exit),
+    /// It sent something that is not a procvisor frame; it was killed.
+    #[error("the worker broke the protocol and was killed: {0}")]
+    ProtocolFault(String),
+    /// It stopped sending heartbeats; it was killed.
+    #[error("the worker sent no heartbeat for {0:?} and was killed")]
+    Unresponsive(Duration),
+}
+
+/// The end of a job, as its submitter receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report<R> {
+    /// The job's id.
+    pub id: JobId,
+    /// Its kind.
+    pub kind: String,
+    /// How it ended.
+    pub outcome: Outcome<R>,
+    /// Which attempt ended it (1 = the first).
+    pub attempts: u32,
+    /// How many times it was evicted and put back before this.
+    pub evictions: u32,
+    /// The worker process that ran it last, if any.
+    pub worker_pid: Option<u32>,
+    /// How long its last run took, if it ran.
+    pub ran_for: Option<Duration>,
+}
+
+impl Report<Payload> {
+    /// Decode a completed result into `R` (a result that does not decode
+    /// becomes [`JobError::BadResult`]).
+    pub fn decode<R: DeserializeOwned>(self) -> Report<R> {
+        let outcome = self
+            .outcome
+            .and_then_result(|p| p.decode::<R>().map_err(|e| JobError::BadResult(e.to_string())));
+        Report {
+            id: self.id,
+            kind: self.kind,
+            outcome,
+            attempts: self.attempts,
+            evictions: self.evictions,
+            worker_pid: self.worker_pid,
+            ran_for: self.ran_for,
+        }
+    }
+}
+
+impl<R> Report<R> {
+    /// The result if completed, otherwise the outcome as an error.
+    pub fn into_result(self) -> Result<R, Outcome<std::convert::Infallible>> {
+        match self.outcome {
+            Outcome::Completed(r) => Ok(r),
+            other => Err(other.and_then_result(|_| unreachable!("not completed"))),
+        }
+    }
+}
