@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::supervisor::actor::{Cancel, GetJob, SupervisorActor};
 use crate::supervisor::{JobState, Outcome, Report};
+use crate::wire::spin::spin_for;
 use crate::wire::{JobId, Payload, PayloadError};
 use crate::worker::Task;
 
@@ -94,6 +95,7 @@ pub struct JobHandle<R> {
     pub(crate) kind: String,
     pub(crate) rx: oneshot::Receiver<Report<Payload>>,
     pub(crate) addr: Addr<SupervisorActor>,
+    pub(crate) spin: Duration,
     pub(crate) _result: PhantomData<fn() -> R>,
 }
 
@@ -127,7 +129,10 @@ impl<R: DeserializeOwned> JobHandle<R> {
     }
 
     /// Block the calling thread until the job ends.
-    pub fn wait(self) -> Report<R> {
+    pub fn wait(mut self) -> Report<R> {
+        if let Some(report) = spin_for(self.spin, || self.rx.try_recv().ok()) {
+            return report.decode();
+        }
         futures_executor::block_on(self.into_future())
     }
 }
@@ -143,7 +148,7 @@ impl<R: DeserializeOwned> IntoFuture for JobHandle<R> {
                 Ok(report) => report.decode(),
                 Err(_) => Report {
                     id,
-                    kind,
+                    kind: kind.into(),
                     outcome: Outcome::Rejected(
                         "the supervisor stopped before the job ended".into(),
                     ),

@@ -85,6 +85,7 @@ struct Inner {
     next_id: AtomicU64,
     max_payload: usize,
     default_timeout: Option<Duration>,
+    spin: Duration,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -111,6 +112,7 @@ impl Supervisor {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let max_payload = config.max_payload;
         let default_timeout = config.default_timeout;
+        let spin = config.spin;
         let actor_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("procvisor-supervisor".into())
@@ -133,6 +135,7 @@ impl Supervisor {
             next_id: AtomicU64::new(1),
             max_payload,
             default_timeout,
+            spin,
             thread: Mutex::new(Some(thread)),
         };
         match ready_rx.recv() {
@@ -192,7 +195,7 @@ impl Supervisor {
                 timeout,
             },
             record: JobRecord {
-                kind: job.kind.clone(),
+                kind: job.kind.as_str().into(),
                 payload,
                 timeout,
                 reply: Some(tx),
@@ -204,6 +207,7 @@ impl Supervisor {
             kind: job.kind,
             rx,
             addr: inner.addr.clone(),
+            spin: inner.spin,
             _result: PhantomData,
         })
     }

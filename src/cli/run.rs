@@ -42,7 +42,7 @@ pub fn run(a: Args) -> Result<i32, String> {
     let report = handle.wait();
     let mut out = json!({
         "id": report.id,
-        "kind": report.kind,
+        "kind": &*report.kind,
         "outcome": report.outcome.name(),
         "attempts": report.attempts,
         "evictions": report.evictions,

@@ -148,6 +148,14 @@ pub enum Decision<J> {
         /// The running job it was killed for, if any.
         job: Option<JobId>,
     },
+    /// This job left a worker and went back to the queue (its worker died or
+    /// was killed before it ran, or it was evicted).
+    Requeued {
+        /// The job.
+        job: JobId,
+        /// The slot it left.
+        slot: SlotId,
+    },
     /// This job has ended (its data handed back).
     Done {
         /// The job and its data.
@@ -402,6 +410,19 @@ impl<J> Core<J> {
         true
     }
 
+    /// Remove a queued job (it turned out to have ended elsewhere) and hand
+    /// it back.
+    pub fn remove_queued(&mut self, job: JobId) -> Option<Ended<J>> {
+        let e = self.jobs.get(&job)?;
+        if e.place != Place::Queued {
+            return None;
+        }
+        self.queue.remove(e.spec.priority, job);
+        let e = self.jobs.remove(&job)?;
+        let meta = e.meta();
+        e.data.map(|data| Ended { job, data, meta })
+    }
+
     /// Stop handing out jobs (shutdown). Running jobs go on.
     pub fn stop_dispatching(&mut self) {
         self.dispatching = false;
@@ -628,6 +649,7 @@ impl<J> Core<J> {
                 true
             };
             if requeue {
+                self.out.push(Decision::Requeued { job, slot });
                 e.place = Place::Queued;
                 e.started = None;
                 self.queue.push(e.spec.priority, job);

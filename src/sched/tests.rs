@@ -140,7 +140,10 @@ fn eviction_requeues_the_least_urgent_and_keeps_its_place() {
     let d = h.poll(2);
     assert!(matches!(
         d.as_slice(),
-        [Decision::Kill { slot: 1, reason: KillReason::Evicted, job: Some(2) }]
+        [
+            Decision::Kill { slot: 1, reason: KillReason::Evicted, job: Some(2) },
+            Decision::Requeued { job: 2, slot: 1 }
+        ]
     ), "{d:?}");
     // One urgent job, one eviction: polling again evicts nobody else.
     assert!(h.poll(3).is_empty());
@@ -185,7 +188,7 @@ fn no_eviction_when_off_or_when_a_worker_is_coming() {
     h.core.submit(2, spec(0), "high");
     assert!(h.poll(2).is_empty(), "a worker is coming: no need to evict");
     h.core.submit(3, spec(0), "high too");
-    assert!(matches!(h.poll(3).as_slice(), [Decision::Kill { slot: 0, .. }]));
+    assert!(matches!(h.poll(3).as_slice(), [Decision::Kill { slot: 0, .. }, Decision::Requeued { job: 1, .. }]));
 }
 
 #[test]
@@ -196,7 +199,7 @@ fn the_latest_started_among_equals_is_evicted() {
     h.core.submit(2, spec(7), "new");
     h.dispatched(50);
     h.core.submit(3, spec(0), "urgent");
-    assert!(matches!(h.poll(60).as_slice(), [Decision::Kill { job: Some(2), .. }]));
+    assert!(matches!(h.poll(60).as_slice(), [Decision::Kill { job: Some(2), .. }, Decision::Requeued { .. }]));
 }
 
 #[test]
@@ -212,6 +215,15 @@ fn prefetched_jobs_are_requeued_when_their_worker_dies() {
     let crashed = h.core.worker_lost(0, h.at(1)).unwrap();
     assert_eq!(crashed.job, 1);
     assert_eq!(h.core.stats().queued, 2);
+    let requeued: Vec<JobId> = h
+        .poll(1)
+        .into_iter()
+        .filter_map(|d| match d {
+            Decision::Requeued { job, slot: 0 } => Some(job),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(requeued, vec![3, 5]);
     h.core.worker_ready(0);
     assert_eq!(h.dispatched(2), vec![(0, 3), (0, 5)]);
 }

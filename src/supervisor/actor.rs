@@ -16,8 +16,8 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::config::Config;
-use super::link::{abandon_handshake, EventSink, LinkEvent, Spawner, WorkerTx};
-use super::outcome::{Crash, JobError, Outcome, Report};
+use super::link::{abandon_handshake, EventSink, Finish, Incoming, LinkEvent, Replies, Reply, Spawner, Timing, WorkerTx};
+use super::outcome::{Crash, Outcome, Report};
 use super::status::{Counts, JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};
 use super::Shared;
 use crate::process::{Exit, Process, ProcessOutcome};
@@ -25,7 +25,7 @@ use crate::sched::{
     Core, CoreConfig, Decision, End, Ended, JobSpec, KillReason, RestartDecision, RestartTracker,
     SlotId,
 };
-use crate::wire::{self, FromWorker, JobId, JobResult, Payload, RunRef, ToWorkerRef};
+use crate::wire::{self, JobId, Payload, RunRef, ToWorkerRef};
 
 /// After a worker closes its channel, how long it has to exit before it is
 /// killed.
@@ -37,7 +37,7 @@ const EXIT_GRACE: Duration = Duration::from_secs(2);
 /// What the supervisor keeps with each job.
 #[derive(Debug)]
 pub(crate) struct JobRecord {
-    pub(crate) kind: String,
+    pub(crate) kind: Arc<str>,
     pub(crate) payload: Payload,
     pub(crate) timeout: Option<Duration>,
     pub(crate) reply: Option<oneshot::Sender<Report<Payload>>>,
@@ -102,6 +102,8 @@ struct Slot {
     process: Option<Process>,
     server: Option<String>,
     tx: Option<WorkerTx>,
+    /// Reply senders of the jobs this worker holds, shared with its link.
+    replies: Replies,
     pid: Option<u32>,
     last_seen: Instant,
     /// We killed it (or asked it to exit): its end is no crash.
@@ -120,6 +122,7 @@ impl Slot {
             process: None,
             server: None,
             tx: None,
+            replies: Replies::default(),
             pid: None,
             last_seen: Instant::now(),
             expected_exit: false,
@@ -202,7 +205,7 @@ impl SupervisorActor {
         };
         self.core.slot_pending(slot);
         if let Some(sp) = &self.spawner {
-            sp.spawn(slot, gen);
+            sp.spawn(slot, gen, self.slots[slot].replies.clone());
         }
     }
 
@@ -219,7 +222,13 @@ impl SupervisorActor {
         for d in decisions.drain(..) {
             match d {
                 Decision::Dispatch { slot, job } => dispatched.push((slot, job)),
-                Decision::SendCancel { slot, job } => self.send(slot, &[ToWorkerRef::Cancel(job)]),
+                Decision::SendCancel { slot, job } => {
+                    wire::encode_frame(&[ToWorkerRef::Cancel(job)], &mut self.frame);
+                    if let Some(tx) = &self.slots[slot].tx {
+                        tx.send_control(&self.frame);
+                    }
+                }
+                Decision::Requeued { job, slot } => self.reclaim_requeued(job, slot, now),
                 Decision::Kill { slot, reason, job } => self.kill(slot, reason, job, ctx),
                 Decision::Done { ended, end } => {
                     let outcome = match end {
@@ -247,6 +256,28 @@ impl SupervisorActor {
         dispatched.sort_by_key(|&(slot, _)| slot);
         for group in dispatched.chunk_by(|a, b| a.0 == b.0) {
             let slot = group[0].0;
+            let now = Instant::now();
+            let pid = self.slots[slot].pid;
+            {
+                let mut replies = self.slots[slot].replies.lock();
+                for &(_, job) in group {
+                    let Some((meta, _)) = self.core.job_meta(job) else { continue };
+                    let Some(rec) = self.core.data_mut(job) else { continue };
+                    if let Some(tx) = rec.reply.take() {
+                        replies.insert(
+                            job,
+                            Reply {
+                                tx,
+                                kind: rec.kind.clone(),
+                                attempt: meta.attempt,
+                                evictions: meta.evictions,
+                                pid,
+                                since: now,
+                            },
+                        );
+                    }
+                }
+            }
             let messages: Vec<ToWorkerRef<'_>> = group
                 .iter()
                 .filter_map(|&(_, job)| {
@@ -329,48 +360,68 @@ impl SupervisorActor {
         }
     }
 
+    /// Report a job's end, unless its worker's link already did (then the
+    /// job really ended as the worker said, just before this decision).
     fn deliver(&mut self, ended: Ended<JobRecord>, outcome: Outcome<Payload>, now: Instant) {
-        self.counts.record(&outcome);
         let Ended { job, data, meta } = ended;
-        if let Some(reply) = data.reply {
-            let worker_pid = meta.slot.and_then(|s| self.slots[s].pid);
-            let _ = reply.send(Report {
-                id: job,
+        let ran_for = meta.started.map(|t| now.saturating_duration_since(t));
+        let reply = match data.reply {
+            Some(tx) => Reply {
+                tx,
                 kind: data.kind,
-                outcome,
-                attempts: meta.attempt,
+                attempt: meta.attempt,
                 evictions: meta.evictions,
-                worker_pid,
-                ran_for: meta.started.map(|t| now.saturating_duration_since(t)),
-            });
+                pid: meta.slot.and_then(|s| self.slots[s].pid),
+                since: now,
+            },
+            None => match meta.slot.and_then(|s| self.slots[s].replies.take(job)) {
+                Some(r) => r,
+                None => return,
+            },
+        };
+        self.counts.record(&outcome);
+        reply.send(job, outcome, ran_for);
+    }
+
+    /// A job went back to the queue from a worker: take its reply sender
+    /// back, or, if the worker's link already reported it, drop it from the
+    /// queue (it ended).
+    fn reclaim_requeued(&mut self, job: JobId, slot: SlotId, _now: Instant) {
+        match self.slots[slot].replies.take(job) {
+            Some(reply) => {
+                if let Some(rec) = self.core.data_mut(job) {
+                    rec.reply = Some(reply.tx);
+                }
+            }
+            None => {
+                self.core.remove_queued(job);
+            }
         }
     }
 
-    fn on_frames(&mut self, slot: SlotId, messages: Vec<FromWorker>, ctx: &mut Context<Self>) {
+    fn on_frames(&mut self, slot: SlotId, messages: Vec<Incoming>, ctx: &mut Context<Self>) {
         let now = Instant::now();
         self.slots[slot].last_seen = now;
         for m in messages {
             match m {
-                FromWorker::Finished { job, result } => {
+                Incoming::Finished { job, end } => {
                     self.slots[slot].consecutive_deaths = 0;
-                    if let Some(ended) = self.core.finished(slot, job, now) {
-                        let outcome = match result {
-                            JobResult::Ok(p) => Outcome::Completed(p),
-                            JobResult::Err(e) => Outcome::Failed(JobError::Handler(e)),
-                            JobResult::Panic(e) => Outcome::Failed(JobError::Panic(e)),
-                            JobResult::BadInput(e) => Outcome::Failed(JobError::BadInput(e)),
-                            JobResult::UnknownKind(e) => Outcome::Failed(JobError::UnknownKind(e)),
-                            JobResult::Cancelled => Outcome::Cancelled,
-                        };
-                        self.deliver(ended, outcome, now);
+                    let ended = self.core.finished(slot, job, now);
+                    match end {
+                        Finish::Reported(outcome) => self.counts.record(&outcome),
+                        Finish::NotReported(result) => {
+                            if let Some(ended) = ended {
+                                self.deliver(ended, Outcome::from_result(result), now);
+                            }
+                        }
                     }
                 }
-                FromWorker::Progress { job, fraction, note } => {
+                Incoming::Progress { job, fraction, note } => {
                     if let Some(rec) = self.core.data_mut(job) {
                         rec.progress = Some((fraction, note));
                     }
                 }
-                FromWorker::Heartbeat => {}
+                Incoming::Heartbeat => {}
             }
         }
         self.pump(ctx);
@@ -594,7 +645,7 @@ impl SupervisorActor {
         let (meta, _) = self.core.job_meta(job)?;
         Some(RunningJob {
             id: job,
-            kind: rec.kind.clone(),
+            kind: rec.kind.to_string(),
             priority: meta.priority,
             elapsed: meta.started.map(|t| now.saturating_duration_since(t)).unwrap_or_default(),
         })
@@ -607,7 +658,11 @@ impl Actor for SupervisorActor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let addr = ctx.address();
         let sink: EventSink = Arc::new(move |ev| addr.do_send(ev));
-        match Spawner::start(self.cfg.worker.clone(), self.cfg.heartbeat, sink) {
+        let timing = Timing {
+            heartbeat: self.cfg.heartbeat,
+            spin: self.cfg.spin,
+        };
+        match Spawner::start(self.cfg.worker.clone(), timing, sink) {
             Ok(s) => self.spawner = Some(s),
             Err(e) => {
                 self.fail(format!("cannot start the spawner thread: {e}"), ctx);
@@ -693,7 +748,14 @@ impl Handler<LinkEvent> for SupervisorActor {
                     self.on_exit(slot, gen, Ok(ProcessOutcome::Error(Exit::Code(-1))), ctx);
                 }
             }
-            LinkEvent::Ready { slot, gen, pid, kinds, tx } => {
+            LinkEvent::Ready {
+                slot,
+                gen,
+                pid,
+                kinds,
+                tx,
+                control,
+            } => {
                 let s = &mut self.slots[slot];
                 if s.gen != gen || s.phase != Phase::Handshaking {
                     return;
@@ -701,7 +763,7 @@ impl Handler<LinkEvent> for SupervisorActor {
                 s.phase = Phase::Ready;
                 s.pid = Some(pid);
                 s.server = None;
-                s.tx = Some(WorkerTx::new(tx));
+                s.tx = Some(WorkerTx::new(tx, control));
                 s.last_seen = Instant::now();
                 self.ever_ready = true;
                 self.initial_pending = self.initial_pending.saturating_sub(1);

@@ -5,7 +5,12 @@
 //!   that forked it ends.
 //! - One *link* thread per worker accepts the worker's handshake on a
 //!   one-shot server, then reads and decodes its frames, several at a time,
-//!   and hands them to the actor as [`LinkEvent`]s.
+//!   and hands them to the actor as [`LinkEvent`]s. When a job ends, the link
+//!   thread sends its report to the submitter itself, without waiting for
+//!   the actor: the actor puts each dispatched job's reply sender in the
+//!   worker's [`Replies`] map, and whoever takes it out (the link thread on a
+//!   result, or the actor on a timeout, cancel, crash or requeue) is the one
+//!   who reports, so every job is reported exactly once.
 //! - [`WorkerTx`] sends frames to a worker: small frames straight from the
 //!   actor (the fast path), large ones through a writer thread so that a
 //!   worker that stops reading never blocks the actor.
@@ -14,16 +19,92 @@ use std::io;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender, IpcOneShotServer, IpcSender};
+use rustc_hash::FxHashMap;
+use tokio::sync::oneshot;
 
 use super::config::WorkerCommand;
+use super::outcome::{Outcome, Report};
 use crate::process::Process;
 use crate::sched::SlotId;
-use crate::wire::{self, FromWorker, Handshake, ProtocolError, HEARTBEAT_ENV, PROTOCOL_VERSION, SERVER_ENV};
+use crate::wire::spin::{recv_spinning, SPIN_ENV};
+use crate::wire::{
+    self, FromWorker, Handshake, JobId, JobResult, Payload, ProtocolError, HEARTBEAT_ENV,
+    PROTOCOL_VERSION, SERVER_ENV,
+};
+
+/// Where a dispatched job's report goes, and what the report says besides
+/// the outcome.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) tx: oneshot::Sender<Report<Payload>>,
+    pub(crate) kind: Arc<str>,
+    pub(crate) attempt: u32,
+    pub(crate) evictions: u32,
+    pub(crate) pid: Option<u32>,
+    pub(crate) since: Instant,
+}
+
+impl Reply {
+    /// Send the report.
+    pub(crate) fn send(self, id: JobId, outcome: Outcome<Payload>, ran_for: Option<Duration>) {
+        let _ = self.tx.send(Report {
+            id,
+            kind: self.kind,
+            outcome,
+            attempts: self.attempt,
+            evictions: self.evictions,
+            worker_pid: self.pid,
+            ran_for,
+        });
+    }
+}
+
+/// The reply senders of the jobs a worker holds (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Replies(Arc<Mutex<FxHashMap<JobId, Reply>>>);
+
+impl Replies {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, FxHashMap<JobId, Reply>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Take a job's reply sender out, if nobody has yet.
+    pub(crate) fn take(&self, job: JobId) -> Option<Reply> {
+        self.lock().remove(&job)
+    }
+}
+
+/// A message from a worker, after the link thread has seen it.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A job ended.
+    Finished {
+        /// The job.
+        job: JobId,
+        /// Whether the link thread reported it.
+        end: Finish,
+    },
+    /// Progress from a running handler.
+    Progress { job: JobId, fraction: f32, note: String },
+    /// The worker is alive.
+    Heartbeat,
+}
+
+/// What the link thread did with a job's end.
+#[derive(Debug)]
+pub(crate) enum Finish {
+    /// Reported to the submitter; the outcome, without its result, for the
+    /// actor's counts.
+    Reported(Outcome<()>),
+    /// Not reported (the actor had already taken the reply): the worker's
+    /// report, for the actor.
+    NotReported(JobResult),
+}
 
 /// Most frames gathered into one event.
 const READ_BATCH: usize = 64;
@@ -52,6 +133,7 @@ pub(crate) enum LinkEvent {
         pid: u32,
         kinds: Vec<String>,
         tx: IpcBytesSender,
+        control: IpcBytesSender,
     },
     /// The handshake failed (bad version, broken connection).
     HandshakeFailed { slot: SlotId, gen: u64, error: String },
@@ -59,7 +141,7 @@ pub(crate) enum LinkEvent {
     Frames {
         slot: SlotId,
         gen: u64,
-        messages: Vec<FromWorker>,
+        messages: Vec<Incoming>,
     },
     /// The worker sent bytes that are not a frame.
     Fault {
@@ -78,9 +160,19 @@ impl actix::Message for LinkEvent {
 /// Where link events go.
 pub(crate) type EventSink = Arc<dyn Fn(LinkEvent) + Send + Sync>;
 
+/// Timing settings passed to every worker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// Heartbeat interval.
+    pub(crate) heartbeat: Duration,
+    /// Spin before blocking on a receive.
+    pub(crate) spin: Duration,
+}
+
 struct SpawnRequest {
     slot: SlotId,
     gen: u64,
+    replies: Replies,
 }
 
 /// The spawner thread (see the module docs).
@@ -91,13 +183,13 @@ pub(crate) struct Spawner {
 
 impl Spawner {
     /// Start the spawner thread.
-    pub(crate) fn start(cmd: WorkerCommand, heartbeat: Duration, sink: EventSink) -> io::Result<Spawner> {
+    pub(crate) fn start(cmd: WorkerCommand, timing: Timing, sink: EventSink) -> io::Result<Spawner> {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
         let thread = std::thread::Builder::new()
             .name("procvisor-spawner".into())
             .spawn(move || {
                 for req in rx {
-                    spawn_one(&cmd, heartbeat, &sink, req);
+                    spawn_one(&cmd, timing, &sink, req);
                 }
             })?;
         Ok(Spawner {
@@ -106,10 +198,11 @@ impl Spawner {
         })
     }
 
-    /// Ask for a worker in `slot`; the answer comes as link events.
-    pub(crate) fn spawn(&self, slot: SlotId, gen: u64) {
+    /// Ask for a worker in `slot`; the answer comes as link events. Its link
+    /// thread reports the jobs whose replies the actor puts in `replies`.
+    pub(crate) fn spawn(&self, slot: SlotId, gen: u64, replies: Replies) {
         if let Some(tx) = &self.requests {
-            let _ = tx.send(SpawnRequest { slot, gen });
+            let _ = tx.send(SpawnRequest { slot, gen, replies });
         }
     }
 }
@@ -123,8 +216,9 @@ impl Drop for Spawner {
     }
 }
 
-fn spawn_one(cmd: &WorkerCommand, heartbeat: Duration, sink: &EventSink, req: SpawnRequest) {
-    let SpawnRequest { slot, gen } = req;
+fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRequest) {
+    let Timing { heartbeat, spin } = timing;
+    let SpawnRequest { slot, gen, replies } = req;
     let (server, name) = match IpcOneShotServer::<Handshake>::new() {
         Ok(s) => s,
         Err(e) => {
@@ -142,6 +236,7 @@ fn spawn_one(cmd: &WorkerCommand, heartbeat: Duration, sink: &EventSink, req: Sp
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
         .env(SERVER_ENV, &name)
         .env(HEARTBEAT_ENV, heartbeat.as_millis().max(1).to_string())
+        .env(SPIN_ENV, spin.as_micros().to_string())
         .stdin(Stdio::null());
     let process = match Process::spawn(&mut command) {
         Ok(p) => p,
@@ -166,13 +261,20 @@ fn spawn_one(cmd: &WorkerCommand, heartbeat: Duration, sink: &EventSink, req: Sp
     let sink = sink.clone();
     let started = std::thread::Builder::new()
         .name(format!("procvisor-link-{slot}"))
-        .spawn(move || link_thread(server, slot, gen, sink));
+        .spawn(move || link_thread(server, slot, gen, sink, replies, spin));
     if let Err(e) = started {
         tracing::error!(slot, "cannot start a link thread: {e}");
     }
 }
 
-fn link_thread(server: IpcOneShotServer<Handshake>, slot: SlotId, gen: u64, sink: EventSink) {
+fn link_thread(
+    server: IpcOneShotServer<Handshake>,
+    slot: SlotId,
+    gen: u64,
+    sink: EventSink,
+    replies: Replies,
+    spin: Duration,
+) {
     let hello = match server.accept() {
         Ok((_, Handshake::Hello(hello))) => hello,
         Ok((_, Handshake::Abandon)) => return,
@@ -202,13 +304,16 @@ fn link_thread(server: IpcOneShotServer<Handshake>, slot: SlotId, gen: u64, sink
         pid: hello.pid,
         kinds: hello.kinds,
         tx: hello.to_worker,
+        control: hello.control,
     });
-    read_frames(hello.from_worker, slot, gen, &sink);
+    read_frames(hello.from_worker, slot, gen, &sink, &replies, spin);
 }
 
-fn read_frames(rx: IpcBytesReceiver, slot: SlotId, gen: u64, sink: &EventSink) {
+fn read_frames(rx: IpcBytesReceiver, slot: SlotId, gen: u64, sink: &EventSink, replies: &Replies, spin: Duration) {
+    // When the last job ended: the next one started then at the earliest.
+    let mut last_end = Instant::now();
     loop {
-        let first = match rx.recv() {
+        let first = match recv_spinning(&rx, spin) {
             Ok(bytes) => bytes,
             Err(_) => return sink(LinkEvent::Closed { slot, gen }),
         };
@@ -216,14 +321,35 @@ fn read_frames(rx: IpcBytesReceiver, slot: SlotId, gen: u64, sink: &EventSink) {
         let mut next = Some(first);
         let mut count = 0;
         while let Some(bytes) = next.take() {
-            match wire::decode_frame::<FromWorker>(&bytes) {
-                Ok(mut m) => messages.append(&mut m),
+            let frame = match wire::decode_frame::<FromWorker>(&bytes) {
+                Ok(frame) => frame,
                 Err(error) => {
                     if !messages.is_empty() {
                         sink(LinkEvent::Frames { slot, gen, messages });
                     }
                     return sink(LinkEvent::Fault { slot, gen, error });
                 }
+            };
+            let now = Instant::now();
+            for m in frame {
+                messages.push(match m {
+                    FromWorker::Finished { job, result } => {
+                        let end = match replies.take(job) {
+                            Some(reply) => {
+                                let ran_for = now.saturating_duration_since(reply.since.max(last_end));
+                                let outcome = Outcome::from_result(result);
+                                let summary = outcome.without_result();
+                                reply.send(job, outcome, Some(ran_for));
+                                Finish::Reported(summary)
+                            }
+                            None => Finish::NotReported(result),
+                        };
+                        last_end = now;
+                        Incoming::Finished { job, end }
+                    }
+                    FromWorker::Progress { job, fraction, note } => Incoming::Progress { job, fraction, note },
+                    FromWorker::Heartbeat => Incoming::Heartbeat,
+                });
             }
             count += 1;
             if count < READ_BATCH {
@@ -245,12 +371,23 @@ pub(crate) fn abandon_handshake(server: &str) {
 /// Sends frames to one worker (see the module docs).
 pub(crate) struct WorkerTx {
     tx: IpcBytesSender,
+    control: IpcBytesSender,
     writer: Option<(crossbeam_channel::Sender<Vec<u8>>, Arc<AtomicUsize>)>,
 }
 
 impl WorkerTx {
-    pub(crate) fn new(tx: IpcBytesSender) -> WorkerTx {
-        WorkerTx { tx, writer: None }
+    pub(crate) fn new(tx: IpcBytesSender, control: IpcBytesSender) -> WorkerTx {
+        WorkerTx {
+            tx,
+            control,
+            writer: None,
+        }
+    }
+
+    /// Send a control frame (cancels): always small, read by the worker's
+    /// control thread even while a handler runs.
+    pub(crate) fn send_control(&self, frame: &[u8]) {
+        let _ = self.control.send(frame);
     }
 
     /// Send a frame, in order with the frames sent before. Errors (a dead

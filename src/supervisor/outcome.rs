@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
 use crate::process::Exit;
-use crate::wire::{JobId, Payload};
+use crate::wire::{JobId, JobResult, Payload};
 
 /// The one way a job ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +66,19 @@ impl<R> Outcome<R> {
         }
     }
 
+    /// The same outcome without its result (for counting and logs).
+    pub fn without_result(&self) -> Outcome<()> {
+        match self {
+            Outcome::Completed(_) => Outcome::Completed(()),
+            Outcome::Failed(e) => Outcome::Failed(e.clone()),
+            Outcome::TimedOut { after } => Outcome::TimedOut { after: *after },
+            Outcome::Crashed(c) => Outcome::Crashed(c.clone()),
+            Outcome::Evicted => Outcome::Evicted,
+            Outcome::Cancelled => Outcome::Cancelled,
+            Outcome::Rejected(r) => Outcome::Rejected(r.clone()),
+        }
+    }
+
     /// Whether it is `Completed`.
     pub fn is_completed(&self) -> bool {
         matches!(self, Outcome::Completed(_))
@@ -80,6 +95,20 @@ impl<R> std::fmt::Display for Outcome<R> {
             Outcome::Evicted => write!(f, "evicted by a more urgent job"),
             Outcome::Cancelled => write!(f, "cancelled"),
             Outcome::Rejected(why) => write!(f, "rejected: {why}"),
+        }
+    }
+}
+
+impl Outcome<Payload> {
+    /// The outcome a worker's report of a job's end stands for.
+    pub fn from_result(result: JobResult) -> Outcome<Payload> {
+        match result {
+            JobResult::Ok(p) => Outcome::Completed(p),
+            JobResult::Err(e) => Outcome::Failed(JobError::Handler(e)),
+            JobResult::Panic(e) => Outcome::Failed(JobError::Panic(e)),
+            JobResult::BadInput(e) => Outcome::Failed(JobError::BadInput(e)),
+            JobResult::UnknownKind(e) => Outcome::Failed(JobError::UnknownKind(e)),
+            JobResult::Cancelled => Outcome::Cancelled,
         }
     }
 }
@@ -124,7 +153,7 @@ pub struct Report<R> {
     /// The job's id.
     pub id: JobId,
     /// Its kind.
-    pub kind: String,
+    pub kind: Arc<str>,
     /// How it ended.
     pub outcome: Outcome<R>,
     /// Which attempt ended it (1 = the first).

@@ -2,8 +2,8 @@
 //!
 //! The supervisor and a worker first meet through an `IpcOneShotServer`: the
 //! worker connects and sends a [`Handshake::Hello`] carrying the protocol
-//! version, the job kinds it serves, and the two byte channels the pair will
-//! use from then on. After that, every exchange is a *frame*: a postcard-encoded
+//! version, the job kinds it serves, and the three byte channels the pair
+//! will use from then on: jobs and control to the worker, results back. After that, every exchange is a *frame*: a postcard-encoded
 //! `Vec` of [`ToWorker`] or [`FromWorker`] messages, so that several jobs (or
 //! several results) can travel in one IPC message.
 //!
@@ -14,6 +14,7 @@ use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender};
 use serde::{Deserialize, Serialize};
 
 mod payload;
+pub mod spin;
 
 pub use payload::{Codec, Payload, PayloadError};
 
@@ -52,8 +53,12 @@ pub struct Hello {
     pub pid: u32,
     /// The job kinds this worker has handlers for.
     pub kinds: Vec<String>,
-    /// Where the supervisor sends [`ToWorker`] frames.
+    /// Where the supervisor sends [`ToWorker::Run`] and
+    /// [`ToWorker::Shutdown`] frames, read by the thread that runs jobs.
     pub to_worker: IpcBytesSender,
+    /// Where the supervisor sends [`ToWorker::Cancel`] frames, read by a side
+    /// thread so that a cancel reaches a handler while it runs.
+    pub control: IpcBytesSender,
     /// Where the supervisor receives [`FromWorker`] frames.
     pub from_worker: IpcBytesReceiver,
 }

@@ -1,23 +1,25 @@
 //! The worker's serving loop: handshake, then run jobs one at a time.
 //!
-//! Three threads: the main thread runs handlers; a reader thread receives
-//! frames from the supervisor (queuing runs for the main thread, flagging
-//! cancels at once); a heartbeat thread says "alive" every interval, even
-//! while a handler runs. When the supervisor goes away the worker exits.
+//! The main thread reads the jobs channel itself and runs handlers, so a job
+//! costs no hand-off between threads. A control thread reads the control
+//! channel and flags cancels at once, even while a handler runs. A heartbeat
+//! thread says "alive" every interval. When the supervisor goes away the
+//! worker exits.
 //!
 //! Results are sent as soon as a job ends, except that when more jobs are
 //! already waiting in this worker the results of quick jobs are gathered into
 //! one frame (at most [`BATCH_MAX`] results or [`BATCH_WINDOW`] of time).
 
-use std::collections::HashSet;
-use std::sync::atomic::AtomicBool;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use ipc_channel::ipc::{self, IpcBytesReceiver, IpcBytesSender, IpcSender};
+use ipc_channel::TryRecvError;
 
 use super::{JobContext, Worker};
+use crate::wire::spin::{recv_spinning, SPIN_ENV};
 use crate::wire::{
     self, FromWorker, Handshake, Hello, JobId, JobResult, Run, ToWorker, HEARTBEAT_ENV,
     PROTOCOL_VERSION, SERVER_ENV,
@@ -77,17 +79,18 @@ fn supervisor_gone() -> ! {
     std::process::exit(0)
 }
 
-/// What the reader thread hands the main thread.
-enum Local {
-    Run(Run),
-    Shutdown,
-}
-
-/// Cancel bookkeeping shared by the reader and the main thread.
+/// Cancel bookkeeping shared by the control and the main thread.
 #[derive(Default)]
 struct Cancels {
     current: Option<(JobId, Arc<AtomicBool>)>,
     pending: HashSet<JobId>,
+}
+
+/// The channels a worker holds after its handshake.
+struct Channels {
+    link: Link,
+    jobs: IpcBytesReceiver,
+    control: IpcBytesReceiver,
 }
 
 impl Worker {
@@ -95,79 +98,73 @@ impl Worker {
     /// (or goes away).
     pub fn serve(self) -> Result<(), ServeError> {
         let name = std::env::var(SERVER_ENV).map_err(|_| ServeError::NotAWorker)?;
-        let heartbeat = std::env::var(HEARTBEAT_ENV)
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
+        let env_u64 = |key: &str| std::env::var(key).ok().and_then(|v| v.parse::<u64>().ok());
+        let heartbeat = env_u64(HEARTBEAT_ENV)
             .map(Duration::from_millis)
             .unwrap_or(Duration::from_secs(1));
-        let (link, rx) = handshake(&name, self.kinds()).map_err(|reason| ServeError::Handshake {
+        let spin = Duration::from_micros(env_u64(SPIN_ENV).unwrap_or(0));
+        let handshake_error = |reason: String| ServeError::Handshake {
             name: name.clone(),
             reason,
-        })?;
+        };
+        let Channels { link, jobs, control } = handshake(&name, self.kinds()).map_err(handshake_error)?;
         let link = Arc::new(link);
         let cancels = Arc::new(Mutex::new(Cancels::default()));
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
         {
             let cancels = cancels.clone();
             std::thread::Builder::new()
-                .name("procvisor-reader".into())
-                .spawn(move || read_loop(rx, jobs_tx, cancels))
-                .map_err(|e| ServeError::Handshake {
-                    name: name.clone(),
-                    reason: format!("cannot start the reader thread: {e}"),
-                })?;
+                .name("procvisor-control".into())
+                .spawn(move || control_loop(control, cancels))
+                .map_err(|e| handshake_error(format!("cannot start the control thread: {e}")))?;
         }
         {
             let link = link.clone();
-            let _ = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("procvisor-heartbeat".into())
                 .spawn(move || loop {
                     std::thread::sleep(heartbeat);
                     link.send(&[FromWorker::Heartbeat]);
-                });
+                })
+                .map_err(|e| handshake_error(format!("cannot start the heartbeat thread: {e}")))?;
         }
-        self.job_loop(&link, &jobs_rx, &cancels);
+        self.job_loop(&link, &jobs, &cancels, spin);
         Ok(())
     }
 
-    fn job_loop(&self, link: &Arc<Link>, jobs: &Receiver<Local>, cancels: &Mutex<Cancels>) {
+    fn job_loop(&self, link: &Arc<Link>, jobs: &IpcBytesReceiver, cancels: &Mutex<Cancels>, spin: Duration) {
+        let mut queue: VecDeque<ToWorker> = VecDeque::new();
         let mut pending: Vec<FromWorker> = Vec::new();
         let mut first_pending = Instant::now();
         loop {
-            let next = if pending.is_empty() {
-                jobs.recv().ok()
-            } else {
-                match jobs.try_recv() {
-                    Ok(m) => Some(m),
-                    Err(TryRecvError::Empty) => {
-                        link.send(&pending);
-                        pending.clear();
-                        continue;
+            if queue.is_empty() {
+                let bytes = if pending.is_empty() {
+                    match recv_spinning(jobs, spin) {
+                        Ok(b) => b,
+                        Err(_) => supervisor_gone(),
                     }
-                    Err(TryRecvError::Disconnected) => None,
+                } else {
+                    match jobs.try_recv() {
+                        Ok(b) => b,
+                        Err(TryRecvError::Empty) => {
+                            link.send(&pending);
+                            pending.clear();
+                            continue;
+                        }
+                        Err(TryRecvError::IpcError(_)) => supervisor_gone(),
+                    }
+                };
+                queue.extend(decode_or_exit(&bytes));
+                continue;
+            }
+            let run = match queue.pop_front() {
+                Some(ToWorker::Run(run)) => run,
+                Some(ToWorker::Cancel(job)) => {
+                    lock(cancels).pending.insert(job);
+                    continue;
                 }
+                Some(ToWorker::Shutdown) | None => break,
             };
-            let run = match next {
-                Some(Local::Run(run)) => run,
-                Some(Local::Shutdown) | None => break,
-            };
-            let ctx = JobContext::new(run.job, run.attempt, Some(link.clone()));
-            let skip = {
-                let mut c = cancels.lock().unwrap_or_else(|p| p.into_inner());
-                let skip = c.pending.remove(&run.job);
-                if !skip {
-                    c.current = Some((run.job, ctx.cancel_flag()));
-                }
-                skip
-            };
-            let result = if skip {
-                JobResult::Cancelled
-            } else {
-                let _span = tracing::debug_span!("job", id = run.job, kind = %run.kind, attempt = run.attempt).entered();
-                let r = self.run_job(&run.kind, &run.payload, &ctx);
-                cancels.lock().unwrap_or_else(|p| p.into_inner()).current = None;
-                r
-            };
+            let result = self.run_one(&run, link, cancels);
             if pending.is_empty() {
                 first_pending = Instant::now();
             }
@@ -184,12 +181,42 @@ impl Worker {
             link.send(&pending);
         }
     }
+
+    fn run_one(&self, run: &Run, link: &Arc<Link>, cancels: &Mutex<Cancels>) -> JobResult {
+        let ctx = JobContext::new(run.job, run.attempt, Some(link.clone()));
+        {
+            let mut c = lock(cancels);
+            if c.pending.remove(&run.job) {
+                return JobResult::Cancelled;
+            }
+            c.current = Some((run.job, ctx.cancel_flag()));
+        }
+        let _span = tracing::debug_span!("job", id = run.job, kind = %run.kind, attempt = run.attempt).entered();
+        let result = self.run_job(&run.kind, &run.payload, &ctx);
+        lock(cancels).current = None;
+        result
+    }
 }
 
-fn handshake(name: &str, kinds: Vec<String>) -> Result<(Link, IpcBytesReceiver), String> {
+fn lock(c: &Mutex<Cancels>) -> MutexGuard<'_, Cancels> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn decode_or_exit(bytes: &[u8]) -> Vec<ToWorker> {
+    match wire::decode_frame(bytes) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("procvisor worker: the supervisor sent an {e}; exiting");
+            std::process::exit(3);
+        }
+    }
+}
+
+fn handshake(name: &str, kinds: Vec<String>) -> Result<Channels, String> {
     let server: IpcSender<Handshake> =
         IpcSender::connect(name.to_string()).map_err(|e| format!("connect: {e}"))?;
-    let (to_worker, from_supervisor) = ipc::bytes_channel().map_err(|e| e.to_string())?;
+    let (to_worker, jobs) = ipc::bytes_channel().map_err(|e| e.to_string())?;
+    let (control_tx, control) = ipc::bytes_channel().map_err(|e| e.to_string())?;
     let (to_supervisor, from_worker) = ipc::bytes_channel().map_err(|e| e.to_string())?;
     server
         .send(Handshake::Hello(Hello {
@@ -197,48 +224,33 @@ fn handshake(name: &str, kinds: Vec<String>) -> Result<(Link, IpcBytesReceiver),
             pid: std::process::id(),
             kinds,
             to_worker,
+            control: control_tx,
             from_worker,
         }))
         .map_err(|e| format!("send hello: {e}"))?;
-    Ok((
-        Link {
+    Ok(Channels {
+        link: Link {
             tx: Mutex::new((to_supervisor, Vec::with_capacity(256))),
         },
-        from_supervisor,
-    ))
+        jobs,
+        control,
+    })
 }
 
-fn read_loop(rx: IpcBytesReceiver, jobs: Sender<Local>, cancels: Arc<Mutex<Cancels>>) {
+fn control_loop(rx: IpcBytesReceiver, cancels: Arc<Mutex<Cancels>>) {
     loop {
         let bytes = match rx.recv() {
             Ok(b) => b,
             Err(_) => supervisor_gone(),
         };
-        let frame: Vec<ToWorker> = match wire::decode_frame(&bytes) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("procvisor worker: the supervisor sent an {e}; exiting");
-                std::process::exit(3);
-            }
-        };
-        for msg in frame {
-            match msg {
-                ToWorker::Run(run) => {
-                    let _ = jobs.send(Local::Run(run));
-                }
-                ToWorker::Cancel(job) => {
-                    let mut c = cancels.lock().unwrap_or_else(|p| p.into_inner());
-                    match &c.current {
-                        Some((id, flag)) if *id == job => {
-                            flag.store(true, std::sync::atomic::Ordering::Relaxed)
-                        }
-                        _ => {
-                            c.pending.insert(job);
-                        }
+        for msg in decode_or_exit(&bytes) {
+            if let ToWorker::Cancel(job) = msg {
+                let mut c = lock(&cancels);
+                match &c.current {
+                    Some((id, flag)) if *id == job => flag.store(true, Ordering::Relaxed),
+                    _ => {
+                        c.pending.insert(job);
                     }
-                }
-                ToWorker::Shutdown => {
-                    let _ = jobs.send(Local::Shutdown);
                 }
             }
         }

@@ -1,0 +1,50 @@
+//! Receive with a short spin before blocking.
+//!
+//! On virtual machines, waking a thread whose CPU has gone idle costs tens of
+//! microseconds (measured here: a bare socket ping-pong between two
+//! processes takes ~100 µs when each side blocks, ~4 µs when each side polls
+//! for 20 µs first). A receiver that expects a message soon therefore polls
+//! for a bounded time before it blocks; an idle receiver pays the spin once,
+//! then sleeps.
+
+use std::time::{Duration, Instant};
+
+use ipc_channel::ipc::IpcBytesReceiver;
+use ipc_channel::{IpcError, TryRecvError};
+
+/// Name of the environment variable through which a supervisor tells a worker
+/// how long to spin before blocking, in microseconds.
+pub const SPIN_ENV: &str = "PROCVISOR_SPIN_US";
+
+/// Receive from `rx`, polling for up to `spin` before blocking.
+pub fn recv_spinning(rx: &IpcBytesReceiver, spin: Duration) -> Result<Vec<u8>, IpcError> {
+    if !spin.is_zero() {
+        let start = Instant::now();
+        loop {
+            match rx.try_recv() {
+                Ok(bytes) => return Ok(bytes),
+                Err(TryRecvError::IpcError(e)) => return Err(e),
+                Err(TryRecvError::Empty) => {}
+            }
+            if start.elapsed() >= spin {
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    rx.recv()
+}
+
+/// Poll `f` until it yields a value or `spin` has passed.
+pub fn spin_for<T>(spin: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() >= spin {
+            return None;
+        }
+        std::thread::yield_now();
+    }
+}
