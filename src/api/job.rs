@@ -45,6 +45,12 @@ impl<R> Job<R> {
         Self::with_payload(kind, Payload::postcard(input))
     }
 
+    /// A job of `kind` whose input is `input`, encoded as JSON (the result
+    /// comes back as JSON and is decoded into `R`).
+    pub fn new_json<I: Serialize + ?Sized>(kind: &str, input: &I) -> Job<R> {
+        Self::with_payload(kind, Payload::json(input))
+    }
+
     /// A job with a payload already encoded.
     pub fn with_encoded(kind: &str, payload: Payload) -> Job<R> {
         Self::with_payload(kind, Ok(payload))

@@ -471,31 +471,31 @@ impl SupervisorActor {
                 self.cfg.worker.program.display()
             );
             self.fail(why, ctx);
-            return;
-        }
-        if !self.accepting() {
-            self.after_exit(slot, ctx);
-            return;
-        }
-        match self.restarts.on_death(now, consecutive) {
-            RestartDecision::After(delay) => {
-                self.slots[slot].phase = Phase::Backoff;
-                let gen = self.slots[slot].gen;
-                ctx.run_later(delay, move |act, ctx| {
-                    if act.slots[slot].gen == gen && act.slots[slot].phase == Phase::Backoff && act.accepting() {
-                        act.counts.restarts += 1;
-                        act.spawn_worker(slot);
-                    }
-                    act.pump(ctx);
-                });
-            }
-            RestartDecision::GiveUp { deaths, within } => {
-                let why = format!(
-                    "worker processes died {deaths} times within {within:?} (last: {crash}); the restart intensity limit is exceeded, so the supervisor gave up; fix the crashing jobs or raise Config::restart"
-                );
-                self.fail(why, ctx);
+        } else if self.accepting() {
+            match self.restarts.on_death(now, consecutive) {
+                RestartDecision::After(delay) => {
+                    self.slots[slot].phase = Phase::Backoff;
+                    let gen = self.slots[slot].gen;
+                    ctx.run_later(delay, move |act, ctx| {
+                        if act.slots[slot].gen == gen && act.slots[slot].phase == Phase::Backoff && act.accepting() {
+                            act.counts.restarts += 1;
+                            act.spawn_worker(slot);
+                        }
+                        act.pump(ctx);
+                    });
+                    self.pump(ctx);
+                    return;
+                }
+                RestartDecision::GiveUp { deaths, within } => {
+                    let why = format!(
+                        "worker processes died {deaths} times within {within:?} (last: {crash}); the restart intensity limit is exceeded, so the supervisor gave up; fix the crashing jobs or raise Config::restart"
+                    );
+                    self.fail(why, ctx);
+                }
             }
         }
+        // Not restarting: the slot is down for good.
+        self.after_exit(slot, ctx);
         self.pump(ctx);
     }
 
@@ -614,7 +614,7 @@ impl SupervisorActor {
             .enumerate()
             .map(|(i, s)| WorkerInfo {
                 slot: i,
-                pid: s.pid.or(s.process.as_ref().map(Process::pid)),
+                pid: s.process.as_ref().map(Process::pid),
                 phase: match s.phase {
                     Phase::Spawning | Phase::Handshaking => WorkerPhase::Starting,
                     Phase::Ready => WorkerPhase::Ready,
@@ -739,8 +739,12 @@ impl Handler<LinkEvent> for SupervisorActor {
                     return;
                 }
                 tracing::error!(slot, "{error}");
-                if !self.ever_ready {
+                if !self.ever_ready || !self.accepting() {
+                    // No process came of it, and none will.
+                    self.slots[slot].phase = Phase::Down;
+                    self.core.slot_down(slot, Instant::now());
                     self.fail(error, ctx);
+                    self.check_stopped(ctx);
                 } else {
                     // Count it like a worker that died at once.
                     self.slots[slot].phase = Phase::Handshaking;

@@ -312,6 +312,7 @@ fn link_thread(
 fn read_frames(rx: IpcBytesReceiver, slot: SlotId, gen: u64, sink: &EventSink, replies: &Replies, spin: Duration) {
     // When the last job ended: the next one started then at the earliest.
     let mut last_end = Instant::now();
+    let mut reports = Vec::new();
     loop {
         let first = match recv_spinning(&rx, spin) {
             Ok(bytes) => bytes,
@@ -320,14 +321,13 @@ fn read_frames(rx: IpcBytesReceiver, slot: SlotId, gen: u64, sink: &EventSink, r
         let mut messages = Vec::new();
         let mut next = Some(first);
         let mut count = 0;
+        let mut fault = None;
         while let Some(bytes) = next.take() {
             let frame = match wire::decode_frame::<FromWorker>(&bytes) {
                 Ok(frame) => frame,
                 Err(error) => {
-                    if !messages.is_empty() {
-                        sink(LinkEvent::Frames { slot, gen, messages });
-                    }
-                    return sink(LinkEvent::Fault { slot, gen, error });
+                    fault = Some(error);
+                    break;
                 }
             };
             let now = Instant::now();
@@ -339,7 +339,7 @@ fn read_frames(rx: IpcBytesReceiver, slot: SlotId, gen: u64, sink: &EventSink, r
                                 let ran_for = now.saturating_duration_since(reply.since.max(last_end));
                                 let outcome = Outcome::from_result(result);
                                 let summary = outcome.without_result();
-                                reply.send(job, outcome, Some(ran_for));
+                                reports.push((reply, job, outcome, ran_for));
                                 Finish::Reported(summary)
                             }
                             None => Finish::NotReported(result),
@@ -356,7 +356,17 @@ fn read_frames(rx: IpcBytesReceiver, slot: SlotId, gen: u64, sink: &EventSink, r
                 next = rx.try_recv().ok();
             }
         }
-        sink(LinkEvent::Frames { slot, gen, messages });
+        // The actor hears first, so that anything a submitter asks after
+        // seeing its report already counts the job.
+        if !messages.is_empty() {
+            sink(LinkEvent::Frames { slot, gen, messages });
+        }
+        for (reply, job, outcome, ran_for) in reports.drain(..) {
+            reply.send(job, outcome, Some(ran_for));
+        }
+        if let Some(error) = fault {
+            return sink(LinkEvent::Fault { slot, gen, error });
+        }
     }
 }
 

@@ -1,0 +1,159 @@
+//! Cancel, shutdown, drop, restarts and their limit, start-up errors, and an
+//! embedding process that is SIGKILLed.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use procvisor::sched::RestartPolicy;
+use procvisor::supervisor::{JobState, State, WorkerPhase};
+use procvisor::{Config, Job, Outcome, StartError, SubmitError, Supervisor, WorkerCommand};
+use serde_json::json;
+
+#[test]
+fn cancel_a_queued_job_and_a_running_one() {
+    let sup = start(config(1));
+    let running = sup.submit(Job::json("sleep", &json!({"secs": 30}))).unwrap();
+    let queued = sup.submit(Job::json("sleep", &json!({"secs": 30}))).unwrap();
+    let mut pid = None;
+    assert!(eventually(Duration::from_secs(5), || match running.state_blocking() {
+        JobState::Running { pid: p, .. } => {
+            pid = p;
+            true
+        }
+        _ => false,
+    }));
+    assert_eq!(queued.state_blocking(), JobState::Queued);
+    queued.cancel();
+    assert_eq!(wait(queued, 5).outcome, Outcome::Cancelled);
+    running.cancel();
+    assert_eq!(wait(running, 5).outcome, Outcome::Cancelled);
+    let pid = pid.unwrap();
+    assert!(eventually(Duration::from_secs(2), || gone(pid)), "cancelled job's worker {pid} lives");
+    assert!(wait(sup.submit(Job::json("echo", &json!(1))).unwrap(), 20).outcome.is_completed());
+}
+
+#[test]
+fn with_a_cancel_grace_a_cooperative_handler_stops_and_its_worker_lives() {
+    let sup = start(config(1).cancel_grace(Duration::from_secs(5)));
+    let h = sup.submit(Job::json("sleep", &json!({"secs": 30}))).unwrap();
+    let mut pid = None;
+    assert!(eventually(Duration::from_secs(5), || match h.state_blocking() {
+        JobState::Running { pid: p, .. } => {
+            pid = p;
+            true
+        }
+        _ => false,
+    }));
+    h.cancel();
+    assert_eq!(wait(h, 5).outcome, Outcome::Cancelled);
+    let next = wait(sup.submit(Job::json("echo", &json!(2))).unwrap(), 20);
+    assert!(next.outcome.is_completed());
+    assert_eq!(next.worker_pid, pid, "the worker that stopped by itself serves on");
+}
+
+#[test]
+fn shutdown_lets_running_jobs_finish_cancels_the_rest_and_leaves_no_process() {
+    let sup = start(config(2));
+    wait_ready(&sup, 2);
+    let pids = worker_pids(&sup);
+    assert_eq!(pids.len(), 2);
+    let quick = sup.submit(Job::json("sleep", &json!({"secs": 0.2}))).unwrap();
+    let slow = sup.submit(Job::json("sleep", &json!({"secs": 30}))).unwrap();
+    let queued = sup.submit(Job::json("sleep", &json!({"secs": 1}))).unwrap();
+    assert!(eventually(Duration::from_secs(5), || matches!(slow.state_blocking(), JobState::Running { .. })));
+    sup.shutdown_blocking(Duration::from_millis(600));
+    assert_eq!(wait(quick, 5).outcome, Outcome::Completed(json!({"slept": 0.2})));
+    assert_eq!(wait(slow, 5).outcome, Outcome::Cancelled);
+    assert_eq!(wait(queued, 5).outcome, Outcome::Cancelled);
+    for pid in pids {
+        assert!(gone(pid), "worker {pid} outlived shutdown");
+    }
+    assert_eq!(sup.submit(Job::json("echo", &json!(1))).unwrap_err(), SubmitError::ShuttingDown);
+}
+
+#[test]
+fn dropping_the_last_handle_leaves_no_process() {
+    let sup = start(config(2));
+    wait_ready(&sup, 2);
+    let pids = worker_pids(&sup);
+    let busy = sup.submit(Job::json("sleep", &json!({"secs": 30}))).unwrap();
+    let clone = sup.clone();
+    drop(sup);
+    assert!(clone.snapshot_blocking().is_some(), "a clone keeps it alive");
+    drop(clone);
+    for pid in pids {
+        assert!(gone(pid), "worker {pid} outlived the supervisor");
+    }
+    assert_eq!(wait(busy, 5).outcome, Outcome::Cancelled);
+}
+
+#[test]
+fn an_embedding_process_that_is_sigkilled_takes_its_workers_with_it() {
+    // The procvisor CLI embeds a supervisor: run a long job in it with two
+    // workers, then SIGKILL it.
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_procvisor"))
+        .args(["run", "sleep", r#"{"secs": 60}"#, "--workers", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut workers = Vec::new();
+    assert!(eventually(Duration::from_secs(10), || {
+        workers = children(cli.id());
+        workers.len() == 2
+    }), "the CLI did not start two workers");
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    for pid in workers {
+        assert!(eventually(Duration::from_secs(5), || dead(pid)), "worker {pid} outlived its SIGKILLed parent");
+    }
+}
+
+#[test]
+fn a_crash_loop_trips_the_restart_intensity_limit() {
+    let policy = RestartPolicy {
+        max_restarts: 2,
+        within: Duration::from_secs(60),
+        ..RestartPolicy::default()
+    };
+    let sup = start(config(1).restart(policy));
+    let crashes: Vec<_> = (0..3)
+        .map(|_| sup.submit(Job::json("segfault", &json!({}))).unwrap())
+        .collect();
+    let queued = sup.submit(Job::json("echo", &json!(1))).unwrap();
+    for h in crashes {
+        assert!(matches!(wait(h, 20).outcome, Outcome::Crashed(_)));
+    }
+    match wait(queued, 20).outcome {
+        Outcome::Rejected(why) => assert!(why.contains("restart intensity"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    match sup.submit(Job::json("echo", &json!(1))).unwrap_err() {
+        SubmitError::Failed(why) => assert!(why.contains("died 3 times"), "{why}"),
+        e => panic!("{e:?}"),
+    }
+    // No fork loop: nothing was restarted after the trip.
+    std::thread::sleep(Duration::from_millis(200));
+    let snap = sup.snapshot_blocking().unwrap();
+    assert!(matches!(snap.state, State::Failed(_)));
+    assert!(
+        snap.workers.iter().all(|w| w.pid.is_none() && w.phase == WorkerPhase::Down),
+        "{:?}",
+        snap.workers
+    );
+}
+
+#[test]
+fn workers_that_cannot_start_give_a_clear_error() {
+    let e = Supervisor::start(Config::new(WorkerCommand::new("/nonexistent/worker")).workers(1)).unwrap_err();
+    assert!(matches!(e, StartError::Workers(_)));
+    assert!(e.to_string().contains("/nonexistent/worker"), "{e}");
+
+    // A program that runs but is no worker.
+    let e = Supervisor::start(Config::new(WorkerCommand::new("/bin/true")).workers(2)).unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains("/bin/true") && m.contains("procvisor worker"), "{m}");
+}
