@@ -15,15 +15,21 @@ use serde_json::json;
 #[test]
 fn cancel_a_queued_job_and_a_running_one() {
     let sup = start(config(1));
-    let running = sup.submit(Job::json("sleep", &json!({"secs": 30}))).unwrap();
-    let queued = sup.submit(Job::json("sleep", &json!({"secs": 30}))).unwrap();
+    let running = sup
+        .submit(Job::json("sleep", &json!({"secs": 30})))
+        .unwrap();
+    let queued = sup
+        .submit(Job::json("sleep", &json!({"secs": 30})))
+        .unwrap();
     let mut pid = None;
-    assert!(eventually(Duration::from_secs(5), || match running.state_blocking() {
-        JobState::Running { pid: p, .. } => {
-            pid = p;
-            true
+    assert!(eventually(Duration::from_secs(5), || {
+        match running.state_blocking() {
+            JobState::Running { pid: p, .. } => {
+                pid = p;
+                true
+            }
+            _ => false,
         }
-        _ => false,
     }));
     assert_eq!(queued.state_blocking(), JobState::Queued);
     queued.cancel();
@@ -31,27 +37,39 @@ fn cancel_a_queued_job_and_a_running_one() {
     running.cancel();
     assert_eq!(wait(running, 5).outcome, Outcome::Cancelled);
     let pid = pid.unwrap();
-    assert!(eventually(Duration::from_secs(2), || gone(pid)), "cancelled job's worker {pid} lives");
-    assert!(wait(sup.submit(Job::json("echo", &json!(1))).unwrap(), 20).outcome.is_completed());
+    assert!(
+        eventually(Duration::from_secs(2), || gone(pid)),
+        "cancelled job's worker {pid} lives"
+    );
+    assert!(wait(sup.submit(Job::json("echo", &json!(1))).unwrap(), 20)
+        .outcome
+        .is_completed());
 }
 
 #[test]
 fn with_a_cancel_grace_a_cooperative_handler_stops_and_its_worker_lives() {
     let sup = start(config(1).cancel_grace(Duration::from_secs(5)));
-    let h = sup.submit(Job::json("sleep", &json!({"secs": 30}))).unwrap();
+    let h = sup
+        .submit(Job::json("sleep", &json!({"secs": 30})))
+        .unwrap();
     let mut pid = None;
-    assert!(eventually(Duration::from_secs(5), || match h.state_blocking() {
-        JobState::Running { pid: p, .. } => {
-            pid = p;
-            true
+    assert!(eventually(Duration::from_secs(5), || {
+        match h.state_blocking() {
+            JobState::Running { pid: p, .. } => {
+                pid = p;
+                true
+            }
+            _ => false,
         }
-        _ => false,
     }));
     h.cancel();
     assert_eq!(wait(h, 5).outcome, Outcome::Cancelled);
     let next = wait(sup.submit(Job::json("echo", &json!(2))).unwrap(), 20);
     assert!(next.outcome.is_completed());
-    assert_eq!(next.worker_pid, pid, "the worker that stopped by itself serves on");
+    assert_eq!(
+        next.worker_pid, pid,
+        "the worker that stopped by itself serves on"
+    );
 }
 
 #[test]
@@ -60,18 +78,31 @@ fn shutdown_lets_running_jobs_finish_cancels_the_rest_and_leaves_no_process() {
     wait_ready(&sup, 2);
     let pids = worker_pids(&sup);
     assert_eq!(pids.len(), 2);
-    let quick = sup.submit(Job::json("sleep", &json!({"secs": 0.2}))).unwrap();
-    let slow = sup.submit(Job::json("sleep", &json!({"secs": 30}))).unwrap();
+    let quick = sup
+        .submit(Job::json("sleep", &json!({"secs": 0.2})))
+        .unwrap();
+    let slow = sup
+        .submit(Job::json("sleep", &json!({"secs": 30})))
+        .unwrap();
     let queued = sup.submit(Job::json("sleep", &json!({"secs": 1}))).unwrap();
-    assert!(eventually(Duration::from_secs(5), || matches!(slow.state_blocking(), JobState::Running { .. })));
+    assert!(eventually(Duration::from_secs(5), || matches!(
+        slow.state_blocking(),
+        JobState::Running { .. }
+    )));
     sup.shutdown_blocking(Duration::from_millis(600));
-    assert_eq!(wait(quick, 5).outcome, Outcome::Completed(json!({"slept": 0.2})));
+    assert_eq!(
+        wait(quick, 5).outcome,
+        Outcome::Completed(json!({"slept": 0.2}))
+    );
     assert_eq!(wait(slow, 5).outcome, Outcome::Cancelled);
     assert_eq!(wait(queued, 5).outcome, Outcome::Cancelled);
     for pid in pids {
         assert!(gone(pid), "worker {pid} outlived shutdown");
     }
-    assert_eq!(sup.submit(Job::json("echo", &json!(1))).unwrap_err(), SubmitError::ShuttingDown);
+    assert_eq!(
+        sup.submit(Job::json("echo", &json!(1))).unwrap_err(),
+        SubmitError::ShuttingDown
+    );
 }
 
 #[test]
@@ -79,10 +110,15 @@ fn dropping_the_last_handle_leaves_no_process() {
     let sup = start(config(2));
     wait_ready(&sup, 2);
     let pids = worker_pids(&sup);
-    let busy = sup.submit(Job::json("sleep", &json!({"secs": 30}))).unwrap();
+    let busy = sup
+        .submit(Job::json("sleep", &json!({"secs": 30})))
+        .unwrap();
     let clone = sup.clone();
     drop(sup);
-    assert!(clone.snapshot_blocking().is_some(), "a clone keeps it alive");
+    assert!(
+        clone.snapshot_blocking().is_some(),
+        "a clone keeps it alive"
+    );
     drop(clone);
     for pid in pids {
         assert!(gone(pid), "worker {pid} outlived the supervisor");
@@ -101,14 +137,20 @@ fn an_embedding_process_that_is_sigkilled_takes_its_workers_with_it() {
         .spawn()
         .unwrap();
     let mut workers = Vec::new();
-    assert!(eventually(Duration::from_secs(10), || {
-        workers = children(cli.id());
-        workers.len() == 2
-    }), "the CLI did not start two workers");
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            workers = children(cli.id());
+            workers.len() == 2
+        }),
+        "the CLI did not start two workers"
+    );
     cli.kill().unwrap();
     cli.wait().unwrap();
     for pid in workers {
-        assert!(eventually(Duration::from_secs(5), || dead(pid)), "worker {pid} outlived its SIGKILLed parent");
+        assert!(
+            eventually(Duration::from_secs(5), || dead(pid)),
+            "worker {pid} outlived its SIGKILLed parent"
+        );
     }
 }
 
@@ -140,7 +182,9 @@ fn a_crash_loop_trips_the_restart_intensity_limit() {
     let snap = sup.snapshot_blocking().unwrap();
     assert!(matches!(snap.state, State::Failed(_)));
     assert!(
-        snap.workers.iter().all(|w| w.pid.is_none() && w.phase == WorkerPhase::Down),
+        snap.workers
+            .iter()
+            .all(|w| w.pid.is_none() && w.phase == WorkerPhase::Down),
         "{:?}",
         snap.workers
     );
@@ -148,12 +192,16 @@ fn a_crash_loop_trips_the_restart_intensity_limit() {
 
 #[test]
 fn workers_that_cannot_start_give_a_clear_error() {
-    let e = Supervisor::start(Config::new(WorkerCommand::new("/nonexistent/worker")).workers(1)).unwrap_err();
+    let e = Supervisor::start(Config::new(WorkerCommand::new("/nonexistent/worker")).workers(1))
+        .unwrap_err();
     assert!(matches!(e, StartError::Workers(_)));
     assert!(e.to_string().contains("/nonexistent/worker"), "{e}");
 
     // A program that runs but is no worker.
     let e = Supervisor::start(Config::new(WorkerCommand::new("/bin/true")).workers(2)).unwrap_err();
     let m = e.to_string();
-    assert!(m.contains("/bin/true") && m.contains("procvisor worker"), "{m}");
+    assert!(
+        m.contains("/bin/true") && m.contains("procvisor worker"),
+        "{m}"
+    );
 }

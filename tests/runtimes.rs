@@ -9,7 +9,9 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_tokio() {
-    let sup = tokio::task::spawn_blocking(|| start(config(1))).await.unwrap();
+    let sup = tokio::task::spawn_blocking(|| start(config(1)))
+        .await
+        .unwrap();
     let handles: Vec<_> = (0..20)
         .map(|i| sup.submit(Job::json("echo", &json!(i))).unwrap())
         .collect();
@@ -42,7 +44,10 @@ fn from_many_threads_at_once() {
             let sup = sup.clone();
             std::thread::spawn(move || {
                 for i in 0..50 {
-                    let r = sup.submit(Job::json("echo", &json!([t, i]))).unwrap().wait();
+                    let r = sup
+                        .submit(Job::json("echo", &json!([t, i])))
+                        .unwrap()
+                        .wait();
                     assert_eq!(r.outcome, Outcome::Completed(json!([t, i])));
                 }
             })

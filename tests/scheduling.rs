@@ -6,8 +6,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use procvisor::supervisor::{Crash, JobState};
 use procvisor::process::Exit;
+use procvisor::supervisor::{Crash, JobState};
 use procvisor::{EvictionMode, Job, Outcome};
 use serde_json::json;
 
@@ -15,18 +15,23 @@ use serde_json::json;
 /// return the labels in the order they finished.
 fn finishing_order(jobs: &[(u32, u8)]) -> Vec<u32> {
     let sup = start(config(1).eviction(EvictionMode::Off));
-    let blocker = sup.submit(Job::json("sleep", &json!({"secs": 0.3})).priority(5)).unwrap();
+    let blocker = sup
+        .submit(Job::json("sleep", &json!({"secs": 0.3})).priority(5))
+        .unwrap();
     assert!(eventually(Duration::from_secs(5), || matches!(
         blocker.state_blocking(),
         JobState::Running { .. }
     )));
     let (tx, rx) = mpsc::channel();
     for &(label, p) in jobs {
-        let h = sup.submit(Job::json("sleep", &json!({"secs": 0.03})).priority(p)).unwrap();
+        let h = sup
+            .submit(Job::json("sleep", &json!({"secs": 0.03})).priority(p))
+            .unwrap();
         let tx = tx.clone();
         std::thread::spawn(move || {
             let r = wait(h, 30);
-            tx.send((Instant::now(), label, r.outcome.is_completed())).unwrap();
+            tx.send((Instant::now(), label, r.outcome.is_completed()))
+                .unwrap();
         });
     }
     drop(tx);
@@ -47,20 +52,29 @@ fn priority_order_under_contention_and_fifo_within_a_priority() {
 #[test]
 fn eviction_requeues_and_the_job_remembers() {
     let sup = start(config(1)); // eviction requeues by default
-    let low = sup.submit(Job::json("sleep", &json!({"secs": 0.5})).priority(9)).unwrap();
+    let low = sup
+        .submit(Job::json("sleep", &json!({"secs": 0.5})).priority(9))
+        .unwrap();
     let mut pid = None;
-    assert!(eventually(Duration::from_secs(5), || match low.state_blocking() {
-        JobState::Running { pid: p, .. } => {
-            pid = p;
-            true
+    assert!(eventually(Duration::from_secs(5), || {
+        match low.state_blocking() {
+            JobState::Running { pid: p, .. } => {
+                pid = p;
+                true
+            }
+            _ => false,
         }
-        _ => false,
     }));
     let low_pid = pid.unwrap();
-    let urgent = sup.submit(Job::json("echo", &json!("urgent")).priority(0)).unwrap();
+    let urgent = sup
+        .submit(Job::json("echo", &json!("urgent")).priority(0))
+        .unwrap();
     let u = wait(urgent, 20);
     assert_eq!(u.outcome, Outcome::Completed(json!("urgent")));
-    assert!(eventually(Duration::from_secs(2), || gone(low_pid)), "evicted worker {low_pid} still in /proc");
+    assert!(
+        eventually(Duration::from_secs(2), || gone(low_pid)),
+        "evicted worker {low_pid} still in /proc"
+    );
     assert_ne!(u.worker_pid, Some(low_pid));
     // The evicted job went back to the queue and ran again, from the start.
     let l = wait(low, 20);
@@ -72,22 +86,39 @@ fn eviction_requeues_and_the_job_remembers() {
 #[test]
 fn eviction_can_drop_instead() {
     let sup = start(config(1).eviction(EvictionMode::Drop));
-    let low = sup.submit(Job::json("sleep", &json!({"secs": 5})).priority(10)).unwrap();
-    assert!(eventually(Duration::from_secs(5), || matches!(low.state_blocking(), JobState::Running { .. })));
-    let urgent = sup.submit(Job::json("echo", &json!(1)).priority(3)).unwrap();
+    let low = sup
+        .submit(Job::json("sleep", &json!({"secs": 5})).priority(10))
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || matches!(
+        low.state_blocking(),
+        JobState::Running { .. }
+    )));
+    let urgent = sup
+        .submit(Job::json("echo", &json!(1)).priority(3))
+        .unwrap();
     let l = wait(low, 20);
     assert_eq!(l.outcome, Outcome::Evicted);
     let pid = l.worker_pid.unwrap();
-    assert!(eventually(Duration::from_secs(2), || gone(pid)), "evicted worker {pid} still in /proc");
+    assert!(
+        eventually(Duration::from_secs(2), || gone(pid)),
+        "evicted worker {pid} still in /proc"
+    );
     assert!(wait(urgent, 20).outcome.is_completed());
 }
 
 #[test]
 fn eviction_off_makes_urgent_jobs_wait() {
     let sup = start(config(1).eviction(EvictionMode::Off));
-    let low = sup.submit(Job::json("sleep", &json!({"secs": 0.3})).priority(10)).unwrap();
-    assert!(eventually(Duration::from_secs(5), || matches!(low.state_blocking(), JobState::Running { .. })));
-    let urgent = sup.submit(Job::json("echo", &json!(1)).priority(0)).unwrap();
+    let low = sup
+        .submit(Job::json("sleep", &json!({"secs": 0.3})).priority(10))
+        .unwrap();
+    assert!(eventually(Duration::from_secs(5), || matches!(
+        low.state_blocking(),
+        JobState::Running { .. }
+    )));
+    let urgent = sup
+        .submit(Job::json("echo", &json!(1)).priority(0))
+        .unwrap();
     let l = wait(low, 20);
     assert!(l.outcome.is_completed());
     assert_eq!(l.evictions, 0);
@@ -102,12 +133,14 @@ fn prefetched_jobs_survive_their_workers_death() {
         .map(|i| sup.submit(Job::json("echo", &json!(i))).unwrap())
         .collect();
     let mut pid = None;
-    assert!(eventually(Duration::from_secs(5), || match head.state_blocking() {
-        JobState::Running { pid: p, .. } => {
-            pid = p;
-            true
+    assert!(eventually(Duration::from_secs(5), || {
+        match head.state_blocking() {
+            JobState::Running { pid: p, .. } => {
+                pid = p;
+                true
+            }
+            _ => false,
         }
-        _ => false,
     }));
     assert!(eventually(Duration::from_secs(5), || matches!(
         held[2].state_blocking(),

@@ -126,7 +126,10 @@ impl<R: DeserializeOwned> JobHandle<R> {
 
     /// Where the job is now.
     pub async fn state(&self) -> JobState {
-        self.addr.send(GetJob(self.id)).await.unwrap_or(JobState::Ended)
+        self.addr
+            .send(GetJob(self.id))
+            .await
+            .unwrap_or(JobState::Ended)
     }
 
     /// Where the job is now, blocking the calling thread.

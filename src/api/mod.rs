@@ -57,7 +57,9 @@ pub enum SubmitError {
     #[error("priority {0} is out of range: use 0 (most urgent) to 10 (least urgent)")]
     Priority(u8),
     /// A timeout of zero.
-    #[error("a timeout of zero would kill the job before it starts: give a positive timeout, or none")]
+    #[error(
+        "a timeout of zero would kill the job before it starts: give a positive timeout, or none"
+    )]
     ZeroTimeout,
     /// The payload is over the configured limit.
     #[error("the payload is {size} bytes, over the limit of {limit} bytes: send a reference (a path, a key) instead, or raise Config::max_payload")]
@@ -99,7 +101,9 @@ pub struct Supervisor {
 
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Supervisor").field("kinds", &self.inner.kinds).finish()
+        f.debug_struct("Supervisor")
+            .field("kinds", &self.inner.kinds)
+            .finish()
     }
 }
 
@@ -107,6 +111,9 @@ impl Supervisor {
     /// Start a supervisor and its workers; returns once every worker has
     /// connected (or with an error saying why they could not).
     pub fn start(config: Config) -> Result<Supervisor, StartError> {
+        if config.tune_allocator {
+            crate::wire::spin::tune_allocator();
+        }
         let shared = Arc::new(Shared::new());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
@@ -214,12 +221,18 @@ impl Supervisor {
 
     /// Where a job is now.
     pub async fn job_state(&self, id: JobId) -> JobState {
-        self.inner.addr.send(GetJob(id)).await.unwrap_or(JobState::Ended)
+        self.inner
+            .addr
+            .send(GetJob(id))
+            .await
+            .unwrap_or(JobState::Ended)
     }
 
     /// Ask for a job to be cancelled (see [`JobHandle::cancel`]).
     pub fn cancel(&self, id: JobId) {
-        self.inner.addr.do_send(crate::supervisor::actor::Cancel(id));
+        self.inner
+            .addr
+            .do_send(crate::supervisor::actor::Cancel(id));
     }
 
     /// A picture of the supervisor: workers, queue, totals.

@@ -20,6 +20,10 @@ pub struct Args {
     /// Jobs a worker may hold at once (prefetch).
     #[arg(long, default_value_t = 1)]
     inflight: usize,
+    /// How long waiting threads poll before blocking, in microseconds
+    /// (default: the supervisor's default).
+    #[arg(long, value_name = "US")]
+    spin_us: Option<u64>,
     /// Jobs for the one-at-a-time latency run.
     #[arg(long, default_value_t = 5_000)]
     latency_jobs: usize,
@@ -28,7 +32,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
-    let cfg = a.worker.config(a.workers)?.prefetch(a.inflight);
+    let mut cfg = a.worker.config(a.workers)?.prefetch(a.inflight);
+    if let Some(us) = a.spin_us {
+        cfg = cfg.spin(Duration::from_micros(us));
+    }
     let sup = Supervisor::start(cfg).map_err(|e| e.to_string())?;
     let noop = || Job::<()>::new("noop", &Empty {});
 

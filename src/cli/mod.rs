@@ -43,7 +43,9 @@ impl WorkerArgs {
         if let Some(stock) = WorkerCommand::stock_beside_current_exe() {
             return Ok(stock);
         }
-        WorkerCommand::current_exe().map_err(|e| format!("cannot find this executable to use as a worker: {e}; pass --worker PATH"))
+        WorkerCommand::current_exe().map_err(|e| {
+            format!("cannot find this executable to use as a worker: {e}; pass --worker PATH")
+        })
     }
 
     /// A config with these workers, `n` of them.

@@ -86,7 +86,9 @@ impl Process {
                 let mut child = child;
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(io::Error::other(format!("pidfd_open failed ({e}); procvisor needs Linux 5.3 or newer")));
+                return Err(io::Error::other(format!(
+                    "pidfd_open failed ({e}); procvisor needs Linux 5.3 or newer"
+                )));
             }
         };
         Ok(Process {
@@ -302,7 +304,15 @@ mod tests {
             let pid = p.pid();
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
             // Field 5 of /proc/PID/stat is the process group.
-            let pgrp: u32 = stat.rsplit(')').next().unwrap().split_whitespace().nth(2).unwrap().parse().unwrap();
+            let pgrp: u32 = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .nth(2)
+                .unwrap()
+                .parse()
+                .unwrap();
             assert_eq!(pgrp, pid);
             tokio::time::sleep(Duration::from_millis(100)).await;
             let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();

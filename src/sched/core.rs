@@ -498,7 +498,9 @@ impl<J> Core<J> {
                 break;
             }
             self.deadlines.pop();
-            let Some(e) = self.jobs.get(&job) else { continue };
+            let Some(e) = self.jobs.get(&job) else {
+                continue;
+            };
             let Place::Slot(slot) = e.place else { continue };
             if e.deadline != Some(at) || self.slots[slot].inflight.front() != Some(&job) {
                 continue;
@@ -514,8 +516,12 @@ impl<J> Core<J> {
 
     fn dispatch(&mut self, now: Instant) {
         while !self.queue.is_empty() {
-            let Some(slot) = self.slot_with_room() else { break };
-            let Some((_, job)) = self.queue.pop() else { break };
+            let Some(slot) = self.slot_with_room() else {
+                break;
+            };
+            let Some((_, job)) = self.queue.pop() else {
+                break;
+            };
             let entry = self.jobs.get_mut(&job).expect("queued job has an entry");
             entry.place = Place::Slot(slot);
             let s = &mut self.slots[slot];
@@ -542,7 +548,9 @@ impl<J> Core<J> {
             return;
         }
         loop {
-            let Some((best, _)) = self.queue.peek() else { return };
+            let Some((best, _)) = self.queue.peek() else {
+                return;
+            };
             if self.slot_with_room().is_some() {
                 return;
             }
@@ -586,7 +594,9 @@ impl<J> Core<J> {
             return;
         };
         let grace = self.cfg.cancel_grace;
-        let Some(e) = self.jobs.get_mut(&job) else { return };
+        let Some(e) = self.jobs.get_mut(&job) else {
+            return;
+        };
         e.started = Some(now);
         let deadline = match (&e.data, e.spec.timeout) {
             (None, _) => Some(now + grace),
@@ -629,17 +639,25 @@ impl<J> Core<J> {
     /// Empty a slot whose worker is gone. The running job is returned (for
     /// the caller to end) unless eviction puts it back; jobs not started go
     /// back to the queue; jobs whose end was already reported are forgotten.
-    fn settle_slot(&mut self, slot: SlotId, reason: Option<KillReason>, _now: Instant) -> Option<Ended<J>> {
+    fn settle_slot(
+        &mut self,
+        slot: SlotId,
+        reason: Option<KillReason>,
+        _now: Instant,
+    ) -> Option<Ended<J>> {
         let jobs = std::mem::take(&mut self.slots[slot].inflight);
         let mut head = None;
         for (i, job) in jobs.into_iter().enumerate() {
-            let Some(mut e) = self.jobs.remove(&job) else { continue };
+            let Some(mut e) = self.jobs.remove(&job) else {
+                continue;
+            };
             if e.data.is_none() {
                 continue;
             }
             e.deadline = None;
             let requeue = if i == 0 {
-                if reason == Some(KillReason::Evicted) && self.cfg.eviction == EvictionMode::Requeue {
+                if reason == Some(KillReason::Evicted) && self.cfg.eviction == EvictionMode::Requeue
+                {
                     e.evictions += 1;
                     true
                 } else {

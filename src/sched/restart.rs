@@ -119,16 +119,25 @@ mod tests {
         let t0 = Instant::now();
         let mut t = RestartTracker::new(policy);
         for i in 0..3 {
-            assert!(matches!(t.on_death(t0 + Duration::from_secs(i), 1), RestartDecision::After(_)));
+            assert!(matches!(
+                t.on_death(t0 + Duration::from_secs(i), 1),
+                RestartDecision::After(_)
+            ));
         }
         assert_eq!(
             t.on_death(t0 + Duration::from_secs(3), 1),
-            RestartDecision::GiveUp { deaths: 4, within: Duration::from_secs(10) }
+            RestartDecision::GiveUp {
+                deaths: 4,
+                within: Duration::from_secs(10)
+            }
         );
         // Spread out, the same number of deaths is fine.
         let mut t = RestartTracker::new(policy);
         for i in 0..10 {
-            assert!(matches!(t.on_death(t0 + Duration::from_secs(5 * i), 1), RestartDecision::After(_)));
+            assert!(matches!(
+                t.on_death(t0 + Duration::from_secs(5 * i), 1),
+                RestartDecision::After(_)
+            ));
         }
     }
 }

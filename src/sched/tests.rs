@@ -100,13 +100,23 @@ fn timeout_fires_exactly_at_the_deadline() {
     assert_eq!(h.core.next_deadline(), Some(h.at(1010)));
     assert!(h.poll(1009).is_empty());
     let d = h.poll(1010);
-    assert!(matches!(
-        d.as_slice(),
-        [
-            Decision::Kill { slot: 0, reason: KillReason::Timeout, job: Some(1) },
-            Decision::Done { end: End::TimedOut, ended: Ended { job: 1, .. } }
-        ]
-    ), "{d:?}");
+    assert!(
+        matches!(
+            d.as_slice(),
+            [
+                Decision::Kill {
+                    slot: 0,
+                    reason: KillReason::Timeout,
+                    job: Some(1)
+                },
+                Decision::Done {
+                    end: End::TimedOut,
+                    ended: Ended { job: 1, .. }
+                }
+            ]
+        ),
+        "{d:?}"
+    );
     // The slot waits for a new worker; then the next job runs there.
     assert_eq!(h.core.slot_states(), vec![SlotState::Pending]);
     assert!(h.dispatched(1011).is_empty());
@@ -118,14 +128,31 @@ fn timeout_fires_exactly_at_the_deadline() {
 fn finishing_before_the_deadline_disarms_it() {
     let mut h = harness(1, 1, EvictionMode::Off);
     let t = Some(Duration::from_millis(100));
-    h.core.submit(1, JobSpec { priority: 1, timeout: t }, "a");
-    h.core.submit(2, JobSpec { priority: 1, timeout: t }, "b");
+    h.core.submit(
+        1,
+        JobSpec {
+            priority: 1,
+            timeout: t,
+        },
+        "a",
+    );
+    h.core.submit(
+        2,
+        JobSpec {
+            priority: 1,
+            timeout: t,
+        },
+        "b",
+    );
     h.dispatched(0);
     h.core.finished(0, 1, h.at(90)).unwrap();
     assert_eq!(h.dispatched(90), vec![(0, 2)]);
     // Job 1's old deadline (100) passes harmlessly; job 2's is at 190.
     assert!(h.poll(150).is_empty());
-    assert!(matches!(h.poll(190)[0], Decision::Kill { job: Some(2), .. }));
+    assert!(matches!(
+        h.poll(190)[0],
+        Decision::Kill { job: Some(2), .. }
+    ));
 }
 
 #[test]
@@ -138,13 +165,20 @@ fn eviction_requeues_the_least_urgent_and_keeps_its_place() {
     assert!(h.poll(1).is_empty(), "no eviction for an equal priority");
     h.core.submit(4, spec(1), "urgent");
     let d = h.poll(2);
-    assert!(matches!(
-        d.as_slice(),
-        [
-            Decision::Kill { slot: 1, reason: KillReason::Evicted, job: Some(2) },
-            Decision::Requeued { job: 2, slot: 1 }
-        ]
-    ), "{d:?}");
+    assert!(
+        matches!(
+            d.as_slice(),
+            [
+                Decision::Kill {
+                    slot: 1,
+                    reason: KillReason::Evicted,
+                    job: Some(2)
+                },
+                Decision::Requeued { job: 2, slot: 1 }
+            ]
+        ),
+        "{d:?}"
+    );
     // One urgent job, one eviction: polling again evicts nobody else.
     assert!(h.poll(3).is_empty());
     h.core.worker_ready(1);
@@ -164,13 +198,26 @@ fn eviction_drop_mode_ends_the_victim() {
     h.dispatched(0);
     h.core.submit(2, spec(0), "high");
     let d = h.poll(1);
-    assert!(matches!(
-        d.as_slice(),
-        [
-            Decision::Kill { reason: KillReason::Evicted, .. },
-            Decision::Done { end: End::Evicted, ended: Ended { job: 1, data: "low", .. } }
-        ]
-    ), "{d:?}");
+    assert!(
+        matches!(
+            d.as_slice(),
+            [
+                Decision::Kill {
+                    reason: KillReason::Evicted,
+                    ..
+                },
+                Decision::Done {
+                    end: End::Evicted,
+                    ended: Ended {
+                        job: 1,
+                        data: "low",
+                        ..
+                    }
+                }
+            ]
+        ),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -188,7 +235,13 @@ fn no_eviction_when_off_or_when_a_worker_is_coming() {
     h.core.submit(2, spec(0), "high");
     assert!(h.poll(2).is_empty(), "a worker is coming: no need to evict");
     h.core.submit(3, spec(0), "high too");
-    assert!(matches!(h.poll(3).as_slice(), [Decision::Kill { slot: 0, .. }, Decision::Requeued { job: 1, .. }]));
+    assert!(matches!(
+        h.poll(3).as_slice(),
+        [
+            Decision::Kill { slot: 0, .. },
+            Decision::Requeued { job: 1, .. }
+        ]
+    ));
 }
 
 #[test]
@@ -199,7 +252,13 @@ fn the_latest_started_among_equals_is_evicted() {
     h.core.submit(2, spec(7), "new");
     h.dispatched(50);
     h.core.submit(3, spec(0), "urgent");
-    assert!(matches!(h.poll(60).as_slice(), [Decision::Kill { job: Some(2), .. }, Decision::Requeued { .. }]));
+    assert!(matches!(
+        h.poll(60).as_slice(),
+        [
+            Decision::Kill { job: Some(2), .. },
+            Decision::Requeued { .. }
+        ]
+    ));
 }
 
 #[test]
@@ -239,7 +298,10 @@ fn cancel_queued_running_and_prefetched() {
     assert!(h.core.cancel(3, h.at(1)));
     assert!(matches!(
         h.poll(1).as_slice(),
-        [Decision::Done { end: End::Cancelled, ended: Ended { job: 3, .. } }]
+        [Decision::Done {
+            end: End::Cancelled,
+            ended: Ended { job: 3, .. }
+        }]
     ));
     // Prefetched: the worker is told, the submitter learns at once, and the
     // worker's later report is absorbed.
@@ -248,7 +310,10 @@ fn cancel_queued_running_and_prefetched() {
         h.poll(2).as_slice(),
         [
             Decision::SendCancel { slot: 0, job: 2 },
-            Decision::Done { end: End::Cancelled, ended: Ended { job: 2, .. } }
+            Decision::Done {
+                end: End::Cancelled,
+                ended: Ended { job: 2, .. }
+            }
         ]
     ));
     assert!(!h.core.cancel(2, h.at(2)), "ended once only");
@@ -257,11 +322,23 @@ fn cancel_queued_running_and_prefetched() {
     assert!(matches!(
         h.poll(3).as_slice(),
         [
-            Decision::Kill { reason: KillReason::Cancelled, .. },
-            Decision::Done { end: End::Cancelled, ended: Ended { job: 1, .. } }
+            Decision::Kill {
+                reason: KillReason::Cancelled,
+                ..
+            },
+            Decision::Done {
+                end: End::Cancelled,
+                ended: Ended { job: 1, .. }
+            }
         ]
     ));
-    assert_eq!(h.core.stats(), CoreStats { pending_slots: 1, ..CoreStats::default() });
+    assert_eq!(
+        h.core.stats(),
+        CoreStats {
+            pending_slots: 1,
+            ..CoreStats::default()
+        }
+    );
 }
 
 #[test]
@@ -283,12 +360,21 @@ fn cancel_with_grace_kills_only_if_the_job_does_not_stop() {
     core.cancel(1, ms(10));
     core.poll(ms(10), &mut out);
     assert!(matches!(out[0], Decision::SendCancel { .. }));
-    assert!(matches!(out[1], Decision::Done { end: End::Cancelled, .. }));
+    assert!(matches!(
+        out[1],
+        Decision::Done {
+            end: End::Cancelled,
+            ..
+        }
+    ));
     out.clear();
     // It stops by itself in time: no kill, the next job runs.
     assert!(core.finished(0, 1, ms(50)).is_none());
     core.poll(ms(50), &mut out);
-    assert!(matches!(out.as_slice(), [Decision::Dispatch { job: 2, .. }]));
+    assert!(matches!(
+        out.as_slice(),
+        [Decision::Dispatch { job: 2, .. }]
+    ));
     out.clear();
     // The next one ignores the cancel: killed when the grace is over.
     core.cancel(2, ms(60));
@@ -296,7 +382,13 @@ fn cancel_with_grace_kills_only_if_the_job_does_not_stop() {
     assert!(!out.iter().any(|d| matches!(d, Decision::Kill { .. })));
     out.clear();
     core.poll(ms(160), &mut out);
-    assert!(matches!(out.as_slice(), [Decision::Kill { reason: KillReason::Cancelled, .. }]));
+    assert!(matches!(
+        out.as_slice(),
+        [Decision::Kill {
+            reason: KillReason::Cancelled,
+            ..
+        }]
+    ));
 }
 
 #[test]

@@ -16,7 +16,10 @@ use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::config::Config;
-use super::link::{abandon_handshake, EventSink, Finish, Incoming, LinkEvent, Replies, Reply, Spawner, Timing, WorkerTx};
+use super::link::{
+    abandon_handshake, EventSink, Finish, Incoming, LinkEvent, Replies, Reply, Spawner, Timing,
+    WorkerTx,
+};
 use super::outcome::{Crash, Outcome, Report};
 use super::status::{Counts, JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};
 use super::Shared;
@@ -159,6 +162,11 @@ pub struct SupervisorActor {
     frame: Vec<u8>,
     counts: Counts,
     stop_waiters: Vec<oneshot::Sender<()>>,
+    /// Until when the actor's thread stays awake after activity (see
+    /// [`SupervisorActor::keep_hot`]).
+    hot_until: std::rc::Rc<std::cell::Cell<Instant>>,
+    /// Whether a keep-hot task is running.
+    hot: std::rc::Rc<std::cell::Cell<bool>>,
 }
 
 impl SupervisorActor {
@@ -190,6 +198,8 @@ impl SupervisorActor {
             frame: Vec::new(),
             counts: Counts::default(),
             stop_waiters: Vec::new(),
+            hot_until: std::rc::Rc::new(std::cell::Cell::new(Instant::now())),
+            hot: std::rc::Rc::new(std::cell::Cell::new(false)),
         }
     }
 
@@ -213,9 +223,33 @@ impl SupervisorActor {
         matches!(self.lifecycle, Lifecycle::Running)
     }
 
+    /// Keep this thread awake for the spin time after activity: a task that
+    /// yields (to tokio and to the OS) until then, so that the next message
+    /// does not have to wake a sleeping thread on an idle CPU (see
+    /// `wire::spin`).
+    fn keep_hot(&mut self, now: Instant) {
+        let spin = self.cfg.spin;
+        if spin.is_zero() {
+            return;
+        }
+        self.hot_until.set(now + spin);
+        if self.hot.replace(true) {
+            return;
+        }
+        let (until, hot) = (self.hot_until.clone(), self.hot.clone());
+        actix_rt::spawn(async move {
+            while Instant::now() < until.get() {
+                std::thread::yield_now();
+                tokio::task::yield_now().await;
+            }
+            hot.set(false);
+        });
+    }
+
     /// Poll the core and carry out its decisions; re-arm the deadline timer.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        self.keep_hot(now);
         let mut decisions = std::mem::take(&mut self.decisions);
         self.core.poll(now, &mut decisions);
         let mut dispatched: Vec<(SlotId, JobId)> = Vec::new();
@@ -261,8 +295,12 @@ impl SupervisorActor {
             {
                 let mut replies = self.slots[slot].replies.lock();
                 for &(_, job) in group {
-                    let Some((meta, _)) = self.core.job_meta(job) else { continue };
-                    let Some(rec) = self.core.data_mut(job) else { continue };
+                    let Some((meta, _)) = self.core.job_meta(job) else {
+                        continue;
+                    };
+                    let Some(rec) = self.core.data_mut(job) else {
+                        continue;
+                    };
                     if let Some(tx) = rec.reply.take() {
                         replies.insert(
                             job,
@@ -326,7 +364,13 @@ impl SupervisorActor {
     }
 
     /// Kill a worker on the core's decision.
-    fn kill(&mut self, slot: SlotId, reason: KillReason, job: Option<JobId>, ctx: &mut Context<Self>) {
+    fn kill(
+        &mut self,
+        slot: SlotId,
+        reason: KillReason,
+        job: Option<JobId>,
+        ctx: &mut Context<Self>,
+    ) {
         if reason == KillReason::Evicted {
             self.counts.evictions += 1;
         }
@@ -416,7 +460,11 @@ impl SupervisorActor {
                         }
                     }
                 }
-                Incoming::Progress { job, fraction, note } => {
+                Incoming::Progress {
+                    job,
+                    fraction,
+                    note,
+                } => {
                     if let Some(rec) = self.core.data_mut(job) {
                         rec.progress = Some((fraction, note));
                     }
@@ -427,7 +475,13 @@ impl SupervisorActor {
         self.pump(ctx);
     }
 
-    fn on_exit(&mut self, slot: SlotId, gen: u64, result: std::io::Result<ProcessOutcome>, ctx: &mut Context<Self>) {
+    fn on_exit(
+        &mut self,
+        slot: SlotId,
+        gen: u64,
+        result: std::io::Result<ProcessOutcome>,
+        ctx: &mut Context<Self>,
+    ) {
         let now = Instant::now();
         let s = &mut self.slots[slot];
         if s.gen != gen {
@@ -435,7 +489,11 @@ impl SupervisorActor {
         }
         let exit = match result {
             Ok(ProcessOutcome::Success) => Exit::Code(0),
-            Ok(ProcessOutcome::Error(e) | ProcessOutcome::TimedOut(e) | ProcessOutcome::Terminated(e)) => e,
+            Ok(
+                ProcessOutcome::Error(e)
+                | ProcessOutcome::TimedOut(e)
+                | ProcessOutcome::Terminated(e),
+            ) => e,
             Err(e) => {
                 tracing::error!(slot, "lost track of a worker process: {e}");
                 Exit::Code(-1)
@@ -477,7 +535,10 @@ impl SupervisorActor {
                     self.slots[slot].phase = Phase::Backoff;
                     let gen = self.slots[slot].gen;
                     ctx.run_later(delay, move |act, ctx| {
-                        if act.slots[slot].gen == gen && act.slots[slot].phase == Phase::Backoff && act.accepting() {
+                        if act.slots[slot].gen == gen
+                            && act.slots[slot].phase == Phase::Backoff
+                            && act.accepting()
+                        {
                             act.counts.restarts += 1;
                             act.spawn_worker(slot);
                         }
@@ -585,14 +646,19 @@ impl SupervisorActor {
     /// Stop the actor once shutting down and no worker process remains.
     fn check_stopped(&mut self, ctx: &mut Context<Self>) {
         let stopping = matches!(self.lifecycle, Lifecycle::Stopping);
-        let failed_and_asked = matches!(self.lifecycle, Lifecycle::Failed(_)) && !self.stop_waiters.is_empty();
+        let failed_and_asked =
+            matches!(self.lifecycle, Lifecycle::Failed(_)) && !self.stop_waiters.is_empty();
         if !(stopping || failed_and_asked) {
             return;
         }
         if failed_and_asked && self.slots.iter().any(|s| s.phase == Phase::Ready) {
             return self.stop_workers(ctx);
         }
-        if self.slots.iter().all(|s| s.process.is_none() && s.phase != Phase::Spawning) {
+        if self
+            .slots
+            .iter()
+            .all(|s| s.process.is_none() && s.phase != Phase::Spawning)
+        {
             self.lifecycle = Lifecycle::Stopped;
             for w in self.stop_waiters.drain(..) {
                 let _ = w.send(());
@@ -647,7 +713,10 @@ impl SupervisorActor {
             id: job,
             kind: rec.kind.to_string(),
             priority: meta.priority,
-            elapsed: meta.started.map(|t| now.saturating_duration_since(t)).unwrap_or_default(),
+            elapsed: meta
+                .started
+                .map(|t| now.saturating_duration_since(t))
+                .unwrap_or_default(),
         })
     }
 }
@@ -705,7 +774,12 @@ impl Handler<LinkEvent> for SupervisorActor {
 
     fn handle(&mut self, ev: LinkEvent, ctx: &mut Context<Self>) {
         match ev {
-            LinkEvent::Spawned { slot, gen, process, server } => {
+            LinkEvent::Spawned {
+                slot,
+                gen,
+                process,
+                server,
+            } => {
                 if self.slots[slot].gen != gen {
                     process.kill();
                     return;
@@ -729,7 +803,9 @@ impl Handler<LinkEvent> for SupervisorActor {
                 ctx.run_later(timeout, move |act, _| {
                     let s = &mut act.slots[slot];
                     if s.gen == gen && s.phase == Phase::Handshaking {
-                        let crash = Crash::ProtocolFault(format!("the worker did not connect within {timeout:?}"));
+                        let crash = Crash::ProtocolFault(format!(
+                            "the worker did not connect within {timeout:?}"
+                        ));
                         act.kill_broken(slot, crash);
                     }
                 });
@@ -790,7 +866,11 @@ impl Handler<LinkEvent> for SupervisorActor {
                     self.kill_broken(slot, Crash::ProtocolFault(error));
                 }
             }
-            LinkEvent::Frames { slot, gen, messages } => {
+            LinkEvent::Frames {
+                slot,
+                gen,
+                messages,
+            } => {
                 let s = &self.slots[slot];
                 if s.gen == gen && s.phase == Phase::Ready {
                     self.on_frames(slot, messages, ctx);
@@ -806,7 +886,9 @@ impl Handler<LinkEvent> for SupervisorActor {
                     ctx.run_later(CLOSED_GRACE, move |act, _| {
                         let s = &act.slots[slot];
                         if s.gen == gen && s.process.is_some() && !s.expected_exit {
-                            let crash = Crash::ProtocolFault("the worker closed its channel but kept running".into());
+                            let crash = Crash::ProtocolFault(
+                                "the worker closed its channel but kept running".into(),
+                            );
                             act.kill_broken(slot, crash);
                         }
                     });

@@ -87,6 +87,7 @@ pub struct Config {
     pub(crate) max_payload: usize,
     pub(crate) start_timeout: Duration,
     pub(crate) spin: Duration,
+    pub(crate) tune_allocator: bool,
 }
 
 impl Config {
@@ -98,7 +99,9 @@ impl Config {
     pub fn new(worker: WorkerCommand) -> Config {
         Config {
             worker,
-            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             prefetch: 1,
             eviction: EvictionMode::Requeue,
             default_timeout: None,
@@ -109,7 +112,8 @@ impl Config {
             restart: RestartPolicy::default(),
             max_payload: 64 << 20,
             start_timeout: Duration::from_secs(10),
-            spin: Duration::from_micros(50),
+            spin: Duration::from_micros(200),
+            tune_allocator: true,
         }
     }
 
@@ -183,12 +187,20 @@ impl Config {
 
     /// How long a thread that expects a message soon (a worker waiting for
     /// its next job, a link waiting for a result, a submitter waiting for an
-    /// outcome) polls before it blocks (default 50 µs; zero: never spin).
+    /// outcome) polls before it blocks (default 200 µs; zero: never spin).
     /// Waking a thread on an idle CPU costs tens of microseconds on virtual
     /// machines; a short spin saves that on every hop while costing an idle
     /// pool only one spin after its last job.
     pub fn spin(mut self, spin: Duration) -> Config {
         self.spin = spin;
+        self
+    }
+
+    /// Whether to raise glibc's malloc trim and mmap thresholds in this
+    /// process (default true; see `wire::spin::tune_allocator`). Without it,
+    /// every message received costs an `madvise` that interrupts every CPU.
+    pub fn tune_allocator(mut self, yes: bool) -> Config {
+        self.tune_allocator = yes;
         self
     }
 

@@ -90,7 +90,11 @@ pub(crate) enum Incoming {
         end: Finish,
     },
     /// Progress from a running handler.
-    Progress { job: JobId, fraction: f32, note: String },
+    Progress {
+        job: JobId,
+        fraction: f32,
+        note: String,
+    },
     /// The worker is alive.
     Heartbeat,
 }
@@ -125,7 +129,11 @@ pub(crate) enum LinkEvent {
         server: String,
     },
     /// The process could not be started.
-    SpawnFailed { slot: SlotId, gen: u64, error: String },
+    SpawnFailed {
+        slot: SlotId,
+        gen: u64,
+        error: String,
+    },
     /// The handshake completed.
     Ready {
         slot: SlotId,
@@ -136,7 +144,11 @@ pub(crate) enum LinkEvent {
         control: IpcBytesSender,
     },
     /// The handshake failed (bad version, broken connection).
-    HandshakeFailed { slot: SlotId, gen: u64, error: String },
+    HandshakeFailed {
+        slot: SlotId,
+        gen: u64,
+        error: String,
+    },
     /// Messages from the worker.
     Frames {
         slot: SlotId,
@@ -183,7 +195,11 @@ pub(crate) struct Spawner {
 
 impl Spawner {
     /// Start the spawner thread.
-    pub(crate) fn start(cmd: WorkerCommand, timing: Timing, sink: EventSink) -> io::Result<Spawner> {
+    pub(crate) fn start(
+        cmd: WorkerCommand,
+        timing: Timing,
+        sink: EventSink,
+    ) -> io::Result<Spawner> {
         let (tx, rx) = mpsc::channel::<SpawnRequest>();
         let thread = std::thread::Builder::new()
             .name("procvisor-spawner".into())
@@ -309,7 +325,14 @@ fn link_thread(
     read_frames(hello.from_worker, slot, gen, &sink, &replies, spin);
 }
 
-fn read_frames(rx: IpcBytesReceiver, slot: SlotId, gen: u64, sink: &EventSink, replies: &Replies, spin: Duration) {
+fn read_frames(
+    rx: IpcBytesReceiver,
+    slot: SlotId,
+    gen: u64,
+    sink: &EventSink,
+    replies: &Replies,
+    spin: Duration,
+) {
     // When the last job ended: the next one started then at the earliest.
     let mut last_end = Instant::now();
     let mut reports = Vec::new();
@@ -336,7 +359,8 @@ fn read_frames(rx: IpcBytesReceiver, slot: SlotId, gen: u64, sink: &EventSink, r
                     FromWorker::Finished { job, result } => {
                         let end = match replies.take(job) {
                             Some(reply) => {
-                                let ran_for = now.saturating_duration_since(reply.since.max(last_end));
+                                let ran_for =
+                                    now.saturating_duration_since(reply.since.max(last_end));
                                 let outcome = Outcome::from_result(result);
                                 let summary = outcome.without_result();
                                 reports.push((reply, job, outcome, ran_for));
@@ -347,7 +371,15 @@ fn read_frames(rx: IpcBytesReceiver, slot: SlotId, gen: u64, sink: &EventSink, r
                         last_end = now;
                         Incoming::Finished { job, end }
                     }
-                    FromWorker::Progress { job, fraction, note } => Incoming::Progress { job, fraction, note },
+                    FromWorker::Progress {
+                        job,
+                        fraction,
+                        note,
+                    } => Incoming::Progress {
+                        job,
+                        fraction,
+                        note,
+                    },
                     FromWorker::Heartbeat => Incoming::Heartbeat,
                 });
             }
@@ -359,7 +391,11 @@ fn read_frames(rx: IpcBytesReceiver, slot: SlotId, gen: u64, sink: &EventSink, r
         // The actor hears first, so that anything a submitter asks after
         // seeing its report already counts the job.
         if !messages.is_empty() {
-            sink(LinkEvent::Frames { slot, gen, messages });
+            sink(LinkEvent::Frames {
+                slot,
+                gen,
+                messages,
+            });
         }
         for (reply, job, outcome, ran_for) in reports.drain(..) {
             reply.send(job, outcome, Some(ran_for));
@@ -403,7 +439,11 @@ impl WorkerTx {
     /// Send a frame, in order with the frames sent before. Errors (a dead
     /// worker) are ignored: the worker's exit is noticed on its own.
     pub(crate) fn send(&mut self, frame: &[u8]) {
-        let queued = self.writer.as_ref().map(|(_, n)| n.load(Ordering::Acquire)).unwrap_or(0);
+        let queued = self
+            .writer
+            .as_ref()
+            .map(|(_, n)| n.load(Ordering::Acquire))
+            .unwrap_or(0);
         if frame.len() <= DIRECT_MAX && queued == 0 {
             let _ = self.tx.send(frame);
             return;

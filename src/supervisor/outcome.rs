@@ -90,7 +90,9 @@ impl<R> std::fmt::Display for Outcome<R> {
         match self {
             Outcome::Completed(_) => write!(f, "completed"),
             Outcome::Failed(e) => write!(f, "failed: {e}"),
-            Outcome::TimedOut { after } => write!(f, "timed out after {after:?}; the worker was killed"),
+            Outcome::TimedOut { after } => {
+                write!(f, "timed out after {after:?}; the worker was killed")
+            }
             Outcome::Crashed(c) => write!(f, "crashed: {c}"),
             Outcome::Evicted => write!(f, "evicted by a more urgent job"),
             Outcome::Cancelled => write!(f, "cancelled"),
@@ -170,9 +172,10 @@ impl Report<Payload> {
     /// Decode a completed result into `R` (a result that does not decode
     /// becomes [`JobError::BadResult`]).
     pub fn decode<R: DeserializeOwned>(self) -> Report<R> {
-        let outcome = self
-            .outcome
-            .and_then_result(|p| p.decode::<R>().map_err(|e| JobError::BadResult(e.to_string())));
+        let outcome = self.outcome.and_then_result(|p| {
+            p.decode::<R>()
+                .map_err(|e| JobError::BadResult(e.to_string()))
+        });
         Report {
             id: self.id,
             kind: self.kind,

@@ -48,3 +48,28 @@ pub fn spin_for<T>(spin: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T
         std::thread::yield_now();
     }
 }
+
+/// Keep glibc's allocator from returning memory to the OS after every
+/// message.
+///
+/// ipc-channel receives each message into a fresh buffer as large as the
+/// socket's send buffer (about 200 KiB). Freeing it makes glibc trim the
+/// thread's arena with `madvise(MADV_DONTNEED)` — once per message — and in a
+/// multi-threaded process each of those interrupts the other CPUs to flush
+/// their TLBs. Raising the trim and mmap thresholds (process-wide) stops
+/// that. On other C libraries this does nothing.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only changes allocator parameters; both values
+            // are in range. Setting either disables glibc's dynamic
+            // adjustment, so both are set.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
+            }
+        });
+    }
+}

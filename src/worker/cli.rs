@@ -9,7 +9,6 @@ use crate::wire::{Codec, JobResult, Payload};
 /// IPC; run by hand, it runs one job in this process and prints its result.
 #[derive(Parser, Debug)]
 #[command(
-
     after_help = "Examples:\n  procvisor-worker --list\n  procvisor-worker --once sleep '{\"secs\": 1.5}'\n  procvisor-worker --once echo '{\"hello\": \"world\"}'"
 )]
 struct Args {
@@ -43,7 +42,9 @@ pub(crate) fn standalone(worker: &Worker) -> i32 {
     let payload = match Payload::json_text(json) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: the payload for {kind:?} is {e}; pass a JSON value, e.g. '{{\"secs\": 1}}'");
+            eprintln!(
+                "error: the payload for {kind:?} is {e}; pass a JSON value, e.g. '{{\"secs\": 1}}'"
+            );
             return 2;
         }
     };

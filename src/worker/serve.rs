@@ -98,6 +98,7 @@ impl Worker {
     /// (or goes away).
     pub fn serve(self) -> Result<(), ServeError> {
         let name = std::env::var(SERVER_ENV).map_err(|_| ServeError::NotAWorker)?;
+        crate::wire::spin::tune_allocator();
         let env_u64 = |key: &str| std::env::var(key).ok().and_then(|v| v.parse::<u64>().ok());
         let heartbeat = env_u64(HEARTBEAT_ENV)
             .map(Duration::from_millis)
@@ -107,7 +108,11 @@ impl Worker {
             name: name.clone(),
             reason,
         };
-        let Channels { link, jobs, control } = handshake(&name, self.kinds()).map_err(handshake_error)?;
+        let Channels {
+            link,
+            jobs,
+            control,
+        } = handshake(&name, self.kinds()).map_err(handshake_error)?;
         let link = Arc::new(link);
         let cancels = Arc::new(Mutex::new(Cancels::default()));
         {
@@ -131,7 +136,13 @@ impl Worker {
         Ok(())
     }
 
-    fn job_loop(&self, link: &Arc<Link>, jobs: &IpcBytesReceiver, cancels: &Mutex<Cancels>, spin: Duration) {
+    fn job_loop(
+        &self,
+        link: &Arc<Link>,
+        jobs: &IpcBytesReceiver,
+        cancels: &Mutex<Cancels>,
+        spin: Duration,
+    ) {
         let mut queue: VecDeque<ToWorker> = VecDeque::new();
         let mut pending: Vec<FromWorker> = Vec::new();
         let mut first_pending = Instant::now();
@@ -191,7 +202,9 @@ impl Worker {
             }
             c.current = Some((run.job, ctx.cancel_flag()));
         }
-        let _span = tracing::debug_span!("job", id = run.job, kind = %run.kind, attempt = run.attempt).entered();
+        let _span =
+            tracing::debug_span!("job", id = run.job, kind = %run.kind, attempt = run.attempt)
+                .entered();
         let result = self.run_job(&run.kind, &run.payload, &ctx);
         lock(cancels).current = None;
         result

@@ -62,12 +62,17 @@ pub fn worker() -> Worker {
         .raw_handler("echo", |payload, _| JobResult::Ok(payload.clone()))
         .handler("sleep", sleep)
         .handler("fail", |a: FailArgs, _| {
-            Err::<(), _>(a.message.unwrap_or_else(|| "the fail handler always fails".into()))
+            Err::<(), _>(
+                a.message
+                    .unwrap_or_else(|| "the fail handler always fails".into()),
+            )
         })
         .handler("panic", |_: Empty, _| -> Result<(), String> {
             panic!("the panic handler panicked on purpose")
         })
-        .handler("abort", |_: Empty, _| -> Result<(), String> { std::process::abort() })
+        .handler("abort", |_: Empty, _| -> Result<(), String> {
+            std::process::abort()
+        })
         .handler("segfault", |_: Empty, _| -> Result<(), String> {
             // Page 0 is never mapped on Linux: this store faults.
             let p = std::ptr::without_provenance_mut::<u8>(16);
@@ -104,7 +109,10 @@ pub fn worker() -> Worker {
 
 fn sleep(a: SleepArgs, ctx: &JobContext) -> Result<Slept, String> {
     if !a.secs.is_finite() || a.secs < 0.0 {
-        return Err(format!("secs must be a non-negative number, got {}", a.secs));
+        return Err(format!(
+            "secs must be a non-negative number, got {}",
+            a.secs
+        ));
     }
     let total = Duration::from_secs_f64(a.secs);
     let start = Instant::now();
@@ -128,14 +136,20 @@ mod tests {
 
     #[test]
     fn in_process_results() {
-        assert_eq!(run("noop", "{}"), JobResult::Ok(Payload::json(&()).unwrap()));
+        assert_eq!(
+            run("noop", "{}"),
+            JobResult::Ok(Payload::json(&()).unwrap())
+        );
         let echo = Payload::json_text(r#"{"x":[1,2]}"#).unwrap();
         assert_eq!(worker().run_once("echo", &echo), JobResult::Ok(echo));
         assert_eq!(
             run("sleep", r#"{"secs":0.01}"#),
             JobResult::Ok(Payload::json(&Slept { slept: 0.01 }).unwrap())
         );
-        assert_eq!(run("fail", "{}"), JobResult::Err("the fail handler always fails".into()));
+        assert_eq!(
+            run("fail", "{}"),
+            JobResult::Err("the fail handler always fails".into())
+        );
         match run("panic", "{}") {
             JobResult::Panic(m) => {
                 assert!(m.contains("panicked on purpose"), "{m}");
@@ -148,7 +162,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match run("nope", "{}") {
-            JobResult::UnknownKind(m) => assert!(m.contains("\"nope\"") && m.contains("sleep"), "{m}"),
+            JobResult::UnknownKind(m) => {
+                assert!(m.contains("\"nope\"") && m.contains("sleep"), "{m}")
+            }
             other => panic!("{other:?}"),
         }
         assert!(matches!(run("alloc", r#"{"mib": 4}"#), JobResult::Ok(_)));
