@@ -1,4 +1,4 @@
-//! procvisor: run jobs in supervised worker processes.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 pub mod api;
