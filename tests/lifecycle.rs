@@ -21,22 +21,12 @@ fn cancel_a_queued_job_and_a_running_one() {
     let queued = sup
         .submit(Job::json("sleep", &json!({"secs": 30})))
         .unwrap();
-    let mut pid = None;
-    assert!(eventually(Duration::from_secs(5), || {
-        match running.state_blocking() {
-            JobState::Running { pid: p, .. } => {
-                pid = p;
-                true
-            }
-            _ => false,
-        }
-    }));
+    let pid = running_pid(&running);
     assert_eq!(queued.state_blocking(), JobState::Queued);
     queued.cancel();
     assert_eq!(wait(queued, 5).outcome, Outcome::Cancelled);
     running.cancel();
     assert_eq!(wait(running, 5).outcome, Outcome::Cancelled);
-    let pid = pid.unwrap();
     assert!(
         eventually(Duration::from_secs(2), || gone(pid)),
         "cancelled job's worker {pid} lives"
@@ -52,22 +42,14 @@ fn with_a_cancel_grace_a_cooperative_handler_stops_and_its_worker_lives() {
     let h = sup
         .submit(Job::json("sleep", &json!({"secs": 30})))
         .unwrap();
-    let mut pid = None;
-    assert!(eventually(Duration::from_secs(5), || {
-        match h.state_blocking() {
-            JobState::Running { pid: p, .. } => {
-                pid = p;
-                true
-            }
-            _ => false,
-        }
-    }));
+    let pid = running_pid(&h);
     h.cancel();
     assert_eq!(wait(h, 5).outcome, Outcome::Cancelled);
     let next = wait(sup.submit(Job::json("echo", &json!(2))).unwrap(), 20);
     assert!(next.outcome.is_completed());
     assert_eq!(
-        next.worker_pid, pid,
+        next.worker_pid,
+        Some(pid),
         "the worker that stopped by itself serves on"
     );
 }
@@ -85,10 +67,7 @@ fn shutdown_lets_running_jobs_finish_cancels_the_rest_and_leaves_no_process() {
         .submit(Job::json("sleep", &json!({"secs": 30})))
         .unwrap();
     let queued = sup.submit(Job::json("sleep", &json!({"secs": 1}))).unwrap();
-    assert!(eventually(Duration::from_secs(5), || matches!(
-        slow.state_blocking(),
-        JobState::Running { .. }
-    )));
+    running_pid(&slow);
     sup.shutdown_blocking(Duration::from_millis(600));
     assert_eq!(
         wait(quick, 5).outcome,

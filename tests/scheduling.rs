@@ -18,10 +18,7 @@ fn finishing_order(jobs: &[(u32, u8)]) -> Vec<u32> {
     let blocker = sup
         .submit(Job::json("sleep", &json!({"secs": 0.3})).priority(5))
         .unwrap();
-    assert!(eventually(Duration::from_secs(5), || matches!(
-        blocker.state_blocking(),
-        JobState::Running { .. }
-    )));
+    running_pid(&blocker);
     let (tx, rx) = mpsc::channel();
     for &(label, p) in jobs {
         let h = sup
@@ -55,17 +52,8 @@ fn eviction_requeues_and_the_job_remembers() {
     let low = sup
         .submit(Job::json("sleep", &json!({"secs": 0.5})).priority(9))
         .unwrap();
-    let mut pid = None;
-    assert!(eventually(Duration::from_secs(5), || {
-        match low.state_blocking() {
-            JobState::Running { pid: p, .. } => {
-                pid = p;
-                true
-            }
-            _ => false,
-        }
-    }));
-    let low_pid = pid.unwrap();
+    let pid = running_pid(&low);
+    let low_pid = pid;
     let urgent = sup
         .submit(Job::json("echo", &json!("urgent")).priority(0))
         .unwrap();
@@ -89,10 +77,7 @@ fn eviction_can_drop_instead() {
     let low = sup
         .submit(Job::json("sleep", &json!({"secs": 5})).priority(10))
         .unwrap();
-    assert!(eventually(Duration::from_secs(5), || matches!(
-        low.state_blocking(),
-        JobState::Running { .. }
-    )));
+    running_pid(&low);
     let urgent = sup
         .submit(Job::json("echo", &json!(1)).priority(3))
         .unwrap();
@@ -112,10 +97,7 @@ fn eviction_off_makes_urgent_jobs_wait() {
     let low = sup
         .submit(Job::json("sleep", &json!({"secs": 0.3})).priority(10))
         .unwrap();
-    assert!(eventually(Duration::from_secs(5), || matches!(
-        low.state_blocking(),
-        JobState::Running { .. }
-    )));
+    running_pid(&low);
     let urgent = sup
         .submit(Job::json("echo", &json!(1)).priority(0))
         .unwrap();
@@ -132,23 +114,13 @@ fn prefetched_jobs_survive_their_workers_death() {
     let held: Vec<_> = (0..3)
         .map(|i| sup.submit(Job::json("echo", &json!(i))).unwrap())
         .collect();
-    let mut pid = None;
-    assert!(eventually(Duration::from_secs(5), || {
-        match head.state_blocking() {
-            JobState::Running { pid: p, .. } => {
-                pid = p;
-                true
-            }
-            _ => false,
-        }
-    }));
+    let pid = running_pid(&head);
     assert!(eventually(Duration::from_secs(5), || matches!(
         held[2].state_blocking(),
         JobState::Prefetched { .. }
     )));
     // Kill the worker from outside: the running job crashed, the held ones
     // are put back and run on the replacement.
-    let pid = pid.unwrap();
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     assert_eq!(
         wait(head, 20).outcome,

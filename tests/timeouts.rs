@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use procvisor::supervisor::{Crash, JobState};
+use procvisor::supervisor::Crash;
 use procvisor::{Job, Outcome};
 use serde_json::json;
 
@@ -77,17 +77,7 @@ fn a_frozen_worker_misses_heartbeats_and_is_replaced() {
     let h = sup
         .submit(Job::json("sleep", &json!({"secs": 30})))
         .unwrap();
-    let mut pid = None;
-    assert!(eventually(Duration::from_secs(5), || {
-        match h.state_blocking() {
-            JobState::Running { pid: p, .. } => {
-                pid = p;
-                true
-            }
-            _ => false,
-        }
-    }));
-    let pid = pid.unwrap();
+    let pid = running_pid(&h);
     unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
     let r = wait(h, 20);
     assert!(

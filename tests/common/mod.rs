@@ -7,6 +7,7 @@ use std::future::IntoFuture;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use procvisor::supervisor::JobState;
 use procvisor::{Config, JobHandle, Report, Supervisor, WorkerCommand};
 use serde::de::DeserializeOwned;
 
@@ -50,6 +51,20 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
     cond()
+}
+
+/// Wait until the job runs (failing the test after 5 s); its worker's pid.
+pub fn running_pid<R: DeserializeOwned>(h: &JobHandle<R>) -> u32 {
+    let mut pid = None;
+    let ran = eventually(Duration::from_secs(5), || match h.state_blocking() {
+        JobState::Running { pid: p, .. } => {
+            pid = p;
+            true
+        }
+        _ => false,
+    });
+    assert!(ran, "job {} never started running", h.id());
+    pid.expect("a running job has a worker pid")
 }
 
 /// The process's state letter from /proc (R, S, Z, …), or None if there is
