@@ -301,6 +301,7 @@ impl SupervisorActor {
                     let Some(rec) = self.core.data_mut(job) else {
                         continue;
                     };
+                    tracing::trace!(job, kind = %rec.kind, priority = meta.priority, attempt = meta.attempt, slot, "dispatch");
                     if let Some(tx) = rec.reply.take() {
                         replies.insert(
                             job,

@@ -52,6 +52,7 @@ pub(crate) struct Reply {
 impl Reply {
     /// Send the report.
     pub(crate) fn send(self, id: JobId, outcome: Outcome<Payload>, ran_for: Option<Duration>) {
+        tracing::debug!(job = id, kind = %self.kind, attempt = self.attempt, pid = self.pid, outcome = outcome.name(), ?ran_for, "job ended");
         let _ = self.tx.send(Report {
             id,
             kind: self.kind,
