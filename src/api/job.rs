@@ -9,6 +9,7 @@ use actix::Addr;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
+use crate::sched::RetryPolicy;
 use crate::supervisor::actor::{Cancel, GetJob, SupervisorActor};
 use crate::supervisor::{JobState, Outcome, Report};
 use crate::wire::spin::spin_for;
@@ -23,6 +24,8 @@ pub struct Job<R = serde_json::Value> {
     pub(crate) payload: Result<Payload, PayloadError>,
     pub(crate) priority: u8,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) weight: f64,
+    pub(crate) retry: Option<RetryPolicy>,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -36,6 +39,8 @@ impl<R> Job<R> {
             payload,
             priority: DEFAULT_PRIORITY,
             timeout: None,
+            weight: 1.0,
+            retry: None,
             _result: PhantomData,
         }
     }
@@ -66,6 +71,19 @@ impl<R> Job<R> {
     /// supervisor's default timeout).
     pub fn timeout(mut self, timeout: Duration) -> Job<R> {
         self.timeout = Some(timeout);
+        self
+    }
+
+    /// Weight for the random policies (default 1.0; up to 1,000,000): the job
+    /// is drawn with probability weight / total weight.
+    pub fn weight(mut self, weight: f64) -> Job<R> {
+        self.weight = weight;
+        self
+    }
+
+    /// Retry this job per `policy` (overrides the supervisor's default).
+    pub fn retry(mut self, policy: RetryPolicy) -> Job<R> {
+        self.retry = Some(policy);
         self
     }
 
@@ -165,6 +183,7 @@ impl<R: DeserializeOwned> IntoFuture for JobHandle<R> {
                     evictions: 0,
                     worker_pid: None,
                     ran_for: None,
+                    history: Vec::new(),
                 },
             }
         })

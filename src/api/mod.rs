@@ -12,14 +12,16 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use crate::sched::{JobSpec, LEAST_URGENT};
-use crate::supervisor::actor::{GetJob, GetSnapshot, JobRecord, Shutdown, Submit, SupervisorActor};
+use crate::sched::{weight_units, LEAST_URGENT};
+use crate::supervisor::actor::{
+    Admission, AdmitError, GetJob, GetSnapshot, JobRecord, Shutdown, Submit, SupervisorActor,
+};
 use crate::supervisor::{Config, JobState, Shared, Snapshot};
 use crate::wire::{JobId, PayloadError};
 
@@ -43,7 +45,7 @@ pub enum StartError {
 
 /// Why a job was refused at submit. Nothing was queued; other jobs are
 /// unaffected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SubmitError {
     /// No worker serves this kind.
     #[error("unknown job kind {kind:?}: the workers serve {known:?}; register a handler for it in the worker, or fix the name")]
@@ -78,9 +80,34 @@ pub enum SubmitError {
     /// The supervisor gave up.
     #[error("the supervisor has failed and accepts no new jobs: {0}")]
     Failed(String),
+    /// A weight that is not a positive number up to 1,000,000.
+    #[error("weight {0} is out of range: use a positive number up to 1000000 (default 1)")]
+    Weight(f64),
+    /// The queue is full (`try_submit`).
+    #[error("the queue is full ({capacity} jobs waiting): retry later, use submit to wait for room, or raise Config::capacity")]
+    QueueFull {
+        /// The configured capacity.
+        capacity: usize,
+    },
+    /// The queue stayed full for as long as `submit_timeout` would wait.
+    #[error("the queue stayed full ({capacity} jobs waiting) for {waited:?}: the job was dropped; retry later or raise Config::capacity")]
+    QueueFullFor {
+        /// The configured capacity.
+        capacity: usize,
+        /// How long the submit waited.
+        waited: Duration,
+    },
+}
+
+/// How a submit meets a full bounded queue.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    Try,
+    Wait(Option<Duration>),
 }
 
 struct Inner {
+    bounded: bool,
     addr: Addr<SupervisorActor>,
     shared: Arc<Shared>,
     kinds: BTreeSet<String>,
@@ -120,6 +147,7 @@ impl Supervisor {
         let max_payload = config.max_payload;
         let default_timeout = config.default_timeout;
         let spin = config.spin;
+        let bounded = config.capacity.is_some();
         let actor_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("procvisor-supervisor".into())
@@ -136,6 +164,7 @@ impl Supervisor {
             .map_err(StartError::Thread)?;
         let addr = addr_rx.recv().map_err(|_| StartError::Died)?;
         let mut inner = Inner {
+            bounded,
             addr,
             shared,
             kinds: BTreeSet::new(),
@@ -164,8 +193,90 @@ impl Supervisor {
     }
 
     /// Validate and queue a job. Errors say what was wrong; a refused job
-    /// harms nothing.
+    /// harms nothing. With a bounded queue (`Config::capacity`) that is full,
+    /// this waits for room (use [`try_submit`](Self::try_submit) or
+    /// [`submit_timeout`](Self::submit_timeout) not to).
     pub fn submit<R: DeserializeOwned>(&self, job: Job<R>) -> Result<JobHandle<R>, SubmitError> {
+        self.submit_with(job, Mode::Wait(None))
+    }
+
+    /// Like [`submit`](Self::submit), but fail at once with
+    /// [`SubmitError::QueueFull`] when a bounded queue is full.
+    pub fn try_submit<R: DeserializeOwned>(
+        &self,
+        job: Job<R>,
+    ) -> Result<JobHandle<R>, SubmitError> {
+        self.submit_with(job, Mode::Try)
+    }
+
+    /// Like [`submit`](Self::submit), but wait at most `wait` for room, then
+    /// fail with [`SubmitError::QueueFullFor`].
+    pub fn submit_timeout<R: DeserializeOwned>(
+        &self,
+        job: Job<R>,
+        wait: Duration,
+    ) -> Result<JobHandle<R>, SubmitError> {
+        self.submit_with(job, Mode::Wait(Some(wait)))
+    }
+
+    /// [`submit`](Self::submit) for async code: waits for room without
+    /// blocking the thread.
+    pub async fn submit_async<R: DeserializeOwned>(
+        &self,
+        job: Job<R>,
+    ) -> Result<JobHandle<R>, SubmitError> {
+        let (handle, ack) = self.enqueue(job, Mode::Wait(None))?;
+        match ack {
+            Some(ack) => self.admitted(ack.await).map(|()| handle),
+            None => Ok(handle),
+        }
+    }
+
+    fn submit_with<R: DeserializeOwned>(
+        &self,
+        job: Job<R>,
+        mode: Mode,
+    ) -> Result<JobHandle<R>, SubmitError> {
+        let (handle, ack) = self.enqueue(job, mode)?;
+        match ack {
+            Some(ack) => self
+                .admitted(futures_executor::block_on(ack))
+                .map(|()| handle),
+            None => Ok(handle),
+        }
+    }
+
+    fn admitted(
+        &self,
+        ack: Result<Result<(), AdmitError>, oneshot::error::RecvError>,
+    ) -> Result<(), SubmitError> {
+        match ack {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(AdmitError::Full(capacity))) => Err(SubmitError::QueueFull { capacity }),
+            Ok(Err(AdmitError::StillFull(capacity, waited))) => {
+                Err(SubmitError::QueueFullFor { capacity, waited })
+            }
+            Ok(Err(AdmitError::Closed(_))) | Err(_) => Err(match self.inner.shared.failed() {
+                Some(why) => SubmitError::Failed(why),
+                None => SubmitError::ShuttingDown,
+            }),
+        }
+    }
+
+    /// Validate a job and send it to the actor; with a bounded queue, also
+    /// the receiver of the admission answer.
+    #[allow(clippy::type_complexity)]
+    fn enqueue<R: DeserializeOwned>(
+        &self,
+        job: Job<R>,
+        mode: Mode,
+    ) -> Result<
+        (
+            JobHandle<R>,
+            Option<oneshot::Receiver<Result<(), AdmitError>>>,
+        ),
+        SubmitError,
+    > {
         let inner = &self.inner;
         if let Some(why) = inner.shared.failed() {
             return Err(SubmitError::Failed(why));
@@ -182,6 +293,7 @@ impl Supervisor {
         if job.priority > LEAST_URGENT {
             return Err(SubmitError::Priority(job.priority));
         }
+        let weight = weight_units(job.weight).ok_or(SubmitError::Weight(job.weight))?;
         let timeout = job.timeout.or(inner.default_timeout);
         if timeout == Some(Duration::ZERO) {
             return Err(SubmitError::ZeroTimeout);
@@ -195,28 +307,43 @@ impl Supervisor {
         }
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
+        let (admission, ack) = match (inner.bounded, mode) {
+            (false, _) => (Admission::Unbounded, None),
+            (true, Mode::Try) => {
+                let (a, r) = oneshot::channel();
+                (Admission::Try(a), Some(r))
+            }
+            (true, Mode::Wait(wait)) => {
+                let (a, r) = oneshot::channel();
+                let until = wait.map(|w| Instant::now() + w);
+                (Admission::Wait { until, ack: a }, Some(r))
+            }
+        };
         inner.addr.do_send(Submit {
             id,
-            spec: JobSpec {
-                priority: job.priority,
-                timeout,
-            },
+            priority: job.priority,
+            timeout,
+            weight,
+            retry: job.retry.map(Box::new),
             record: JobRecord {
                 kind: job.kind.as_str().into(),
                 payload,
                 timeout,
                 reply: Some(tx),
                 progress: None,
+                history: Vec::new(),
             },
+            admission,
         });
-        Ok(JobHandle {
+        let handle = JobHandle {
             id,
             kind: job.kind,
             rx,
             addr: inner.addr.clone(),
             spin: inner.spin,
             _result: PhantomData,
-        })
+        };
+        Ok((handle, ack))
     }
 
     /// Where a job is now.

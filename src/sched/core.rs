@@ -17,9 +17,13 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 use rustc_hash::FxHashMap;
 
-use super::queue::{PriorityQueue, PRIORITY_LEVELS};
+use super::queue::{KindId, Policy, Queue, QueueKey, PRIORITY_LEVELS};
+use super::rate::{RateLimit, TokenBucket};
+use super::retry::{RetryPolicy, Retryable};
 use crate::wire::JobId;
 
 /// Index of a worker slot, `0..slots`.
@@ -50,6 +54,25 @@ pub struct CoreConfig {
     /// How long a cancelled running job may take to stop by itself before
     /// its worker is killed (zero: kill at once).
     pub cancel_grace: Duration,
+    /// How the next job is chosen.
+    pub policy: Policy,
+    /// Avoid starting a job of the same kind as one of the last this many
+    /// started, when a job of another kind is waiting (0: off).
+    pub exclusion_window: usize,
+    /// At most this many jobs of a kind held by workers at once.
+    pub kind_limits: Vec<(String, usize)>,
+    /// Rate limit on starts, over all kinds.
+    pub rate: Option<RateLimit>,
+    /// Rate limits on starts, per kind.
+    pub kind_rates: Vec<(String, RateLimit)>,
+    /// Most jobs waiting (queued or waiting to retry); `None`: unbounded.
+    pub capacity: Option<usize>,
+    /// When full, a more urgent job pushes out the least urgent waiting one.
+    pub push_out: bool,
+    /// Retries for jobs that do not set their own.
+    pub retry: RetryPolicy,
+    /// Seed of the core's random choices (draws, jitter).
+    pub seed: u64,
 }
 
 impl Default for CoreConfig {
@@ -59,17 +82,64 @@ impl Default for CoreConfig {
             prefetch: 1,
             eviction: EvictionMode::Requeue,
             cancel_grace: Duration::ZERO,
+            policy: Policy::Priority,
+            exclusion_window: 0,
+            kind_limits: Vec::new(),
+            rate: None,
+            kind_rates: Vec::new(),
+            capacity: None,
+            push_out: false,
+            retry: RetryPolicy::default(),
+            seed: 0,
         }
     }
 }
 
+/// Weights are stored in fixed point with this many units per 1.0.
+pub const WEIGHT_UNIT: f64 = 1_000_000.0;
+
+/// Largest accepted weight.
+pub const MAX_WEIGHT: f64 = 1_000_000.0;
+
+/// A weight in fixed point (None if not finite, not positive or too large).
+pub fn weight_units(weight: f64) -> Option<u64> {
+    (weight.is_finite() && weight > 0.0 && weight <= MAX_WEIGHT)
+        .then(|| ((weight * WEIGHT_UNIT).round() as u64).max(1))
+}
+
 /// What the core needs to know about a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
     /// 0 (most urgent) to 10.
     pub priority: u8,
     /// Longest run before the worker is killed; `None`: no limit.
     pub timeout: Option<Duration>,
+    /// Its kind ([`Core::kind`]).
+    pub kind: KindId,
+    /// Its weight for the random policies, in fixed point ([`weight_units`]).
+    pub weight: u64,
+    /// Its own retry policy, if not the core's default.
+    pub retry: Option<Box<RetryPolicy>>,
+}
+
+impl JobSpec {
+    /// A job of `kind` with `priority`, weight 1, no timeout, default retries.
+    pub fn new(kind: KindId, priority: u8) -> JobSpec {
+        JobSpec {
+            priority,
+            timeout: None,
+            kind,
+            weight: WEIGHT_UNIT as u64,
+            retry: None,
+        }
+    }
+}
+
+/// Why a submit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue is at capacity (and the job may not push another out).
+    Full,
 }
 
 /// Why the core wants a worker killed.
@@ -120,6 +190,8 @@ pub struct Ended<J> {
     pub data: J,
     /// Facts about its life.
     pub meta: JobMeta,
+    /// What it was submitted with.
+    pub spec: JobSpec,
 }
 
 /// What the core asks the supervisor to do.
@@ -167,7 +239,9 @@ pub enum Decision<J> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
-    Queued,
+    Queued(QueueKey),
+    /// Waiting for its retry to be due.
+    Delayed,
     Slot(SlotId),
 }
 
@@ -185,6 +259,18 @@ struct Entry<J> {
 }
 
 impl<J> Entry<J> {
+    /// Take the job out as ended (None if its end was already reported).
+    fn into_ended(self, job: JobId) -> Option<Ended<J>> {
+        let meta = self.meta();
+        let spec = self.spec;
+        self.data.map(|data| Ended {
+            job,
+            data,
+            meta,
+            spec,
+        })
+    }
+
     fn meta(&self) -> JobMeta {
         JobMeta {
             priority: self.spec.priority,
@@ -193,7 +279,7 @@ impl<J> Entry<J> {
             started: self.started,
             slot: match self.place {
                 Place::Slot(s) => Some(s),
-                Place::Queued => None,
+                Place::Queued(_) | Place::Delayed => None,
             },
         }
     }
@@ -223,6 +309,8 @@ pub struct CoreStats {
     pub queued_per_level: [usize; PRIORITY_LEVELS],
     /// Queued jobs.
     pub queued: usize,
+    /// Jobs waiting for a retry to come due.
+    pub delayed: usize,
     /// Jobs held by workers (running or prefetched).
     pub assigned: usize,
     /// Slots with a ready worker.
@@ -239,11 +327,26 @@ pub struct CoreStats {
 pub struct Core<J> {
     cfg: CoreConfig,
     jobs: FxHashMap<JobId, Entry<J>>,
-    queue: PriorityQueue,
+    queue: Queue,
     slots: Vec<Slot>,
     deadlines: BinaryHeap<Reverse<(Instant, JobId)>>,
+    /// Jobs waiting for their retry, by due time.
+    delayed: BinaryHeap<Reverse<(Instant, JobId)>>,
+    delayed_count: usize,
     out: Vec<Decision<J>>,
     dispatching: bool,
+    rng: SmallRng,
+    kind_names: Vec<String>,
+    kind_ids: FxHashMap<String, KindId>,
+    /// Per kind: jobs held by workers, concurrency limit, rate limit.
+    held_per_kind: Vec<usize>,
+    limit_per_kind: Vec<Option<usize>>,
+    rate_per_kind: Vec<Option<TokenBucket>>,
+    rate: Option<TokenBucket>,
+    /// When a rate limit next lets a waiting job start.
+    rate_wake: Option<Instant>,
+    /// Kinds of the last jobs started (the exclusion window).
+    recent: VecDeque<KindId>,
 }
 
 impl<J> Core<J> {
@@ -255,41 +358,111 @@ impl<J> Core<J> {
                 inflight: VecDeque::new(),
             })
             .collect();
-        Core {
+        let mut core = Core {
+            queue: Queue::new(cfg.policy),
+            rng: SmallRng::seed_from_u64(cfg.seed),
+            rate: cfg.rate.map(TokenBucket::new),
             cfg: CoreConfig {
                 prefetch: cfg.prefetch.max(1),
                 ..cfg
             },
             jobs: FxHashMap::default(),
-            queue: PriorityQueue::new(),
             slots,
             deadlines: BinaryHeap::new(),
+            delayed: BinaryHeap::new(),
+            delayed_count: 0,
             out: Vec::new(),
             dispatching: true,
+            kind_names: Vec::new(),
+            kind_ids: FxHashMap::default(),
+            held_per_kind: Vec::new(),
+            limit_per_kind: Vec::new(),
+            rate_per_kind: Vec::new(),
+            rate_wake: None,
+            recent: VecDeque::new(),
+        };
+        for (name, limit) in std::mem::take(&mut core.cfg.kind_limits) {
+            let k = core.kind(&name) as usize;
+            core.limit_per_kind[k] = Some(limit);
         }
+        for (name, rate) in std::mem::take(&mut core.cfg.kind_rates) {
+            let k = core.kind(&name) as usize;
+            core.rate_per_kind[k] = Some(TokenBucket::new(rate));
+        }
+        core
     }
 
-    /// Queue a job. Ids must be unique; the supervisor hands them out in
-    /// submission order.
-    pub fn submit(&mut self, job: JobId, spec: JobSpec, data: J) {
+    /// The id of a kind name (interned on first use).
+    pub fn kind(&mut self, name: &str) -> KindId {
+        if let Some(&k) = self.kind_ids.get(name) {
+            return k;
+        }
+        let k = self.kind_names.len() as KindId;
+        self.kind_names.push(name.to_string());
+        self.kind_ids.insert(name.to_string(), k);
+        self.held_per_kind.push(0);
+        self.limit_per_kind.push(None);
+        self.rate_per_kind.push(None);
+        k
+    }
+
+    /// The name of a kind.
+    pub fn kind_name(&self, kind: KindId) -> &str {
+        self.kind_names
+            .get(kind as usize)
+            .map_or("", String::as_str)
+    }
+
+    /// Queue a job. Ids must be unique and increase with submission. A full
+    /// queue refuses it (`Err`, with the data back), or, with push-out, takes
+    /// it and hands back the least urgent waiting job it pushed out.
+    #[allow(clippy::type_complexity)]
+    pub fn submit(
+        &mut self,
+        job: JobId,
+        spec: JobSpec,
+        data: J,
+    ) -> Result<Option<Ended<J>>, (J, Refused)> {
         debug_assert!(!self.jobs.contains_key(&job), "job id {job} reused");
-        let spec = JobSpec {
-            priority: spec.priority.min((PRIORITY_LEVELS - 1) as u8),
-            ..spec
-        };
+        let mut spec = spec;
+        spec.priority = spec.priority.min((PRIORITY_LEVELS - 1) as u8);
+        while self.kind_names.len() <= spec.kind as usize {
+            // A kind id not interned here: give it a placeholder name.
+            let k = self.kind_names.len();
+            self.kind(&format!("#{k}"));
+        }
+        let mut pushed_out = None;
+        if let Some(cap) = self.cfg.capacity {
+            if self.waiting() >= cap {
+                let victim = self
+                    .queue
+                    .least_urgent()
+                    .filter(|&(_, level)| self.cfg.push_out && spec.priority < level);
+                match victim {
+                    Some((victim, _)) => pushed_out = self.remove_queued(victim),
+                    None => return Err((data, Refused::Full)),
+                }
+            }
+        }
+        let key = self.queue.push(job, spec.kind, spec.priority, spec.weight);
         self.jobs.insert(
             job,
             Entry {
                 spec,
                 data: Some(data),
-                place: Place::Queued,
+                place: Place::Queued(key),
                 attempt: 1,
                 evictions: 0,
                 started: None,
                 deadline: None,
             },
         );
-        self.queue.push(spec.priority, job);
+        Ok(pushed_out)
+    }
+
+    /// Jobs waiting: queued, or waiting to be retried.
+    pub fn waiting(&self) -> usize {
+        self.queue.len() + self.delayed_count
     }
 
     /// The data stored with a job that is still in the core.
@@ -309,9 +482,15 @@ impl<J> Core<J> {
         e.data.as_ref()?;
         let running = match e.place {
             Place::Slot(s) => self.slots[s].inflight.front() == Some(&job),
-            Place::Queued => false,
+            _ => false,
         };
         Some((e.meta(), running))
+    }
+
+    /// The retry policy that applies to a job.
+    pub fn retry_policy(&self, job: JobId) -> Option<&RetryPolicy> {
+        let e = self.jobs.get(&job)?;
+        Some(e.spec.retry.as_deref().unwrap_or(&self.cfg.retry))
     }
 
     /// How many jobs the worker in `slot` holds (running and prefetched).
@@ -361,8 +540,8 @@ impl<J> Core<J> {
             self.start_head(slot, now);
         }
         let entry = self.jobs.remove(&job)?;
-        let meta = entry.meta();
-        entry.data.map(|data| Ended { job, data, meta })
+        self.held_per_kind[entry.spec.kind as usize] -= 1;
+        entry.into_ended(job)
     }
 
     /// The worker in `slot` died or broke on its own (not killed by a
@@ -374,7 +553,51 @@ impl<J> Core<J> {
         head
     }
 
-    /// Ask for `job` to be cancelled. A queued job ends at once; a job in a
+    /// A job ended in a way that may be retried. If its retry policy allows
+    /// another attempt, the core keeps it and queues it again once its
+    /// backoff (with full jitter) has passed: returns `None` and the due
+    /// time is in the core's deadlines. Otherwise hands it back.
+    pub fn retry(
+        &mut self,
+        ended: Ended<J>,
+        ending: Retryable,
+        now: Instant,
+    ) -> Result<Instant, Ended<J>> {
+        let policy = ended
+            .spec
+            .retry
+            .as_deref()
+            .copied()
+            .unwrap_or(self.cfg.retry);
+        let attempt = ended.meta.attempt;
+        if !self.dispatching || !policy.should_retry(attempt, ending) {
+            return Err(ended);
+        }
+        let due = now + policy.delay(attempt, &mut self.rng);
+        let Ended {
+            job,
+            data,
+            meta,
+            spec,
+        } = ended;
+        self.jobs.insert(
+            job,
+            Entry {
+                spec,
+                data: Some(data),
+                place: Place::Delayed,
+                attempt: attempt + 1,
+                evictions: meta.evictions,
+                started: None,
+                deadline: None,
+            },
+        );
+        self.delayed.push(Reverse((due, job)));
+        self.delayed_count += 1;
+        Ok(due)
+    }
+
+    /// Ask for `job` to be cancelled. A waiting job ends at once; a job in a
     /// worker ends at once too (its submitter learns `Cancelled`), and its
     /// worker is told, or killed if it is running and there is no grace.
     /// Returns false if the job is not (or no longer) in the core.
@@ -386,9 +609,14 @@ impl<J> Core<J> {
             return false;
         };
         let meta = entry.meta();
+        let spec = entry.spec.clone();
         match entry.place {
-            Place::Queued => {
-                self.queue.remove(entry.spec.priority, job);
+            Place::Queued(key) => {
+                self.queue.remove(key, job);
+                self.jobs.remove(&job);
+            }
+            Place::Delayed => {
+                self.delayed_count -= 1;
                 self.jobs.remove(&job);
             }
             Place::Slot(slot) => {
@@ -404,23 +632,27 @@ impl<J> Core<J> {
             }
         }
         self.out.push(Decision::Done {
-            ended: Ended { job, data, meta },
+            ended: Ended {
+                job,
+                data,
+                meta,
+                spec,
+            },
             end: End::Cancelled,
         });
         true
     }
 
-    /// Remove a queued job (it turned out to have ended elsewhere) and hand
-    /// it back.
+    /// Remove a waiting job (queued or delayed) and hand it back.
     pub fn remove_queued(&mut self, job: JobId) -> Option<Ended<J>> {
-        let e = self.jobs.get(&job)?;
-        if e.place != Place::Queued {
-            return None;
+        match self.jobs.get(&job)?.place {
+            Place::Queued(key) => {
+                self.queue.remove(key, job);
+            }
+            Place::Delayed => self.delayed_count -= 1,
+            Place::Slot(_) => return None,
         }
-        self.queue.remove(e.spec.priority, job);
-        let e = self.jobs.remove(&job)?;
-        let meta = e.meta();
-        e.data.map(|data| Ended { job, data, meta })
+        self.jobs.remove(&job)?.into_ended(job)
     }
 
     /// Stop handing out jobs (shutdown). Running jobs go on.
@@ -428,15 +660,18 @@ impl<J> Core<J> {
         self.dispatching = false;
     }
 
-    /// Remove every queued job and hand it back.
+    /// Remove every waiting job (queued or delayed) and hand it back.
     pub fn take_queued(&mut self) -> Vec<Ended<J>> {
-        self.queue
-            .drain()
-            .into_iter()
-            .filter_map(|(_, job)| {
-                let e = self.jobs.remove(&job)?;
-                let meta = e.meta();
-                e.data.map(|data| Ended { job, data, meta })
+        let mut ids = self.queue.drain();
+        ids.extend(self.delayed.drain().map(|Reverse((_, j))| j));
+        self.delayed_count = 0;
+        ids.into_iter()
+            .filter_map(|job| {
+                let e = self.jobs.get(&job)?;
+                if matches!(e.place, Place::Slot(_)) {
+                    return None;
+                }
+                self.jobs.remove(&job)?.into_ended(job)
             })
             .collect()
     }
@@ -456,10 +691,13 @@ impl<J> Core<J> {
         self.slots.iter().any(|s| !s.inflight.is_empty())
     }
 
-    /// The earliest deadline the core is waiting for (may be one that no
-    /// longer matters; polling then simply finds nothing to do).
+    /// The earliest time the core wants to be polled again: a deadline, a
+    /// retry coming due, a rate limit letting a job start. (It may be one
+    /// that no longer matters; polling then simply finds nothing to do.)
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.peek().map(|Reverse((at, _))| *at)
+        let d = self.deadlines.peek().map(|Reverse((at, _))| *at);
+        let r = self.delayed.peek().map(|Reverse((at, _))| *at);
+        [d, r, self.rate_wake].into_iter().flatten().min()
     }
 
     /// Counts for status displays.
@@ -467,6 +705,7 @@ impl<J> Core<J> {
         let mut st = CoreStats {
             queued_per_level: self.queue.per_level(),
             queued: self.queue.len(),
+            delayed: self.delayed_count,
             ..CoreStats::default()
         };
         for s in &self.slots {
@@ -480,11 +719,17 @@ impl<J> Core<J> {
         st
     }
 
-    /// Decide what to do now: expire deadlines, hand queued jobs to workers
-    /// with room, evict for more urgent jobs. Appends the decisions (and any
-    /// pending from earlier calls) to `out`.
+    /// Jobs of `kind` held by workers now.
+    pub fn held_of(&self, kind: KindId) -> usize {
+        self.held_per_kind.get(kind as usize).copied().unwrap_or(0)
+    }
+
+    /// Decide what to do now: expire deadlines, queue retries that are due,
+    /// hand queued jobs to workers with room, evict for more urgent jobs.
+    /// Appends the decisions (and any pending from earlier calls) to `out`.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Decision<J>>) {
         self.expire(now);
+        self.release_due(now);
         if self.dispatching {
             self.dispatch(now);
             self.evict(now);
@@ -514,14 +759,92 @@ impl<J> Core<J> {
         }
     }
 
+    fn release_due(&mut self, now: Instant) {
+        while let Some(&Reverse((at, job))) = self.delayed.peek() {
+            if at > now {
+                break;
+            }
+            self.delayed.pop();
+            let Some(e) = self.jobs.get_mut(&job) else {
+                continue;
+            };
+            if e.place != Place::Delayed {
+                continue;
+            }
+            self.delayed_count -= 1;
+            e.place =
+                Place::Queued(
+                    self.queue
+                        .push(job, e.spec.kind, e.spec.priority, e.spec.weight),
+                );
+        }
+    }
+
+    /// Which waiting kinds may start a job now: under their concurrency and
+    /// rate limits, and outside the exclusion window unless no other kind is
+    /// waiting. Also notes when a rate limit will next allow a start.
+    fn eligible_kinds(&mut self, now: Instant) -> Vec<bool> {
+        let n = self.kind_names.len();
+        let mut ok = vec![false; n];
+        let mut wake: Option<Instant> = None;
+        let waiting: Vec<KindId> = self.queue.waiting_kinds().collect();
+        for &k in &waiting {
+            let k = k as usize;
+            if self.limit_per_kind[k].is_some_and(|l| self.held_per_kind[k] >= l) {
+                continue;
+            }
+            if let Some(bucket) = self.rate_per_kind[k].as_mut() {
+                if !bucket.ready(now) {
+                    let at = bucket.next_token(now);
+                    wake = Some(wake.map_or(at, |w| w.min(at)));
+                    continue;
+                }
+            }
+            ok[k] = true;
+        }
+        if self.cfg.exclusion_window > 0 {
+            let fresh: Vec<bool> = (0..n)
+                .map(|k| ok[k] && !self.recent.contains(&(k as KindId)))
+                .collect();
+            if fresh.iter().any(|&f| f) {
+                ok = fresh;
+            }
+        }
+        if !ok.iter().any(|&o| o) {
+            self.rate_wake = wake;
+        }
+        ok
+    }
+
     fn dispatch(&mut self, now: Instant) {
+        self.rate_wake = None;
         while !self.queue.is_empty() {
             let Some(slot) = self.slot_with_room() else {
                 break;
             };
-            let Some((_, job)) = self.queue.pop() else {
+            if let Some(bucket) = self.rate.as_mut() {
+                if !bucket.ready(now) {
+                    self.rate_wake = Some(bucket.next_token(now));
+                    break;
+                }
+            }
+            let eligible = self.eligible_kinds(now);
+            let Some((job, kind)) = self.queue.pop(&|k| eligible[k as usize], &mut self.rng) else {
                 break;
             };
+            if let Some(bucket) = self.rate.as_mut() {
+                bucket.try_take(now);
+            }
+            if let Some(bucket) = self.rate_per_kind[kind as usize].as_mut() {
+                bucket.try_take(now);
+            }
+            if self.cfg.exclusion_window > 0 {
+                if self.recent.len() == self.cfg.exclusion_window {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back(kind);
+            }
+            self.held_per_kind[kind as usize] += 1;
             let entry = self.jobs.get_mut(&job).expect("queued job has an entry");
             entry.place = Place::Slot(slot);
             let s = &mut self.slots[slot];
@@ -548,12 +871,13 @@ impl<J> Core<J> {
             return;
         }
         loop {
-            let Some((best, _)) = self.queue.peek() else {
-                return;
-            };
-            if self.slot_with_room().is_some() {
+            if self.queue.is_empty() || self.slot_with_room().is_some() {
                 return;
             }
+            let eligible = self.eligible_kinds(now);
+            let Some(best) = self.queue.best_level(&|k| eligible[k as usize]) else {
+                return;
+            };
             let Some((slot, victim_priority)) = self.least_urgent_running() else {
                 return;
             };
@@ -573,9 +897,11 @@ impl<J> Core<J> {
         }
     }
 
-    /// The slot whose running job is the least urgent (the latest started
-    /// among equals: it loses the least work).
+    /// The slot whose running job is the least urgent: among equals, under
+    /// the priority policy the latest started (it loses the least work),
+    /// under the random policies the lightest.
     fn least_urgent_running(&self) -> Option<(SlotId, u8)> {
+        let random = self.cfg.policy != Policy::Priority;
         self.slots
             .iter()
             .enumerate()
@@ -583,10 +909,15 @@ impl<J> Core<J> {
             .filter_map(|(i, s)| {
                 let e = self.jobs.get(s.inflight.front()?)?;
                 e.data.as_ref()?;
-                Some((i, e.spec.priority, e.started))
+                let tie = if random {
+                    Reverse(e.spec.weight)
+                } else {
+                    Reverse(0)
+                };
+                Some((i, e.spec.priority, tie, e.started))
             })
-            .max_by_key(|&(_, p, started)| (p, started))
-            .map(|(i, p, _)| (i, p))
+            .max_by_key(|&(_, p, tie, started)| (p, tie, started))
+            .map(|(i, p, _, _)| (i, p))
     }
 
     fn start_head(&mut self, slot: SlotId, now: Instant) {
@@ -651,6 +982,7 @@ impl<J> Core<J> {
             let Some(mut e) = self.jobs.remove(&job) else {
                 continue;
             };
+            self.held_per_kind[e.spec.kind as usize] -= 1;
             if e.data.is_none() {
                 continue;
             }
@@ -668,13 +1000,16 @@ impl<J> Core<J> {
             };
             if requeue {
                 self.out.push(Decision::Requeued { job, slot });
-                e.place = Place::Queued;
+                e.place = Place::Queued(self.queue.push(
+                    job,
+                    e.spec.kind,
+                    e.spec.priority,
+                    e.spec.weight,
+                ));
                 e.started = None;
-                self.queue.push(e.spec.priority, job);
                 self.jobs.insert(job, e);
             } else {
-                let meta = e.meta();
-                head = e.data.map(|data| Ended { job, data, meta });
+                head = e.into_ended(job);
             }
         }
         head

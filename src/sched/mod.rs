@@ -2,21 +2,31 @@
 //! global randomness. Time is passed in, so every decision can be replayed
 //! deterministically in tests.
 //!
-//! - [`queue`]: queued jobs by priority (FIFO within a priority).
-//! - [`core`]: the queue plus the worker slots, and the decisions: dispatch,
-//!   timeout, eviction, cancel.
-//! - [`restart`]: backoff and the restart intensity limit.
+//! - [`weights`]: a Fenwick tree for O(log n) weighted draws.
+//! - [`queue`]: queued jobs and the selection policies (priority, weighted
+//!   random, uniform, priority-weighted).
+//! - [`rate`]: token buckets.
+//! - [`retry`]: retry policy, backoff with full jitter.
+//! - [`core`]: the queue plus the worker slots, and the decisions: dispatch
+//!   (with per-kind limits, rate limits, the exclusion window), timeout,
+//!   eviction, cancel, retries, a bounded queue.
+//! - [`restart`]: worker restart backoff and the intensity limit.
 
 pub mod core;
 pub mod queue;
+pub mod rate;
 pub mod restart;
+pub mod retry;
+pub mod weights;
 
 pub use self::core::{
-    Core, CoreConfig, CoreStats, Decision, End, Ended, EvictionMode, JobMeta, JobSpec, KillReason,
-    SlotId, SlotState,
+    weight_units, Core, CoreConfig, CoreStats, Decision, End, Ended, EvictionMode, JobMeta,
+    JobSpec, KillReason, Refused, SlotId, SlotState, MAX_WEIGHT, WEIGHT_UNIT,
 };
-pub use queue::{PriorityQueue, LEAST_URGENT, MOST_URGENT, PRIORITY_LEVELS};
+pub use queue::{KindId, Policy, Queue, QueueKey, LEAST_URGENT, MOST_URGENT, PRIORITY_LEVELS};
+pub use rate::{RateLimit, TokenBucket};
 pub use restart::{RestartDecision, RestartPolicy, RestartTracker};
+pub use retry::{RetryPolicy, Retryable};
 
 #[cfg(test)]
 mod tests;

@@ -1,15 +1,28 @@
-//! The queue of jobs waiting for a worker, ordered by priority.
+//! The queue of jobs waiting for a worker, and the selection policies.
 //!
-//! Priority 0 is the most urgent, 10 the least; within a priority, jobs leave
-//! in submission order (job ids increase with submission, so the id is the
-//! FIFO sequence). A job put back after an eviction keeps its place because
-//! its key is the same `(priority, id)` it had.
+//! Jobs are kept in buckets, one per (kind, priority). Each bucket keeps its
+//! jobs in submission order (job ids increase with submission, so the id is
+//! the FIFO sequence; a job put back after an eviction keeps its place) and,
+//! under the random policies, in a [`WeightTree`] for O(log n) weighted
+//! draws. Selection takes a filter on kinds, so that kinds that may not
+//! start now (concurrency limit, rate limit, exclusion window) are skipped
+//! without scanning their jobs.
 //!
-//! Every operation is O(log n). Per-priority counts make "how many queued jobs
-//! are more urgent than p" O(levels), which eviction needs.
+//! | policy | next job |
+//! |---|---|
+//! | [`Policy::Priority`] | most urgent priority (0), oldest first |
+//! | [`Policy::WeightedRandom`] | drawn with probability weight / total weight |
+//! | [`Policy::Uniform`] | drawn with equal probability |
+//! | [`Policy::PriorityWeighted`] | drawn by weight among the most urgent non-empty priority |
+//!
+//! Every operation is O(log n) in the number of queued jobs, times the number
+//! of kinds for the selection (kinds are few).
 
 use std::collections::BTreeSet;
 
+use rand::{Rng, RngExt};
+
+use super::weights::{Slot, WeightTree};
 use crate::wire::JobId;
 
 /// Number of priority levels: 0..=10.
@@ -21,46 +34,239 @@ pub const MOST_URGENT: u8 = 0;
 /// The least urgent priority.
 pub const LEAST_URGENT: u8 = (PRIORITY_LEVELS - 1) as u8;
 
-/// Jobs waiting for a worker, most urgent first, FIFO within a priority.
-#[derive(Debug, Default)]
-pub struct PriorityQueue {
-    set: BTreeSet<(u8, JobId)>,
-    per_level: [usize; PRIORITY_LEVELS],
+/// A job kind, interned by the core.
+pub type KindId = u32;
+
+/// How the next job is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// Most urgent first (0 before 10), FIFO within a priority.
+    #[default]
+    Priority,
+    /// Each job drawn with probability weight / total weight.
+    WeightedRandom,
+    /// Every queued job equally likely.
+    Uniform,
+    /// By weight among the jobs of the most urgent non-empty priority.
+    PriorityWeighted,
 }
 
-impl PriorityQueue {
-    /// An empty queue.
-    pub fn new() -> PriorityQueue {
-        PriorityQueue::default()
+impl Policy {
+    fn random(self) -> bool {
+        self != Policy::Priority
     }
+}
 
-    /// Add a job (or put one back: its place follows from its id).
-    pub fn push(&mut self, priority: u8, job: JobId) {
-        debug_assert!((priority as usize) < PRIORITY_LEVELS);
-        if self.set.insert((priority, job)) {
-            self.per_level[priority as usize] += 1;
+/// Where a job sits in the queue (kept by the core, given back to remove it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueKey {
+    kind: KindId,
+    level: u8,
+    slot: Slot,
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    fifo: BTreeSet<JobId>,
+    tree: WeightTree,
+}
+
+/// Jobs waiting for a worker (see the module docs).
+#[derive(Debug)]
+pub struct Queue {
+    policy: Policy,
+    /// Buckets by kind, then priority.
+    kinds: Vec<Vec<Bucket>>,
+    per_level: [usize; PRIORITY_LEVELS],
+    per_kind: Vec<usize>,
+    len: usize,
+}
+
+impl Queue {
+    /// An empty queue with `policy`.
+    pub fn new(policy: Policy) -> Queue {
+        Queue {
+            policy,
+            kinds: Vec::new(),
+            per_level: [0; PRIORITY_LEVELS],
+            per_kind: Vec::new(),
+            len: 0,
         }
     }
 
-    /// Take the most urgent, oldest job.
-    pub fn pop(&mut self) -> Option<(u8, JobId)> {
-        let first = self.set.pop_first()?;
-        self.per_level[first.0 as usize] -= 1;
-        Some(first)
+    /// The selection policy.
+    pub fn policy(&self) -> Policy {
+        self.policy
     }
 
-    /// The job [`pop`](Self::pop) would take, without taking it.
-    pub fn peek(&self) -> Option<(u8, JobId)> {
-        self.set.first().copied()
-    }
-
-    /// Remove a job; false if it was not queued.
-    pub fn remove(&mut self, priority: u8, job: JobId) -> bool {
-        let removed = self.set.remove(&(priority, job));
-        if removed {
-            self.per_level[priority as usize] -= 1;
+    fn bucket(&mut self, kind: KindId, level: u8) -> &mut Bucket {
+        let k = kind as usize;
+        if self.kinds.len() <= k {
+            self.kinds.resize_with(k + 1, || {
+                (0..PRIORITY_LEVELS).map(|_| Bucket::default()).collect()
+            });
+            self.per_kind.resize(k + 1, 0);
         }
-        removed
+        &mut self.kinds[k][level as usize]
+    }
+
+    /// Add a job (or put one back: its place in FIFO order follows from its
+    /// id). `weight` is in fixed point and at least 1; `Uniform` ignores it.
+    pub fn push(&mut self, job: JobId, kind: KindId, level: u8, weight: u64) -> QueueKey {
+        let level = level.min(LEAST_URGENT);
+        let policy = self.policy;
+        let b = self.bucket(kind, level);
+        b.fifo.insert(job);
+        let slot = if policy.random() {
+            let w = if policy == Policy::Uniform {
+                1
+            } else {
+                weight.max(1)
+            };
+            b.tree.insert(job, w)
+        } else {
+            Slot::MAX
+        };
+        self.per_level[level as usize] += 1;
+        self.per_kind[kind as usize] += 1;
+        self.len += 1;
+        QueueKey { kind, level, slot }
+    }
+
+    /// Remove a job; false if it was not queued under `key`.
+    pub fn remove(&mut self, key: QueueKey, job: JobId) -> bool {
+        let Some(b) = self
+            .kinds
+            .get_mut(key.kind as usize)
+            .map(|levels| &mut levels[key.level as usize])
+        else {
+            return false;
+        };
+        if !b.fifo.remove(&job) {
+            return false;
+        }
+        if key.slot != Slot::MAX {
+            b.tree.remove(key.slot);
+        }
+        self.per_level[key.level as usize] -= 1;
+        self.per_kind[key.kind as usize] -= 1;
+        self.len -= 1;
+        true
+    }
+
+    /// Choose and remove the next job among the kinds `eligible` accepts.
+    pub fn pop<R: Rng + ?Sized>(
+        &mut self,
+        eligible: &dyn Fn(KindId) -> bool,
+        rng: &mut R,
+    ) -> Option<(JobId, KindId)> {
+        let (kind, level, pick) = match self.policy {
+            Policy::Priority => {
+                let (kind, level, job) = self.oldest_most_urgent(eligible)?;
+                (kind, level, Pick::Fifo(job))
+            }
+            Policy::WeightedRandom | Policy::Uniform => self.draw(eligible, None, rng)?,
+            Policy::PriorityWeighted => {
+                let level = self.most_urgent_level(eligible)?;
+                self.draw(eligible, Some(level), rng)?
+            }
+        };
+        let b = &mut self.kinds[kind as usize][level as usize];
+        let job = match pick {
+            Pick::Fifo(job) => job,
+            Pick::Slot(slot) => b.tree.remove(slot)?,
+        };
+        b.fifo.remove(&job);
+        self.per_level[level as usize] -= 1;
+        self.per_kind[kind as usize] -= 1;
+        self.len -= 1;
+        Some((job, kind))
+    }
+
+    fn oldest_most_urgent(&self, eligible: &dyn Fn(KindId) -> bool) -> Option<(KindId, u8, JobId)> {
+        let mut best: Option<(u8, JobId, KindId)> = None;
+        for (k, levels) in self.kinds.iter().enumerate() {
+            if self.per_kind[k] == 0 || !eligible(k as KindId) {
+                continue;
+            }
+            for (level, b) in levels.iter().enumerate() {
+                if let Some(&job) = b.fifo.first() {
+                    let cand = (level as u8, job, k as KindId);
+                    if best.is_none_or(|b| (cand.0, cand.1) < (b.0, b.1)) {
+                        best = Some(cand);
+                    }
+                    break;
+                }
+            }
+        }
+        best.map(|(level, job, kind)| (kind, level, job))
+    }
+
+    fn most_urgent_level(&self, eligible: &dyn Fn(KindId) -> bool) -> Option<u8> {
+        (0..PRIORITY_LEVELS).find_map(|level| {
+            if self.per_level[level] == 0 {
+                return None;
+            }
+            let any = self
+                .kinds
+                .iter()
+                .enumerate()
+                .any(|(k, levels)| !levels[level].fifo.is_empty() && eligible(k as KindId));
+            any.then_some(level as u8)
+        })
+    }
+
+    /// Draw a slot by weight among eligible buckets (of one level, or all).
+    fn draw<R: Rng + ?Sized>(
+        &self,
+        eligible: &dyn Fn(KindId) -> bool,
+        only_level: Option<u8>,
+        rng: &mut R,
+    ) -> Option<(KindId, u8, Pick)> {
+        let levels = match only_level {
+            Some(l) => l as usize..l as usize + 1,
+            None => 0..PRIORITY_LEVELS,
+        };
+        let buckets = || {
+            self.kinds
+                .iter()
+                .enumerate()
+                .filter(|(k, _)| self.per_kind[*k] > 0 && eligible(*k as KindId))
+                .flat_map(|(k, ls)| levels.clone().map(move |l| (k as KindId, l as u8, &ls[l])))
+                .filter(|(_, _, b)| !b.tree.is_empty())
+        };
+        let total: u64 = buckets().map(|(_, _, b)| b.tree.total()).sum();
+        if total == 0 {
+            return None;
+        }
+        let mut r = rng.random_range(0..total);
+        for (kind, level, b) in buckets() {
+            let t = b.tree.total();
+            if r < t {
+                let (slot, _) = b.tree.find(r)?;
+                return Some((kind, level, Pick::Slot(slot)));
+            }
+            r -= t;
+        }
+        None
+    }
+
+    /// The most urgent priority among queued jobs of eligible kinds.
+    pub fn best_level(&self, eligible: &dyn Fn(KindId) -> bool) -> Option<u8> {
+        self.most_urgent_level(eligible)
+    }
+
+    /// The least urgent queued job: the least urgent priority, newest first
+    /// (the one to push out when a bounded queue is full).
+    pub fn least_urgent(&self) -> Option<(JobId, u8)> {
+        let level = (0..PRIORITY_LEVELS)
+            .rev()
+            .find(|&l| self.per_level[l] > 0)?;
+        self.kinds
+            .iter()
+            .filter_map(|levels| levels[level].fifo.last().copied())
+            .max()
+            .map(|job| (job, level as u8))
     }
 
     /// How many queued jobs are strictly more urgent than `priority`.
@@ -75,48 +281,119 @@ impl PriorityQueue {
         self.per_level
     }
 
+    /// Queued jobs of `kind`.
+    pub fn len_of(&self, kind: KindId) -> usize {
+        self.per_kind.get(kind as usize).copied().unwrap_or(0)
+    }
+
+    /// Kinds with queued jobs.
+    pub fn waiting_kinds(&self) -> impl Iterator<Item = KindId> + '_ {
+        self.per_kind
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(k, _)| k as KindId)
+    }
+
     /// Number of queued jobs.
     pub fn len(&self) -> usize {
-        self.set.len()
+        self.len
     }
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.set.is_empty()
+        self.len == 0
     }
 
     /// Remove and return every queued job, most urgent first.
-    pub fn drain(&mut self) -> Vec<(u8, JobId)> {
+    pub fn drain(&mut self) -> Vec<JobId> {
+        let mut all: Vec<(usize, JobId)> = Vec::with_capacity(self.len);
+        for levels in &mut self.kinds {
+            for (l, b) in levels.iter_mut().enumerate() {
+                all.extend(std::mem::take(&mut b.fifo).into_iter().map(|j| (l, j)));
+                b.tree = WeightTree::new();
+            }
+        }
         self.per_level = [0; PRIORITY_LEVELS];
-        std::mem::take(&mut self.set).into_iter().collect()
+        self.per_kind.iter_mut().for_each(|n| *n = 0);
+        self.len = 0;
+        all.sort_unstable();
+        all.into_iter().map(|(_, j)| j).collect()
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Pick {
+    Fifo(JobId),
+    Slot(Slot),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+
+    fn any(_: KindId) -> bool {
+        true
+    }
 
     #[test]
     fn priority_then_fifo_and_requeue_keeps_place() {
-        let mut q = PriorityQueue::new();
-        q.push(5, 1);
-        q.push(0, 2);
-        q.push(5, 3);
-        q.push(10, 4);
-        q.push(5, 5);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut q = Queue::new(Policy::Priority);
+        q.push(1, 0, 5, 1);
+        q.push(2, 1, 0, 1);
+        q.push(3, 0, 5, 1);
+        let k4 = q.push(4, 1, 10, 1);
+        q.push(5, 1, 5, 1);
         assert_eq!(q.count_more_urgent_than(5), 1);
-        assert_eq!(q.pop(), Some((0, 2)));
-        assert_eq!(q.pop(), Some((5, 1)));
-        assert_eq!(q.pop(), Some((5, 3)));
+        assert_eq!(q.least_urgent(), Some((4, 10)));
+        assert_eq!(q.pop(&any, &mut rng), Some((2, 1)));
+        assert_eq!(q.pop(&any, &mut rng), Some((1, 0)));
+        assert_eq!(q.pop(&any, &mut rng), Some((3, 0)));
         // 1 and 3 come back (evicted): they go before 5, in their old order.
-        q.push(5, 3);
-        q.push(5, 1);
-        assert_eq!(q.pop(), Some((5, 1)));
-        assert_eq!(q.pop(), Some((5, 3)));
-        assert!(q.remove(10, 4));
-        assert!(!q.remove(10, 4));
-        assert_eq!(q.pop(), Some((5, 5)));
-        assert_eq!(q.pop(), None);
+        q.push(3, 0, 5, 1);
+        q.push(1, 0, 5, 1);
+        assert_eq!(q.pop(&any, &mut rng), Some((1, 0)));
+        // A filter skips a kind without losing its jobs.
+        assert_eq!(q.pop(&|k| k == 1, &mut rng), Some((5, 1)));
+        assert!(q.remove(k4, 4));
+        assert!(!q.remove(k4, 4));
+        assert_eq!(q.pop(&any, &mut rng), Some((3, 0)));
+        assert_eq!(q.pop(&any, &mut rng), None);
         assert_eq!(q.per_level(), [0; PRIORITY_LEVELS]);
+    }
+
+    #[test]
+    fn priority_weighted_draws_only_from_the_most_urgent_level() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut q = Queue::new(Policy::PriorityWeighted);
+        for i in 0..10 {
+            q.push(i, (i % 3) as KindId, 4, 1 + i);
+        }
+        for i in 10..20 {
+            q.push(i, 0, 2, 1);
+        }
+        for _ in 0..10 {
+            let (job, _) = q.pop(&any, &mut rng).unwrap();
+            assert!(
+                (10..20).contains(&job),
+                "drew {job} from a less urgent level"
+            );
+        }
+        let (job, _) = q.pop(&any, &mut rng).unwrap();
+        assert!(job < 10);
+    }
+
+    #[test]
+    fn drain_returns_everything_most_urgent_first() {
+        let mut q = Queue::new(Policy::WeightedRandom);
+        q.push(1, 0, 9, 5);
+        q.push(2, 1, 0, 5);
+        q.push(3, 0, 9, 5);
+        assert_eq!(q.drain(), vec![2, 1, 3]);
+        assert!(q.is_empty());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        assert_eq!(q.pop(&any, &mut rng), None);
     }
 }

@@ -16,7 +16,7 @@ fn harness(slots: usize, prefetch: usize, eviction: EvictionMode) -> Harness {
         slots,
         prefetch,
         eviction,
-        cancel_grace: Duration::ZERO,
+        ..CoreConfig::default()
     });
     for s in 0..slots {
         core.worker_ready(s);
@@ -28,13 +28,21 @@ fn harness(slots: usize, prefetch: usize, eviction: EvictionMode) -> Harness {
 }
 
 fn spec(priority: u8) -> JobSpec {
+    JobSpec::new(0, priority)
+}
+
+fn timed(priority: u8, ms: u64) -> JobSpec {
     JobSpec {
-        priority,
-        timeout: None,
+        timeout: Some(Duration::from_millis(ms)),
+        ..spec(priority)
     }
 }
 
 impl Harness {
+    fn submit(&mut self, id: JobId, spec: JobSpec, data: &'static str) {
+        assert!(self.core.submit(id, spec, data).unwrap().is_none());
+    }
+
     fn at(&self, ms: u64) -> Instant {
         self.t0 + Duration::from_millis(ms)
     }
@@ -60,11 +68,11 @@ impl Harness {
 #[test]
 fn priority_order_under_contention_and_fifo_within() {
     let mut h = harness(1, 1, EvictionMode::Off);
-    h.core.submit(1, spec(5), "first");
+    h.submit(1, spec(5), "first");
     assert_eq!(h.dispatched(0), vec![(0, 1)]);
     // While the only worker is busy: a mix of priorities.
     for (id, p) in [(2, 7), (3, 2), (4, 7), (5, 0), (6, 2), (7, 10)] {
-        h.core.submit(id, spec(p), "x");
+        h.submit(id, spec(p), "x");
     }
     assert!(h.dispatched(1).is_empty());
     let mut order = Vec::new();
@@ -87,15 +95,8 @@ fn priority_order_under_contention_and_fifo_within() {
 #[test]
 fn timeout_fires_exactly_at_the_deadline() {
     let mut h = harness(1, 1, EvictionMode::Off);
-    h.core.submit(
-        1,
-        JobSpec {
-            priority: 5,
-            timeout: Some(Duration::from_millis(1000)),
-        },
-        "slow",
-    );
-    h.core.submit(2, spec(5), "next");
+    h.submit(1, timed(5, 1000), "slow");
+    h.submit(2, spec(5), "next");
     assert_eq!(h.dispatched(10), vec![(0, 1)]);
     assert_eq!(h.core.next_deadline(), Some(h.at(1010)));
     assert!(h.poll(1009).is_empty());
@@ -127,23 +128,8 @@ fn timeout_fires_exactly_at_the_deadline() {
 #[test]
 fn finishing_before_the_deadline_disarms_it() {
     let mut h = harness(1, 1, EvictionMode::Off);
-    let t = Some(Duration::from_millis(100));
-    h.core.submit(
-        1,
-        JobSpec {
-            priority: 1,
-            timeout: t,
-        },
-        "a",
-    );
-    h.core.submit(
-        2,
-        JobSpec {
-            priority: 1,
-            timeout: t,
-        },
-        "b",
-    );
+    h.submit(1, timed(1, 100), "a");
+    h.submit(2, timed(1, 100), "b");
     h.dispatched(0);
     h.core.finished(0, 1, h.at(90)).unwrap();
     assert_eq!(h.dispatched(90), vec![(0, 2)]);
@@ -158,12 +144,12 @@ fn finishing_before_the_deadline_disarms_it() {
 #[test]
 fn eviction_requeues_the_least_urgent_and_keeps_its_place() {
     let mut h = harness(2, 1, EvictionMode::Requeue);
-    h.core.submit(1, spec(3), "a");
-    h.core.submit(2, spec(8), "b");
+    h.submit(1, spec(3), "a");
+    h.submit(2, spec(8), "b");
     assert_eq!(h.dispatched(0).len(), 2);
-    h.core.submit(3, spec(8), "c"); // same priority as b, later
+    h.submit(3, spec(8), "c"); // same priority as b, later
     assert!(h.poll(1).is_empty(), "no eviction for an equal priority");
-    h.core.submit(4, spec(1), "urgent");
+    h.submit(4, spec(1), "urgent");
     let d = h.poll(2);
     assert!(
         matches!(
@@ -194,9 +180,9 @@ fn eviction_requeues_the_least_urgent_and_keeps_its_place() {
 #[test]
 fn eviction_drop_mode_ends_the_victim() {
     let mut h = harness(1, 1, EvictionMode::Drop);
-    h.core.submit(1, spec(9), "low");
+    h.submit(1, spec(9), "low");
     h.dispatched(0);
-    h.core.submit(2, spec(0), "high");
+    h.submit(2, spec(0), "high");
     let d = h.poll(1);
     assert!(
         matches!(
@@ -223,18 +209,18 @@ fn eviction_drop_mode_ends_the_victim() {
 #[test]
 fn no_eviction_when_off_or_when_a_worker_is_coming() {
     let mut h = harness(1, 1, EvictionMode::Off);
-    h.core.submit(1, spec(9), "low");
+    h.submit(1, spec(9), "low");
     h.dispatched(0);
-    h.core.submit(2, spec(0), "high");
+    h.submit(2, spec(0), "high");
     assert!(h.poll(1).is_empty());
 
     let mut h = harness(2, 1, EvictionMode::Requeue);
-    h.core.submit(1, spec(9), "low");
+    h.submit(1, spec(9), "low");
     h.dispatched(0);
     assert!(h.core.worker_lost(1, h.at(1)).is_none()); // slot 1 restarting
-    h.core.submit(2, spec(0), "high");
+    h.submit(2, spec(0), "high");
     assert!(h.poll(2).is_empty(), "a worker is coming: no need to evict");
-    h.core.submit(3, spec(0), "high too");
+    h.submit(3, spec(0), "high too");
     assert!(matches!(
         h.poll(3).as_slice(),
         [
@@ -247,11 +233,11 @@ fn no_eviction_when_off_or_when_a_worker_is_coming() {
 #[test]
 fn the_latest_started_among_equals_is_evicted() {
     let mut h = harness(2, 1, EvictionMode::Requeue);
-    h.core.submit(1, spec(7), "old");
+    h.submit(1, spec(7), "old");
     h.dispatched(0);
-    h.core.submit(2, spec(7), "new");
+    h.submit(2, spec(7), "new");
     h.dispatched(50);
-    h.core.submit(3, spec(0), "urgent");
+    h.submit(3, spec(0), "urgent");
     assert!(matches!(
         h.poll(60).as_slice(),
         [
@@ -265,7 +251,7 @@ fn the_latest_started_among_equals_is_evicted() {
 fn prefetched_jobs_are_requeued_when_their_worker_dies() {
     let mut h = harness(2, 3, EvictionMode::Off);
     for id in 1..=6 {
-        h.core.submit(id, spec(5), "j");
+        h.submit(id, spec(5), "j");
     }
     let d = h.dispatched(0);
     assert_eq!(d.len(), 6);
@@ -291,7 +277,7 @@ fn prefetched_jobs_are_requeued_when_their_worker_dies() {
 fn cancel_queued_running_and_prefetched() {
     let mut h = harness(1, 2, EvictionMode::Off);
     for id in 1..=3 {
-        h.core.submit(id, spec(5), "j");
+        h.submit(id, spec(5), "j");
     }
     assert_eq!(h.dispatched(0), vec![(0, 1), (0, 2)]);
     // Queued: ends at once, nothing else.
@@ -344,17 +330,16 @@ fn cancel_queued_running_and_prefetched() {
 #[test]
 fn cancel_with_grace_kills_only_if_the_job_does_not_stop() {
     let mut core: Core<&str> = Core::new(CoreConfig {
-        slots: 1,
-        prefetch: 1,
         eviction: EvictionMode::Off,
         cancel_grace: Duration::from_millis(100),
+        ..CoreConfig::default()
     });
     core.worker_ready(0);
     let t0 = Instant::now();
     let ms = |m| t0 + Duration::from_millis(m);
     let mut out = Vec::new();
-    core.submit(1, spec(1), "a");
-    core.submit(2, spec(1), "b");
+    core.submit(1, spec(1), "a").unwrap();
+    core.submit(2, spec(1), "b").unwrap();
     core.poll(ms(0), &mut out);
     out.clear();
     core.cancel(1, ms(10));
@@ -395,7 +380,7 @@ fn cancel_with_grace_kills_only_if_the_job_does_not_stop() {
 fn shutdown_stops_dispatch_and_hands_back_the_queue() {
     let mut h = harness(1, 1, EvictionMode::Requeue);
     for id in 1..=3 {
-        h.core.submit(id, spec(5), "j");
+        h.submit(id, spec(5), "j");
     }
     h.dispatched(0);
     h.core.stop_dispatching();

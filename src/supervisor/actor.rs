@@ -20,13 +20,13 @@ use super::link::{
     abandon_handshake, EventSink, Finish, Incoming, LinkEvent, Replies, Reply, Spawner, Timing,
     WorkerTx,
 };
-use super::outcome::{Crash, Outcome, Report};
+use super::outcome::{AttemptEnd, Crash, Outcome, Report};
 use super::status::{Counts, JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};
 use super::Shared;
 use crate::process::{Exit, Process, ProcessOutcome};
 use crate::sched::{
-    Core, CoreConfig, Decision, End, Ended, JobSpec, KillReason, RestartDecision, RestartTracker,
-    SlotId,
+    Core, CoreConfig, Decision, End, Ended, JobSpec, KillReason, Refused, RestartDecision,
+    RestartTracker, RetryPolicy, Retryable, SlotId,
 };
 use crate::wire::{self, JobId, Payload, RunRef, ToWorkerRef};
 
@@ -45,13 +45,62 @@ pub(crate) struct JobRecord {
     pub(crate) timeout: Option<Duration>,
     pub(crate) reply: Option<oneshot::Sender<Report<Payload>>>,
     pub(crate) progress: Option<(f32, String)>,
+    /// How earlier attempts ended.
+    pub(crate) history: Vec<AttemptEnd>,
+}
+
+/// Why a job was not admitted to a bounded queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AdmitError {
+    /// Full, and the submitter would not wait.
+    Full(usize),
+    /// Still full when the submitter's wait ran out.
+    StillFull(usize, Duration),
+    /// The supervisor stopped accepting jobs (the reason).
+    Closed(String),
+}
+
+/// How a submit meets a full queue.
+pub(crate) enum Admission {
+    /// No capacity is set: always admitted, no answer needed.
+    Unbounded,
+    /// Fail at once when full.
+    Try(oneshot::Sender<Result<(), AdmitError>>),
+    /// Wait for room, until a deadline if any.
+    Wait {
+        until: Option<Instant>,
+        ack: oneshot::Sender<Result<(), AdmitError>>,
+    },
+}
+
+impl Admission {
+    fn answer(self, r: Result<(), AdmitError>) {
+        match self {
+            Admission::Unbounded => {}
+            Admission::Try(ack) | Admission::Wait { ack, .. } => {
+                let _ = ack.send(r);
+            }
+        }
+    }
 }
 
 /// Submit a job (the API has validated it).
 pub(crate) struct Submit {
     pub(crate) id: JobId,
-    pub(crate) spec: JobSpec,
+    pub(crate) priority: u8,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) weight: u64,
+    pub(crate) retry: Option<Box<RetryPolicy>>,
     pub(crate) record: JobRecord,
+    pub(crate) admission: Admission,
+}
+
+/// A submit waiting for room in a full queue.
+struct Waiting {
+    id: JobId,
+    spec: JobSpec,
+    record: JobRecord,
+    admission: Admission,
 }
 
 impl Message for Submit {
@@ -167,6 +216,8 @@ pub struct SupervisorActor {
     hot_until: std::rc::Rc<std::cell::Cell<Instant>>,
     /// Whether a keep-hot task is running.
     hot: std::rc::Rc<std::cell::Cell<bool>>,
+    /// Submits waiting for room in a full queue, in arrival order.
+    room: std::collections::VecDeque<Waiting>,
 }
 
 impl SupervisorActor {
@@ -180,6 +231,15 @@ impl SupervisorActor {
             prefetch: cfg.prefetch,
             eviction: cfg.eviction,
             cancel_grace: cfg.cancel_grace,
+            policy: cfg.policy,
+            exclusion_window: cfg.exclusion_window,
+            kind_limits: cfg.kind_limits.clone(),
+            rate: cfg.rate,
+            kind_rates: cfg.kind_rates.clone(),
+            capacity: cfg.capacity,
+            push_out: cfg.push_out,
+            retry: cfg.retry,
+            seed: cfg.seed.unwrap_or_else(rand::random),
         });
         SupervisorActor {
             initial_pending: cfg.workers,
@@ -200,6 +260,7 @@ impl SupervisorActor {
             stop_waiters: Vec::new(),
             hot_until: std::rc::Rc::new(std::cell::Cell::new(Instant::now())),
             hot: std::rc::Rc::new(std::cell::Cell::new(false)),
+            room: std::collections::VecDeque::new(),
         }
     }
 
@@ -265,21 +326,47 @@ impl SupervisorActor {
                 Decision::Requeued { job, slot } => self.reclaim_requeued(job, slot, now),
                 Decision::Kill { slot, reason, job } => self.kill(slot, reason, job, ctx),
                 Decision::Done { ended, end } => {
-                    let outcome = match end {
-                        End::TimedOut => Outcome::TimedOut {
-                            after: ended.data.timeout.unwrap_or_default(),
-                        },
-                        End::Evicted => Outcome::Evicted,
-                        End::Cancelled => Outcome::Cancelled,
+                    let (outcome, retryable) = match end {
+                        End::TimedOut => (
+                            Outcome::TimedOut {
+                                after: ended.data.timeout.unwrap_or_default(),
+                            },
+                            Some(Retryable::TimedOut),
+                        ),
+                        End::Evicted => (Outcome::Evicted, None),
+                        End::Cancelled => (Outcome::Cancelled, None),
                     };
-                    self.deliver(ended, outcome, now);
+                    self.end_job(ended, outcome, retryable, now);
                 }
             }
         }
         self.decisions = decisions;
         self.send_runs(&mut dispatched);
+        if self.admit_waiting() {
+            return self.pump(ctx);
+        }
         self.arm_timer(ctx);
         self.check_drained(ctx);
+    }
+
+    /// Admit submits waiting for room, in arrival order, while there is room.
+    /// Returns whether any was admitted.
+    fn admit_waiting(&mut self) -> bool {
+        let Some(cap) = self.cfg.capacity else {
+            return false;
+        };
+        let mut admitted = false;
+        while self.core.waiting() < cap {
+            let Some(w) = self.room.pop_front() else {
+                break;
+            };
+            if self.core.submit(w.id, w.spec, w.record).is_ok() {
+                self.counts.submitted += 1;
+                w.admission.answer(Ok(()));
+                admitted = true;
+            }
+        }
+        admitted
     }
 
     /// Send the dispatched jobs, one frame per worker.
@@ -298,6 +385,10 @@ impl SupervisorActor {
                     let Some((meta, _)) = self.core.job_meta(job) else {
                         continue;
                     };
+                    let retry_failed = self
+                        .core
+                        .retry_policy(job)
+                        .is_some_and(|p| p.should_retry(meta.attempt, Retryable::Failed));
                     let Some(rec) = self.core.data_mut(job) else {
                         continue;
                     };
@@ -312,6 +403,8 @@ impl SupervisorActor {
                                 evictions: meta.evictions,
                                 pid,
                                 since: now,
+                                history: std::mem::take(&mut rec.history),
+                                retry_failed,
                             },
                         );
                     }
@@ -405,25 +498,72 @@ impl SupervisorActor {
         }
     }
 
-    /// Report a job's end, unless its worker's link already did (then the
-    /// job really ended as the worker said, just before this decision).
-    fn deliver(&mut self, ended: Ended<JobRecord>, outcome: Outcome<Payload>, now: Instant) {
-        let Ended { job, data, meta } = ended;
-        let ran_for = meta.started.map(|t| now.saturating_duration_since(t));
-        let reply = match data.reply {
+    /// A job ended (as the core decided, or as its worker reported when the
+    /// link left it to the actor): retry it if it may be, else report it —
+    /// unless its worker's link already reported it (then the job really
+    /// ended as the worker said, just before this decision).
+    fn end_job(
+        &mut self,
+        ended: Ended<JobRecord>,
+        outcome: Outcome<Payload>,
+        retryable: Option<Retryable>,
+        now: Instant,
+    ) {
+        let Ended {
+            job,
+            mut data,
+            meta,
+            spec,
+        } = ended;
+        let mut reply = match data.reply.take() {
             Some(tx) => Reply {
                 tx,
-                kind: data.kind,
+                kind: data.kind.clone(),
                 attempt: meta.attempt,
                 evictions: meta.evictions,
                 pid: meta.slot.and_then(|s| self.slots[s].pid),
                 since: now,
+                history: std::mem::take(&mut data.history),
+                retry_failed: false,
             },
             None => match meta.slot.and_then(|s| self.slots[s].replies.take(job)) {
                 Some(r) => r,
                 None => return,
             },
         };
+        if let Some(ending) = retryable {
+            let policy = spec.retry.as_deref().copied().unwrap_or(self.cfg.retry);
+            if self.accepting() && policy.should_retry(meta.attempt, ending) {
+                reply.history.push(AttemptEnd {
+                    attempt: meta.attempt,
+                    outcome: outcome.without_result(),
+                });
+                data.reply = Some(reply.tx);
+                data.history = reply.history;
+                data.progress = None;
+                match self.core.retry(
+                    Ended {
+                        job,
+                        data,
+                        meta,
+                        spec,
+                    },
+                    ending,
+                    now,
+                ) {
+                    Ok(due) => {
+                        self.counts.retries += 1;
+                        tracing::debug!(job, attempt = meta.attempt, ?ending, in_ = ?due.saturating_duration_since(now), "retry");
+                    }
+                    Err(mut back) => {
+                        back.data.history.pop();
+                        self.end_job(back, outcome, None, now);
+                    }
+                }
+                return;
+            }
+        }
+        let ran_for = meta.started.map(|t| now.saturating_duration_since(t));
         self.counts.record(&outcome);
         reply.send(job, outcome, ran_for);
     }
@@ -436,6 +576,7 @@ impl SupervisorActor {
             Some(reply) => {
                 if let Some(rec) = self.core.data_mut(job) {
                     rec.reply = Some(reply.tx);
+                    rec.history = reply.history;
                 }
             }
             None => {
@@ -454,9 +595,11 @@ impl SupervisorActor {
                     let ended = self.core.finished(slot, job, now);
                     match end {
                         Finish::Reported(outcome) => self.counts.record(&outcome),
-                        Finish::NotReported(result) => {
+                        Finish::NotReported(outcome) => {
                             if let Some(ended) = ended {
-                                self.deliver(ended, Outcome::from_result(result), now);
+                                let retryable = matches!(outcome, Outcome::Failed(_))
+                                    .then_some(Retryable::Failed);
+                                self.end_job(ended, outcome, retryable, now);
                             }
                         }
                     }
@@ -519,7 +662,12 @@ impl SupervisorActor {
         let consecutive = s.consecutive_deaths;
         if was == Phase::Ready {
             if let Some(head) = self.core.worker_lost(slot, now) {
-                self.deliver(head, Outcome::Crashed(crash.clone()), now);
+                self.end_job(
+                    head,
+                    Outcome::Crashed(crash.clone()),
+                    Some(Retryable::Crashed),
+                    now,
+                );
             }
         } else {
             self.core.worker_lost(slot, now);
@@ -589,7 +737,10 @@ impl SupervisorActor {
         self.core.stop_dispatching();
         let now = Instant::now();
         for ended in self.core.take_queued() {
-            self.deliver(ended, Outcome::Rejected(why.clone()), now);
+            self.end_job(ended, Outcome::Rejected(why.clone()), None, now);
+        }
+        for w in self.room.drain(..) {
+            w.admission.answer(Err(AdmitError::Closed(why.clone())));
         }
         for slot in 0..self.slots.len() {
             if matches!(self.slots[slot].phase, Phase::Backoff | Phase::Down) {
@@ -903,28 +1054,108 @@ impl Handler<Submit> for SupervisorActor {
     type Result = ();
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        let Submit {
+            id,
+            priority,
+            timeout,
+            weight,
+            retry,
+            record,
+            admission,
+        } = msg;
         if !self.accepting() {
             let why = match &self.lifecycle {
                 Lifecycle::Failed(why) => why.clone(),
                 _ => "the supervisor is shutting down".to_string(),
             };
-            if let Some(reply) = msg.record.reply {
+            if let Some(reply) = record.reply {
                 let _ = reply.send(Report {
-                    id: msg.id,
-                    kind: msg.record.kind,
-                    outcome: Outcome::Rejected(why),
+                    id,
+                    kind: record.kind,
+                    outcome: Outcome::Rejected(why.clone()),
                     attempts: 0,
                     evictions: 0,
                     worker_pid: None,
                     ran_for: None,
+                    history: Vec::new(),
                 });
             }
             self.counts.rejected += 1;
+            admission.answer(Err(AdmitError::Closed(why)));
             return;
         }
-        self.counts.submitted += 1;
-        self.core.submit(msg.id, msg.spec, msg.record);
+        let spec = JobSpec {
+            priority,
+            timeout,
+            kind: self.core.kind(&record.kind),
+            weight,
+            retry,
+        };
+        // Submits already waiting for room keep their turn.
+        if !self.room.is_empty() && matches!(admission, Admission::Wait { .. }) {
+            return self.wait_for_room(
+                Waiting {
+                    id,
+                    spec,
+                    record,
+                    admission,
+                },
+                ctx,
+            );
+        }
+        let keep = self.cfg.capacity.map(|_| spec.clone());
+        match self.core.submit(id, spec, record) {
+            Ok(pushed_out) => {
+                self.counts.submitted += 1;
+                admission.answer(Ok(()));
+                if let Some(victim) = pushed_out {
+                    let why = "pushed out of the full queue by a more urgent job".to_string();
+                    self.end_job(victim, Outcome::Rejected(why), None, Instant::now());
+                }
+            }
+            Err((record, Refused::Full)) => {
+                let cap = self.cfg.capacity.unwrap_or(0);
+                let spec = keep.expect("a full queue has a capacity");
+                match admission {
+                    Admission::Wait { .. } => {
+                        return self.wait_for_room(
+                            Waiting {
+                                id,
+                                spec,
+                                record,
+                                admission,
+                            },
+                            ctx,
+                        );
+                    }
+                    other => other.answer(Err(AdmitError::Full(cap))),
+                }
+            }
+        }
         self.pump(ctx);
+    }
+}
+
+impl SupervisorActor {
+    /// Park a submit until there is room (or its wait runs out).
+    fn wait_for_room(&mut self, w: Waiting, ctx: &mut Context<Self>) {
+        if let Admission::Wait {
+            until: Some(until), ..
+        } = &w.admission
+        {
+            let id = w.id;
+            let started = Instant::now();
+            ctx.run_later(until.saturating_duration_since(started), move |act, _| {
+                if let Some(pos) = act.room.iter().position(|w| w.id == id) {
+                    let cap = act.cfg.capacity.unwrap_or(0);
+                    if let Some(w) = act.room.remove(pos) {
+                        w.admission
+                            .answer(Err(AdmitError::StillFull(cap, started.elapsed())));
+                    }
+                }
+            });
+        }
+        self.room.push_back(w);
     }
 }
 
@@ -990,7 +1221,12 @@ impl Handler<Shutdown> for SupervisorActor {
         self.core.stop_dispatching();
         let now = Instant::now();
         for ended in self.core.take_queued() {
-            self.deliver(ended, Outcome::Cancelled, now);
+            self.end_job(ended, Outcome::Cancelled, None, now);
+        }
+        for w in self.room.drain(..) {
+            w.admission.answer(Err(AdmitError::Closed(
+                "the supervisor is shutting down".into(),
+            )));
         }
         ctx.run_later(msg.grace, |act, ctx| {
             if matches!(act.lifecycle, Lifecycle::Draining) {

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::sched::{EvictionMode, RestartPolicy};
+use crate::sched::{EvictionMode, Policy, RateLimit, RestartPolicy, RetryPolicy};
 
 /// The program a supervisor starts as its workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +88,15 @@ pub struct Config {
     pub(crate) start_timeout: Duration,
     pub(crate) spin: Duration,
     pub(crate) tune_allocator: bool,
+    pub(crate) policy: Policy,
+    pub(crate) exclusion_window: usize,
+    pub(crate) kind_limits: Vec<(String, usize)>,
+    pub(crate) rate: Option<RateLimit>,
+    pub(crate) kind_rates: Vec<(String, RateLimit)>,
+    pub(crate) capacity: Option<usize>,
+    pub(crate) push_out: bool,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) seed: Option<u64>,
 }
 
 impl Config {
@@ -114,6 +123,15 @@ impl Config {
             start_timeout: Duration::from_secs(10),
             spin: Duration::from_micros(200),
             tune_allocator: true,
+            policy: Policy::Priority,
+            exclusion_window: 0,
+            kind_limits: Vec::new(),
+            rate: None,
+            kind_rates: Vec::new(),
+            capacity: None,
+            push_out: false,
+            retry: RetryPolicy::default(),
+            seed: None,
         }
     }
 
@@ -207,6 +225,66 @@ impl Config {
     /// The spin setting.
     pub fn spin_time(&self) -> Duration {
         self.spin
+    }
+
+    /// How the next job is chosen (default: by priority).
+    pub fn policy(mut self, policy: Policy) -> Config {
+        self.policy = policy;
+        self
+    }
+
+    /// Avoid starting a job of the same kind as one of the last `k` started,
+    /// when a job of another kind is waiting (default 0: off).
+    pub fn exclusion_window(mut self, k: usize) -> Config {
+        self.exclusion_window = k;
+        self
+    }
+
+    /// At most `n` jobs of `kind` in workers at once (besides the pool size).
+    pub fn kind_limit(mut self, kind: &str, n: usize) -> Config {
+        self.kind_limits.push((kind.to_string(), n.max(1)));
+        self
+    }
+
+    /// Rate limit on job starts over all kinds. A job with no token waits in
+    /// the queue; it is never dropped for that.
+    pub fn rate_limit(mut self, limit: RateLimit) -> Config {
+        self.rate = Some(limit);
+        self
+    }
+
+    /// Rate limit on starts of jobs of `kind`.
+    pub fn kind_rate_limit(mut self, kind: &str, limit: RateLimit) -> Config {
+        self.kind_rates.push((kind.to_string(), limit));
+        self
+    }
+
+    /// Most jobs waiting (queued, or waiting to retry): `submit` then waits
+    /// for room, `try_submit` fails at once, `submit_timeout` waits at most
+    /// its limit. `None` (default): unbounded.
+    pub fn capacity(mut self, capacity: Option<usize>) -> Config {
+        self.capacity = capacity.map(|c| c.max(1));
+        self
+    }
+
+    /// With a capacity: a job more urgent than the least urgent waiting one
+    /// pushes that one out (its submitter gets `Rejected`) instead of waiting.
+    pub fn push_out(mut self, yes: bool) -> Config {
+        self.push_out = yes;
+        self
+    }
+
+    /// Retries for jobs that do not set their own (default: none).
+    pub fn retry(mut self, policy: RetryPolicy) -> Config {
+        self.retry = policy;
+        self
+    }
+
+    /// Seed for the random choices (weighted draws, jitter), for
+    /// reproducible runs; default: from the OS.
+    pub fn seed(mut self, seed: u64) -> Config {
+        self.seed = Some(seed);
+        self
     }
 
     /// The worker program.

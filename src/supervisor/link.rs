@@ -28,13 +28,13 @@ use rustc_hash::FxHashMap;
 use tokio::sync::oneshot;
 
 use super::config::WorkerCommand;
-use super::outcome::{Outcome, Report};
+use super::outcome::{AttemptEnd, Outcome, Report};
 use crate::process::Process;
 use crate::sched::SlotId;
 use crate::wire::spin::{recv_spinning, SPIN_ENV};
 use crate::wire::{
-    self, FromWorker, Handshake, JobId, JobResult, Payload, ProtocolError, HEARTBEAT_ENV,
-    PROTOCOL_VERSION, SERVER_ENV,
+    self, FromWorker, Handshake, JobId, Payload, ProtocolError, HEARTBEAT_ENV, PROTOCOL_VERSION,
+    SERVER_ENV,
 };
 
 /// Where a dispatched job's report goes, and what the report says besides
@@ -47,6 +47,10 @@ pub(crate) struct Reply {
     pub(crate) evictions: u32,
     pub(crate) pid: Option<u32>,
     pub(crate) since: Instant,
+    /// How earlier attempts ended.
+    pub(crate) history: Vec<AttemptEnd>,
+    /// A failure of this attempt is retried: leave it to the actor.
+    pub(crate) retry_failed: bool,
 }
 
 impl Reply {
@@ -61,6 +65,7 @@ impl Reply {
             evictions: self.evictions,
             worker_pid: self.pid,
             ran_for,
+            history: self.history,
         });
     }
 }
@@ -77,6 +82,16 @@ impl Replies {
     /// Take a job's reply sender out, if nobody has yet.
     pub(crate) fn take(&self, job: JobId) -> Option<Reply> {
         self.lock().remove(&job)
+    }
+
+    /// Take it out to report `outcome`, unless the outcome is a failure that
+    /// will be retried (then the actor handles it).
+    fn take_to_report(&self, job: JobId, outcome: &Outcome<Payload>) -> Option<Reply> {
+        let mut map = self.lock();
+        if matches!(outcome, Outcome::Failed(_)) && map.get(&job).is_some_and(|r| r.retry_failed) {
+            return None;
+        }
+        map.remove(&job)
     }
 }
 
@@ -106,9 +121,9 @@ pub(crate) enum Finish {
     /// Reported to the submitter; the outcome, without its result, for the
     /// actor's counts.
     Reported(Outcome<()>),
-    /// Not reported (the actor had already taken the reply): the worker's
-    /// report, for the actor.
-    NotReported(JobResult),
+    /// Not reported (the actor had already taken the reply, or the failure
+    /// will be retried): the outcome, for the actor.
+    NotReported(Outcome<Payload>),
 }
 
 /// Most frames gathered into one event.
@@ -358,16 +373,16 @@ fn read_frames(
             for m in frame {
                 messages.push(match m {
                     FromWorker::Finished { job, result } => {
-                        let end = match replies.take(job) {
+                        let outcome = Outcome::from_result(result);
+                        let end = match replies.take_to_report(job, &outcome) {
                             Some(reply) => {
                                 let ran_for =
                                     now.saturating_duration_since(reply.since.max(last_end));
-                                let outcome = Outcome::from_result(result);
                                 let summary = outcome.without_result();
                                 reports.push((reply, job, outcome, ran_for));
                                 Finish::Reported(summary)
                             }
-                            None => Finish::NotReported(result),
+                            None => Finish::NotReported(outcome),
                         };
                         last_end = now;
                         Incoming::Finished { job, end }

@@ -18,7 +18,7 @@ pub mod status;
 
 pub use actor::SupervisorActor;
 pub use config::{Config, WorkerCommand, STOCK_WORKER};
-pub use outcome::{Crash, JobError, Outcome, Report};
+pub use outcome::{AttemptEnd, Crash, JobError, Outcome, Report};
 pub use status::{Counts, JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};
 
 /// State the actor shares with the API handles, read without a round trip.

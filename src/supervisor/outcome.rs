@@ -149,6 +149,15 @@ pub enum Crash {
     Unresponsive(Duration),
 }
 
+/// How an earlier attempt of a retried job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptEnd {
+    /// Which attempt (1 = the first).
+    pub attempt: u32,
+    /// How it ended (without a result: a completed attempt is never retried).
+    pub outcome: Outcome<()>,
+}
+
 /// The end of a job, as its submitter receives it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report<R> {
@@ -166,6 +175,8 @@ pub struct Report<R> {
     pub worker_pid: Option<u32>,
     /// How long its last run took, if it ran.
     pub ran_for: Option<Duration>,
+    /// How each earlier attempt ended, when the job was retried.
+    pub history: Vec<AttemptEnd>,
 }
 
 impl Report<Payload> {
@@ -184,6 +195,7 @@ impl Report<Payload> {
             evictions: self.evictions,
             worker_pid: self.worker_pid,
             ran_for: self.ran_for,
+            history: self.history,
         }
     }
 }

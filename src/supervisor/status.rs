@@ -86,6 +86,8 @@ pub struct Counts {
     pub evictions: u64,
     /// Worker processes started after the first ones.
     pub restarts: u64,
+    /// Attempts that ended in a way that was retried.
+    pub retries: u64,
 }
 
 impl Counts {
