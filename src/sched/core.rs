@@ -347,6 +347,11 @@ pub struct Core<J> {
     rate_wake: Option<Instant>,
     /// Kinds of the last jobs started (the exclusion window).
     recent: VecDeque<KindId>,
+    /// Under the random policies: jobs submitted since the last poll (they
+    /// may evict), and jobs an eviction was made for (they take the next
+    /// free worker, whatever the draw).
+    arrived: Vec<(u8, JobId)>,
+    reserved: VecDeque<JobId>,
 }
 
 impl<J> Core<J> {
@@ -380,6 +385,8 @@ impl<J> Core<J> {
             rate_per_kind: Vec::new(),
             rate_wake: None,
             recent: VecDeque::new(),
+            arrived: Vec::new(),
+            reserved: VecDeque::new(),
         };
         for (name, limit) in std::mem::take(&mut core.cfg.kind_limits) {
             let k = core.kind(&name) as usize;
@@ -445,6 +452,9 @@ impl<J> Core<J> {
             }
         }
         let key = self.queue.push(job, spec.kind, spec.priority, spec.weight);
+        if self.cfg.policy != Policy::Priority && self.cfg.eviction != EvictionMode::Off {
+            self.arrived.push((spec.priority, job));
+        }
         self.jobs.insert(
             job,
             Entry {
@@ -719,6 +729,11 @@ impl<J> Core<J> {
         st
     }
 
+    /// Queued jobs of `kind`.
+    pub fn queued_of(&self, kind: KindId) -> usize {
+        self.queue.len_of(kind)
+    }
+
     /// Jobs of `kind` held by workers now.
     pub fn held_of(&self, kind: KindId) -> usize {
         self.held_per_kind.get(kind as usize).copied().unwrap_or(0)
@@ -829,7 +844,10 @@ impl<J> Core<J> {
                 }
             }
             let eligible = self.eligible_kinds(now);
-            let Some((job, kind)) = self.queue.pop(&|k| eligible[k as usize], &mut self.rng) else {
+            let Some((job, kind)) = self
+                .take_reserved(&eligible)
+                .or_else(|| self.queue.pop(&|k| eligible[k as usize], &mut self.rng))
+            else {
                 break;
             };
             if let Some(bucket) = self.rate.as_mut() {
@@ -856,6 +874,28 @@ impl<J> Core<J> {
         }
     }
 
+    /// The first job an eviction was made for that is still queued and may
+    /// start, taken out of the queue.
+    fn take_reserved(&mut self, eligible: &[bool]) -> Option<(JobId, KindId)> {
+        while let Some(&job) = self.reserved.front() {
+            let Some(e) = self.jobs.get(&job) else {
+                self.reserved.pop_front();
+                continue;
+            };
+            let Place::Queued(key) = e.place else {
+                self.reserved.pop_front();
+                continue;
+            };
+            if !eligible[e.spec.kind as usize] {
+                return None;
+            }
+            self.reserved.pop_front();
+            self.queue.remove(key, job);
+            return Some((job, e.spec.kind));
+        }
+        None
+    }
+
     /// The ready slot holding the fewest jobs, if it has room.
     fn slot_with_room(&self) -> Option<SlotId> {
         self.slots
@@ -870,6 +910,25 @@ impl<J> Core<J> {
         if self.cfg.eviction == EvictionMode::Off {
             return;
         }
+        if self.cfg.policy == Policy::Priority {
+            self.evict_for_queue(now);
+        } else {
+            self.evict_for_arrivals(now);
+        }
+    }
+
+    /// Workers on their way (they will take urgent jobs without killing
+    /// anyone).
+    fn coming(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.state == SlotState::Pending)
+            .count()
+    }
+
+    /// Priority policy: while a queued job is more urgent than the least
+    /// urgent running one and no worker is free or coming for it, evict.
+    fn evict_for_queue(&mut self, now: Instant) {
         loop {
             if self.queue.is_empty() || self.slot_with_room().is_some() {
                 return;
@@ -881,19 +940,38 @@ impl<J> Core<J> {
             let Some((slot, victim_priority)) = self.least_urgent_running() else {
                 return;
             };
-            if best >= victim_priority {
-                return;
-            }
-            // Workers on their way will take urgent jobs without killing anyone.
-            let coming = self
-                .slots
-                .iter()
-                .filter(|s| s.state == SlotState::Pending)
-                .count();
-            if self.queue.count_more_urgent_than(victim_priority) <= coming {
+            if best >= victim_priority
+                || self.queue.count_more_urgent_than(victim_priority) <= self.coming()
+            {
                 return;
             }
             self.kill_slot(slot, KillReason::Evicted, now);
+        }
+    }
+
+    /// Random policies: the draw may rightly pass over urgent jobs, so only
+    /// a job that *arrives* more urgent than a running one evicts it, and the
+    /// freed worker is reserved for that job.
+    fn evict_for_arrivals(&mut self, now: Instant) {
+        let mut arrived = std::mem::take(&mut self.arrived);
+        arrived.sort_unstable();
+        for (priority, job) in arrived {
+            if !matches!(self.jobs.get(&job).map(|e| e.place), Some(Place::Queued(_))) {
+                continue;
+            }
+            if self.slot_with_room().is_some() {
+                return;
+            }
+            let Some((slot, victim_priority)) = self.least_urgent_running() else {
+                return;
+            };
+            if priority >= victim_priority {
+                continue;
+            }
+            if self.coming() <= self.reserved.len() {
+                self.kill_slot(slot, KillReason::Evicted, now);
+            }
+            self.reserved.push_back(job);
         }
     }
 
@@ -969,7 +1047,8 @@ impl<J> Core<J> {
 
     /// Empty a slot whose worker is gone. The running job is returned (for
     /// the caller to end) unless eviction puts it back; jobs not started go
-    /// back to the queue; jobs whose end was already reported are forgotten.
+    /// back to the queue (or, once dispatching has stopped, end as
+    /// cancelled); jobs whose end was already reported are forgotten.
     fn settle_slot(
         &mut self,
         slot: SlotId,
@@ -995,6 +1074,15 @@ impl<J> Core<J> {
                 } else {
                     false
                 }
+            } else if !self.dispatching {
+                // Shutting down: a job that never started ends here.
+                if let Some(ended) = e.into_ended(job) {
+                    self.out.push(Decision::Done {
+                        ended,
+                        end: End::Cancelled,
+                    });
+                }
+                continue;
             } else {
                 true
             };

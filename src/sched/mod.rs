@@ -30,3 +30,9 @@ pub use retry::{RetryPolicy, Retryable};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod policy_tests;
+
+#[cfg(test)]
+mod props;
