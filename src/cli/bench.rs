@@ -29,10 +29,14 @@ pub struct Args {
     latency_jobs: usize,
     #[command(flatten)]
     worker: WorkerArgs,
+    #[command(flatten)]
+    sched: super::SchedArgs,
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
-    let mut cfg = a.worker.config(a.workers)?.prefetch(a.inflight);
+    let mut cfg = a
+        .sched
+        .apply(a.worker.config(a.workers)?.prefetch(a.inflight))?;
     if let Some(us) = a.spin_us {
         cfg = cfg.spin(Duration::from_micros(us));
     }

@@ -7,6 +7,9 @@ use procvisor::{Config, WorkerCommand};
 
 mod bench;
 mod run;
+mod sched_args;
+
+pub use sched_args::SchedArgs;
 
 /// procvisor: run jobs in supervised worker processes.
 #[derive(Parser, Debug)]

@@ -25,19 +25,27 @@ pub struct Args {
     /// Number of worker processes.
     #[arg(long, short, default_value_t = 1)]
     workers: usize,
+    /// Weight for the random policies.
+    #[arg(long, default_value_t = 1.0)]
+    weight: f64,
     #[command(flatten)]
     worker: WorkerArgs,
+    #[command(flatten)]
+    sched: super::SchedArgs,
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
-    let mut job = Job::json_text(&a.kind, &a.payload).priority(a.priority);
+    let mut job = Job::json_text(&a.kind, &a.payload)
+        .priority(a.priority)
+        .weight(a.weight);
     if let Some(t) = a.timeout {
         if !t.is_finite() || t < 0.0 {
             return Err(format!("--timeout must be a number of seconds, got {t}"));
         }
         job = job.timeout(Duration::from_secs_f64(t));
     }
-    let sup = Supervisor::start(a.worker.config(a.workers)?).map_err(|e| e.to_string())?;
+    let cfg = a.sched.apply(a.worker.config(a.workers)?)?;
+    let sup = Supervisor::start(cfg).map_err(|e| e.to_string())?;
     let handle = sup.submit(job).map_err(|e| e.to_string())?;
     let report = handle.wait();
     let mut out = json!({
@@ -49,6 +57,13 @@ pub fn run(a: Args) -> Result<i32, String> {
         "worker_pid": report.worker_pid,
         "ran_for_secs": report.ran_for.map(|d| d.as_secs_f64()),
     });
+    if !report.history.is_empty() {
+        out["earlier_attempts"] = report
+            .history
+            .iter()
+            .map(|a| json!({"attempt": a.attempt, "outcome": a.outcome.name(), "error": a.outcome.to_string()}))
+            .collect();
+    }
     let code = match &report.outcome {
         Outcome::Completed(v) => {
             out["result"] = v.clone();
