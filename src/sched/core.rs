@@ -254,8 +254,6 @@ struct Entry<J> {
     place: Place,
     attempt: u32,
     evictions: u32,
-    started: Option<Instant>,
-    deadline: Option<Instant>,
 }
 
 impl<J> Entry<J> {
@@ -276,7 +274,7 @@ impl<J> Entry<J> {
             priority: self.spec.priority,
             attempt: self.attempt,
             evictions: self.evictions,
-            started: self.started,
+            started: None,
             slot: match self.place {
                 Place::Slot(s) => Some(s),
                 Place::Queued(_) | Place::Delayed => None,
@@ -300,6 +298,9 @@ pub enum SlotState {
 struct Slot {
     state: SlotState,
     inflight: VecDeque<JobId>,
+    /// When the first job in `inflight` started, and its deadline.
+    head_started: Option<Instant>,
+    head_deadline: Option<Instant>,
 }
 
 /// Counts for status displays.
@@ -352,6 +353,8 @@ pub struct Core<J> {
     /// free worker, whatever the draw).
     arrived: Vec<(u8, JobId)>,
     reserved: VecDeque<JobId>,
+    /// Scratch: which kinds may start a job now.
+    eligible: Vec<bool>,
 }
 
 impl<J> Core<J> {
@@ -361,6 +364,8 @@ impl<J> Core<J> {
             .map(|_| Slot {
                 state: SlotState::Pending,
                 inflight: VecDeque::new(),
+                head_started: None,
+                head_deadline: None,
             })
             .collect();
         let mut core = Core {
@@ -387,6 +392,7 @@ impl<J> Core<J> {
             recent: VecDeque::new(),
             arrived: Vec::new(),
             reserved: VecDeque::new(),
+            eligible: Vec::new(),
         };
         for (name, limit) in std::mem::take(&mut core.cfg.kind_limits) {
             let k = core.kind(&name) as usize;
@@ -463,8 +469,6 @@ impl<J> Core<J> {
                 place: Place::Queued(key),
                 attempt: 1,
                 evictions: 0,
-                started: None,
-                deadline: None,
             },
         );
         Ok(pushed_out)
@@ -490,11 +494,18 @@ impl<J> Core<J> {
     pub fn job_meta(&self, job: JobId) -> Option<(JobMeta, bool)> {
         let e = self.jobs.get(&job)?;
         e.data.as_ref()?;
+        let mut meta = e.meta();
         let running = match e.place {
-            Place::Slot(s) => self.slots[s].inflight.front() == Some(&job),
+            Place::Slot(s) => {
+                let head = self.slots[s].inflight.front() == Some(&job);
+                if head {
+                    meta.started = self.slots[s].head_started;
+                }
+                head
+            }
             _ => false,
         };
-        Some((e.meta(), running))
+        Some((meta, running))
     }
 
     /// The retry policy that applies to a job.
@@ -546,12 +557,19 @@ impl<J> Core<J> {
         let s = self.slots.get_mut(slot)?;
         let pos = s.inflight.iter().position(|&j| j == job)?;
         s.inflight.remove(pos);
+        let started = if pos == 0 {
+            s.head_started.take()
+        } else {
+            None
+        };
         if pos == 0 {
             self.start_head(slot, now);
         }
         let entry = self.jobs.remove(&job)?;
         self.held_per_kind[entry.spec.kind as usize] -= 1;
-        entry.into_ended(job)
+        let mut ended = entry.into_ended(job)?;
+        ended.meta.started = started;
+        Some(ended)
     }
 
     /// The worker in `slot` died or broke on its own (not killed by a
@@ -598,8 +616,6 @@ impl<J> Core<J> {
                 place: Place::Delayed,
                 attempt: attempt + 1,
                 evictions: meta.evictions,
-                started: None,
-                deadline: None,
             },
         );
         self.delayed.push(Reverse((due, job)));
@@ -618,7 +634,12 @@ impl<J> Core<J> {
         let Some(data) = entry.data.take() else {
             return false;
         };
-        let meta = entry.meta();
+        let mut meta = entry.meta();
+        if let Place::Slot(s) = entry.place {
+            if self.slots[s].inflight.front() == Some(&job) {
+                meta.started = self.slots[s].head_started;
+            }
+        }
         let spec = entry.spec.clone();
         match entry.place {
             Place::Queued(key) => {
@@ -762,7 +783,8 @@ impl<J> Core<J> {
                 continue;
             };
             let Place::Slot(slot) = e.place else { continue };
-            if e.deadline != Some(at) || self.slots[slot].inflight.front() != Some(&job) {
+            let s = &self.slots[slot];
+            if s.head_deadline != Some(at) || s.inflight.front() != Some(&job) {
                 continue;
             }
             let reason = if e.data.is_none() {
@@ -799,11 +821,12 @@ impl<J> Core<J> {
     /// rate limits, and outside the exclusion window unless no other kind is
     /// waiting. Also notes when a rate limit will next allow a start.
     fn eligible_kinds(&mut self, now: Instant) -> Vec<bool> {
-        let n = self.kind_names.len();
-        let mut ok = vec![false; n];
+        // Reuse one buffer: this runs for every job handed out.
+        let mut ok = std::mem::take(&mut self.eligible);
+        ok.clear();
+        ok.resize(self.kind_names.len(), false);
         let mut wake: Option<Instant> = None;
-        let waiting: Vec<KindId> = self.queue.waiting_kinds().collect();
-        for &k in &waiting {
+        for k in self.queue.waiting_kinds() {
             let k = k as usize;
             if self.limit_per_kind[k].is_some_and(|l| self.held_per_kind[k] >= l) {
                 continue;
@@ -818,11 +841,11 @@ impl<J> Core<J> {
             ok[k] = true;
         }
         if self.cfg.exclusion_window > 0 {
-            let fresh: Vec<bool> = (0..n)
-                .map(|k| ok[k] && !self.recent.contains(&(k as KindId)))
-                .collect();
-            if fresh.iter().any(|&f| f) {
-                ok = fresh;
+            let recent = |k: usize| self.recent.contains(&(k as KindId));
+            if (0..ok.len()).any(|k| ok[k] && !recent(k)) {
+                for (k, o) in ok.iter_mut().enumerate() {
+                    *o &= !recent(k);
+                }
             }
         }
         if !ok.iter().any(|&o| o) {
@@ -844,10 +867,11 @@ impl<J> Core<J> {
                 }
             }
             let eligible = self.eligible_kinds(now);
-            let Some((job, kind)) = self
+            let picked = self
                 .take_reserved(&eligible)
-                .or_else(|| self.queue.pop(&|k| eligible[k as usize], &mut self.rng))
-            else {
+                .or_else(|| self.queue.pop(&|k| eligible[k as usize], &mut self.rng));
+            self.eligible = eligible;
+            let Some((job, kind)) = picked else {
                 break;
             };
             if let Some(bucket) = self.rate.as_mut() {
@@ -934,7 +958,9 @@ impl<J> Core<J> {
                 return;
             }
             let eligible = self.eligible_kinds(now);
-            let Some(best) = self.queue.best_level(&|k| eligible[k as usize]) else {
+            let best = self.queue.best_level(&|k| eligible[k as usize]);
+            self.eligible = eligible;
+            let Some(best) = best else {
                 return;
             };
             let Some((slot, victim_priority)) = self.least_urgent_running() else {
@@ -992,35 +1018,35 @@ impl<J> Core<J> {
                 } else {
                     Reverse(0)
                 };
-                Some((i, e.spec.priority, tie, e.started))
+                Some((i, e.spec.priority, tie, s.head_started))
             })
             .max_by_key(|&(_, p, tie, started)| (p, tie, started))
             .map(|(i, p, _, _)| (i, p))
     }
 
     fn start_head(&mut self, slot: SlotId, now: Instant) {
-        let Some(&job) = self.slots[slot].inflight.front() else {
+        let s = &mut self.slots[slot];
+        s.head_started = None;
+        s.head_deadline = None;
+        let Some(&job) = s.inflight.front() else {
             return;
         };
-        let grace = self.cfg.cancel_grace;
-        let Some(e) = self.jobs.get_mut(&job) else {
-            return;
-        };
-        e.started = Some(now);
+        s.head_started = Some(now);
+        let Some(e) = self.jobs.get(&job) else { return };
         let deadline = match (&e.data, e.spec.timeout) {
-            (None, _) => Some(now + grace),
+            (None, _) => Some(now + self.cfg.cancel_grace),
             (Some(_), Some(t)) => Some(now + t),
             (Some(_), None) => None,
         };
-        e.deadline = None;
         if let Some(at) = deadline {
             self.set_deadline(job, at);
         }
     }
 
+    /// Arm a deadline for `job`, which must be running (first in its slot).
     fn set_deadline(&mut self, job: JobId, at: Instant) {
-        if let Some(e) = self.jobs.get_mut(&job) {
-            e.deadline = Some(at);
+        if let Some(Place::Slot(slot)) = self.jobs.get(&job).map(|e| e.place) {
+            self.slots[slot].head_deadline = Some(at);
             self.deadlines.push(Reverse((at, job)));
         }
     }
@@ -1055,7 +1081,10 @@ impl<J> Core<J> {
         reason: Option<KillReason>,
         _now: Instant,
     ) -> Option<Ended<J>> {
-        let jobs = std::mem::take(&mut self.slots[slot].inflight);
+        let s = &mut self.slots[slot];
+        let jobs = std::mem::take(&mut s.inflight);
+        let head_started = s.head_started.take();
+        s.head_deadline = None;
         let mut head = None;
         for (i, job) in jobs.into_iter().enumerate() {
             let Some(mut e) = self.jobs.remove(&job) else {
@@ -1065,7 +1094,6 @@ impl<J> Core<J> {
             if e.data.is_none() {
                 continue;
             }
-            e.deadline = None;
             let requeue = if i == 0 {
                 if reason == Some(KillReason::Evicted) && self.cfg.eviction == EvictionMode::Requeue
                 {
@@ -1094,10 +1122,12 @@ impl<J> Core<J> {
                     e.spec.priority,
                     e.spec.weight,
                 ));
-                e.started = None;
                 self.jobs.insert(job, e);
             } else {
-                head = e.into_ended(job);
+                head = e.into_ended(job).map(|mut ended| {
+                    ended.meta.started = head_started;
+                    ended
+                });
             }
         }
         head

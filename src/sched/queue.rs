@@ -1,10 +1,10 @@
 //! The queue of jobs waiting for a worker, and the selection policies.
 //!
-//! Jobs are kept in buckets, one per (kind, priority). Each bucket keeps its
-//! jobs in submission order (job ids increase with submission, so the id is
-//! the FIFO sequence; a job put back after an eviction keeps its place) and,
-//! under the random policies, in a [`WeightTree`] for O(log n) weighted
-//! draws. Selection takes a filter on kinds, so that kinds that may not
+//! Jobs are kept in buckets, one per (kind, priority). Under the priority
+//! policy a bucket keeps its jobs in submission order (job ids increase with
+//! submission, so the id is the FIFO sequence; a job put back after an
+//! eviction keeps its place); under the random policies, in a [`WeightTree`]
+//! for O(log n) weighted draws. Selection takes a filter on kinds, so that kinds that may not
 //! start now (concurrency limit, rate limit, exclusion window) are skipped
 //! without scanning their jobs.
 //!
@@ -67,8 +67,16 @@ pub struct QueueKey {
 
 #[derive(Debug, Default)]
 struct Bucket {
+    /// Priority policy: jobs in FIFO order.
     fifo: BTreeSet<JobId>,
+    /// Random policies: jobs by weight.
     tree: WeightTree,
+}
+
+impl Bucket {
+    fn len(&self) -> usize {
+        self.fifo.len() + self.tree.len()
+    }
 }
 
 /// Jobs waiting for a worker (see the module docs).
@@ -79,6 +87,8 @@ pub struct Queue {
     kinds: Vec<Vec<Bucket>>,
     per_level: [usize; PRIORITY_LEVELS],
     per_kind: Vec<usize>,
+    /// Random policies: total weight queued per kind.
+    kind_weight: Vec<u64>,
     len: usize,
 }
 
@@ -90,6 +100,7 @@ impl Queue {
             kinds: Vec::new(),
             per_level: [0; PRIORITY_LEVELS],
             per_kind: Vec::new(),
+            kind_weight: Vec::new(),
             len: 0,
         }
     }
@@ -106,6 +117,7 @@ impl Queue {
                 (0..PRIORITY_LEVELS).map(|_| Bucket::default()).collect()
             });
             self.per_kind.resize(k + 1, 0);
+            self.kind_weight.resize(k + 1, 0);
         }
         &mut self.kinds[k][level as usize]
     }
@@ -116,15 +128,17 @@ impl Queue {
         let level = level.min(LEAST_URGENT);
         let policy = self.policy;
         let b = self.bucket(kind, level);
-        b.fifo.insert(job);
         let slot = if policy.random() {
             let w = if policy == Policy::Uniform {
                 1
             } else {
                 weight.max(1)
             };
-            b.tree.insert(job, w)
+            let slot = b.tree.insert(job, w);
+            self.kind_weight[kind as usize] += w;
+            slot
         } else {
+            b.fifo.insert(job);
             Slot::MAX
         };
         self.per_level[level as usize] += 1;
@@ -142,11 +156,17 @@ impl Queue {
         else {
             return false;
         };
-        if !b.fifo.remove(&job) {
+        let removed = if key.slot == Slot::MAX {
+            b.fifo.remove(&job)
+        } else if b.tree.get(key.slot) == Some(job) {
+            let (_, w) = b.tree.remove(key.slot).expect("live slot");
+            self.kind_weight[key.kind as usize] -= w;
+            true
+        } else {
+            false
+        };
+        if !removed {
             return false;
-        }
-        if key.slot != Slot::MAX {
-            b.tree.remove(key.slot);
         }
         self.per_level[key.level as usize] -= 1;
         self.per_kind[key.kind as usize] -= 1;
@@ -173,10 +193,16 @@ impl Queue {
         };
         let b = &mut self.kinds[kind as usize][level as usize];
         let job = match pick {
-            Pick::Fifo(job) => job,
-            Pick::Slot(slot) => b.tree.remove(slot)?,
+            Pick::Fifo(job) => {
+                b.fifo.remove(&job);
+                job
+            }
+            Pick::Slot(slot) => {
+                let (job, w) = b.tree.remove(slot)?;
+                self.kind_weight[kind as usize] -= w;
+                job
+            }
         };
-        b.fifo.remove(&job);
         self.per_level[level as usize] -= 1;
         self.per_kind[kind as usize] -= 1;
         self.len -= 1;
@@ -211,12 +237,13 @@ impl Queue {
                 .kinds
                 .iter()
                 .enumerate()
-                .any(|(k, levels)| !levels[level].fifo.is_empty() && eligible(k as KindId));
+                .any(|(k, levels)| levels[level].len() > 0 && eligible(k as KindId));
             any.then_some(level as u8)
         })
     }
 
-    /// Draw a slot by weight among eligible buckets (of one level, or all).
+    /// Draw a slot by weight among eligible buckets (of one level, or all):
+    /// first a kind by its total weight, then a level, then a slot.
     fn draw<R: Rng + ?Sized>(
         &self,
         eligible: &dyn Fn(KindId) -> bool,
@@ -227,26 +254,35 @@ impl Queue {
             Some(l) => l as usize..l as usize + 1,
             None => 0..PRIORITY_LEVELS,
         };
-        let buckets = || {
-            self.kinds
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| self.per_kind[*k] > 0 && eligible(*k as KindId))
-                .flat_map(|(k, ls)| levels.clone().map(move |l| (k as KindId, l as u8, &ls[l])))
-                .filter(|(_, _, b)| !b.tree.is_empty())
+        let weight_of = |k: usize| -> u64 {
+            if self.per_kind[k] == 0 || !eligible(k as KindId) {
+                return 0;
+            }
+            match only_level {
+                None => self.kind_weight[k],
+                Some(l) => self.kinds[k][l as usize].tree.total(),
+            }
         };
-        let total: u64 = buckets().map(|(_, _, b)| b.tree.total()).sum();
+        let total: u64 = (0..self.kinds.len()).map(weight_of).sum();
         if total == 0 {
             return None;
         }
         let mut r = rng.random_range(0..total);
-        for (kind, level, b) in buckets() {
-            let t = b.tree.total();
-            if r < t {
-                let (slot, _) = b.tree.find(r)?;
-                return Some((kind, level, Pick::Slot(slot)));
+        for k in 0..self.kinds.len() {
+            let t = weight_of(k);
+            if r >= t {
+                r -= t;
+                continue;
             }
-            r -= t;
+            for l in levels.clone() {
+                let b = &self.kinds[k][l].tree;
+                if r < b.total() {
+                    let (slot, _) = b.find(r)?;
+                    return Some((k as KindId, l as u8, Pick::Slot(slot)));
+                }
+                r -= b.total();
+            }
+            return None;
         }
         None
     }
@@ -256,15 +292,19 @@ impl Queue {
         self.most_urgent_level(eligible)
     }
 
-    /// The least urgent queued job: the least urgent priority, newest first
-    /// (the one to push out when a bounded queue is full).
+    /// The least urgent queued job (the one to push out when a bounded
+    /// queue is full): of the least urgent priority, the newest under the
+    /// priority policy, any one under the random policies.
     pub fn least_urgent(&self) -> Option<(JobId, u8)> {
         let level = (0..PRIORITY_LEVELS)
             .rev()
             .find(|&l| self.per_level[l] > 0)?;
         self.kinds
             .iter()
-            .filter_map(|levels| levels[level].fifo.last().copied())
+            .filter_map(|levels| {
+                let b = &levels[level];
+                b.fifo.last().copied().or_else(|| b.tree.last())
+            })
             .max()
             .map(|job| (job, level as u8))
     }
@@ -311,11 +351,12 @@ impl Queue {
         for levels in &mut self.kinds {
             for (l, b) in levels.iter_mut().enumerate() {
                 all.extend(std::mem::take(&mut b.fifo).into_iter().map(|j| (l, j)));
-                b.tree = WeightTree::new();
+                all.extend(std::mem::take(&mut b.tree).items().map(|j| (l, j)));
             }
         }
         self.per_level = [0; PRIORITY_LEVELS];
         self.per_kind.iter_mut().for_each(|n| *n = 0);
+        self.kind_weight.iter_mut().for_each(|w| *w = 0);
         self.len = 0;
         all.sort_unstable();
         all.into_iter().map(|(_, j)| j).collect()

@@ -8,11 +8,9 @@
 /// A weighted set of `u64` items (see the module docs).
 #[derive(Debug, Clone, Default)]
 pub struct WeightTree {
-    /// Fenwick tree, 1-based: `tree[i]` sums a range of `weights` ending at i.
+    /// Fenwick tree, 1-based: `tree[i]` sums a range of weights ending at i.
     tree: Vec<u64>,
-    /// Weight per slot (0 = free).
-    weights: Vec<u64>,
-    /// Item per slot.
+    /// Item per slot ([`FREE`] when the slot is free).
     items: Vec<u64>,
     free: Vec<u32>,
     total: u64,
@@ -21,6 +19,9 @@ pub struct WeightTree {
 
 /// Where an item sits in a [`WeightTree`].
 pub type Slot = u32;
+
+/// Marks a free slot (so the value itself is not a storable item).
+const FREE: u64 = u64::MAX;
 
 impl WeightTree {
     /// An empty set.
@@ -43,21 +44,19 @@ impl WeightTree {
         self.total
     }
 
-    /// Add `item` with `weight` (> 0); returns its slot.
+    /// Add `item` (not `u64::MAX`) with `weight` (> 0); returns its slot.
     pub fn insert(&mut self, item: u64, weight: u64) -> Slot {
-        debug_assert!(weight > 0);
+        debug_assert!(weight > 0 && item != FREE);
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
-                if self.weights.len() == self.tree.len().saturating_sub(1) || self.tree.is_empty() {
+                if self.items.len() + 1 >= self.tree.len() {
                     self.grow();
                 }
-                self.weights.push(0);
-                self.items.push(0);
-                (self.weights.len() - 1) as Slot
+                self.items.push(FREE);
+                (self.items.len() - 1) as Slot
             }
         };
-        self.weights[slot as usize] = weight;
         self.items[slot as usize] = item;
         self.add(slot as usize, weight as i128);
         self.total += weight;
@@ -65,18 +64,35 @@ impl WeightTree {
         slot
     }
 
-    /// Remove the item in `slot`; returns it (None if the slot is free).
-    pub fn remove(&mut self, slot: Slot) -> Option<u64> {
-        let w = *self.weights.get(slot as usize)?;
-        if w == 0 {
-            return None;
-        }
-        self.weights[slot as usize] = 0;
+    /// Remove the item in `slot`; returns it and its weight (None if the
+    /// slot is free).
+    pub fn remove(&mut self, slot: Slot) -> Option<(u64, u64)> {
+        let item = self.get(slot)?;
+        let w = self.weight_at(slot as usize);
+        self.items[slot as usize] = FREE;
         self.add(slot as usize, -(w as i128));
         self.total -= w;
         self.len -= 1;
         self.free.push(slot);
-        Some(self.items[slot as usize])
+        Some((item, w))
+    }
+
+    /// The item in `slot`, if it is live.
+    pub fn get(&self, slot: Slot) -> Option<u64> {
+        self.items
+            .get(slot as usize)
+            .copied()
+            .filter(|&i| i != FREE)
+    }
+
+    /// The live items, in slot order.
+    pub fn items(&self) -> impl Iterator<Item = u64> + '_ {
+        self.items.iter().copied().filter(|&i| i != FREE)
+    }
+
+    /// The item in the highest live slot, if any.
+    pub fn last(&self) -> Option<u64> {
+        self.items.iter().rev().copied().find(|&i| i != FREE)
     }
 
     /// The slot whose cumulative weight range contains `r` (`r < total`):
@@ -97,9 +113,23 @@ impl WeightTree {
             }
             step >>= 1;
         }
-        // `pos` is 1-based index of the last prefix <= r; the answer is pos.
+        // `pos` is the longest prefix whose sum is <= r: the answer is the
+        // next element, slot `pos` (0-based).
         let slot = pos as Slot;
         Some((slot, self.items[slot as usize]))
+    }
+
+    /// The weight of one slot, from the tree: its node minus its children.
+    fn weight_at(&self, slot: usize) -> u64 {
+        let i = slot + 1;
+        let mut w = self.tree[i];
+        let mut child = i - 1;
+        let stop = i - (i & i.wrapping_neg());
+        while child > stop {
+            w -= self.tree[child];
+            child -= child & child.wrapping_neg();
+        }
+        w
     }
 
     fn add(&mut self, slot: usize, delta: i128) {
@@ -110,11 +140,14 @@ impl WeightTree {
         }
     }
 
-    /// Double the capacity and rebuild the tree from the weights (O(n)).
+    /// Double the capacity and rebuild the tree (O(n)).
     fn grow(&mut self) {
-        let cap = (self.tree.len().saturating_sub(1) * 2).max(16);
+        let old = self.tree.len().saturating_sub(1);
+        // Recover the single weights from the old tree, then build anew.
+        let weights: Vec<u64> = (0..self.items.len()).map(|s| self.weight_at(s)).collect();
+        let cap = (old * 2).max(16);
         let mut tree = vec![0u64; cap + 1];
-        for (i, &w) in self.weights.iter().enumerate() {
+        for (i, w) in weights.into_iter().enumerate() {
             tree[i + 1] += w;
         }
         for i in 1..=cap {
@@ -141,7 +174,7 @@ mod tests {
         let found: Vec<u64> = (0..10).map(|r| t.find(r).unwrap().1).collect();
         assert_eq!(found, vec![10, 20, 20, 20, 30, 30, 30, 30, 30, 30]);
         assert_eq!(t.find(10), None);
-        assert_eq!(t.remove(b), Some(20));
+        assert_eq!(t.remove(b), Some((20, 3)));
         assert_eq!(t.remove(b), None);
         let found: Vec<u64> = (0..7).map(|r| t.find(r).unwrap().1).collect();
         assert_eq!(found, vec![10, 30, 30, 30, 30, 30, 30]);
