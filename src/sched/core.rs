@@ -242,25 +242,66 @@ enum Place {
     Queued(QueueKey),
     /// Waiting for its retry to be due.
     Delayed,
-    Slot(SlotId),
+    /// In a worker slot (u32 keeps the entry small).
+    Slot(u32),
+}
+
+/// A job's spec as the core stores it: the same facts as [`JobSpec`] in
+/// fewer bytes, so that a map slot (id + entry) fits one 64-byte cache line.
+#[derive(Debug)]
+struct Spec {
+    weight: u64,
+    /// Timeout in nanoseconds; 0: none.
+    timeout_ns: u64,
+    retry: Option<Box<RetryPolicy>>,
+    kind: KindId,
+    priority: u8,
+}
+
+impl Spec {
+    fn new(spec: JobSpec) -> Spec {
+        Spec {
+            weight: spec.weight,
+            timeout_ns: spec
+                .timeout
+                .map_or(0, |t| t.as_nanos().clamp(1, u64::MAX as u128) as u64),
+            retry: spec.retry,
+            kind: spec.kind,
+            priority: spec.priority,
+        }
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        (self.timeout_ns > 0).then(|| Duration::from_nanos(self.timeout_ns))
+    }
+
+    fn to_job_spec(&self) -> JobSpec {
+        JobSpec {
+            priority: self.priority,
+            timeout: self.timeout(),
+            kind: self.kind,
+            weight: self.weight,
+            retry: self.retry.clone(),
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Entry<J> {
-    spec: JobSpec,
+    spec: Spec,
     /// `None` once the job's end was reported while its worker still holds it
     /// (cancelled in a worker): the entry only keeps the slot's order right.
     data: Option<J>,
     place: Place,
-    attempt: u32,
-    evictions: u32,
+    attempt: u16,
+    evictions: u16,
 }
 
 impl<J> Entry<J> {
     /// Take the job out as ended (None if its end was already reported).
     fn into_ended(self, job: JobId) -> Option<Ended<J>> {
         let meta = self.meta();
-        let spec = self.spec;
+        let spec = self.spec.to_job_spec();
         self.data.map(|data| Ended {
             job,
             data,
@@ -272,11 +313,11 @@ impl<J> Entry<J> {
     fn meta(&self) -> JobMeta {
         JobMeta {
             priority: self.spec.priority,
-            attempt: self.attempt,
-            evictions: self.evictions,
+            attempt: self.attempt as u32,
+            evictions: self.evictions as u32,
             started: None,
             slot: match self.place {
-                Place::Slot(s) => Some(s),
+                Place::Slot(s) => Some(s as SlotId),
                 Place::Queued(_) | Place::Delayed => None,
             },
         }
@@ -464,7 +505,7 @@ impl<J> Core<J> {
         self.jobs.insert(
             job,
             Entry {
-                spec,
+                spec: Spec::new(spec),
                 data: Some(data),
                 place: Place::Queued(key),
                 attempt: 1,
@@ -497,6 +538,7 @@ impl<J> Core<J> {
         let mut meta = e.meta();
         let running = match e.place {
             Place::Slot(s) => {
+                let s = s as SlotId;
                 let head = self.slots[s].inflight.front() == Some(&job);
                 if head {
                     meta.started = self.slots[s].head_started;
@@ -611,11 +653,11 @@ impl<J> Core<J> {
         self.jobs.insert(
             job,
             Entry {
-                spec,
+                spec: Spec::new(spec),
                 data: Some(data),
                 place: Place::Delayed,
-                attempt: attempt + 1,
-                evictions: meta.evictions,
+                attempt: attempt.saturating_add(1).min(u16::MAX as u32) as u16,
+                evictions: meta.evictions.min(u16::MAX as u32) as u16,
             },
         );
         self.delayed.push(Reverse((due, job)));
@@ -636,11 +678,12 @@ impl<J> Core<J> {
         };
         let mut meta = entry.meta();
         if let Place::Slot(s) = entry.place {
+            let s = s as SlotId;
             if self.slots[s].inflight.front() == Some(&job) {
                 meta.started = self.slots[s].head_started;
             }
         }
-        let spec = entry.spec.clone();
+        let spec = entry.spec.to_job_spec();
         match entry.place {
             Place::Queued(key) => {
                 self.queue.remove(key, job);
@@ -651,6 +694,7 @@ impl<J> Core<J> {
                 self.jobs.remove(&job);
             }
             Place::Slot(slot) => {
+                let slot = slot as SlotId;
                 let running = self.slots[slot].inflight.front() == Some(&job);
                 if running && self.cfg.cancel_grace.is_zero() {
                     self.kill_slot(slot, KillReason::Cancelled, now);
@@ -783,6 +827,7 @@ impl<J> Core<J> {
                 continue;
             };
             let Place::Slot(slot) = e.place else { continue };
+            let slot = slot as SlotId;
             let s = &self.slots[slot];
             if s.head_deadline != Some(at) || s.inflight.front() != Some(&job) {
                 continue;
@@ -888,7 +933,7 @@ impl<J> Core<J> {
             }
             self.held_per_kind[kind as usize] += 1;
             let entry = self.jobs.get_mut(&job).expect("queued job has an entry");
-            entry.place = Place::Slot(slot);
+            entry.place = Place::Slot(slot as u32);
             let s = &mut self.slots[slot];
             s.inflight.push_back(job);
             self.out.push(Decision::Dispatch { slot, job });
@@ -1033,7 +1078,7 @@ impl<J> Core<J> {
         };
         s.head_started = Some(now);
         let Some(e) = self.jobs.get(&job) else { return };
-        let deadline = match (&e.data, e.spec.timeout) {
+        let deadline = match (&e.data, e.spec.timeout()) {
             (None, _) => Some(now + self.cfg.cancel_grace),
             (Some(_), Some(t)) => Some(now + t),
             (Some(_), None) => None,
@@ -1046,6 +1091,7 @@ impl<J> Core<J> {
     /// Arm a deadline for `job`, which must be running (first in its slot).
     fn set_deadline(&mut self, job: JobId, at: Instant) {
         if let Some(Place::Slot(slot)) = self.jobs.get(&job).map(|e| e.place) {
+            let slot = slot as SlotId;
             self.slots[slot].head_deadline = Some(at);
             self.deadlines.push(Reverse((at, job)));
         }
@@ -1097,7 +1143,7 @@ impl<J> Core<J> {
             let requeue = if i == 0 {
                 if reason == Some(KillReason::Evicted) && self.cfg.eviction == EvictionMode::Requeue
                 {
-                    e.evictions += 1;
+                    e.evictions = e.evictions.saturating_add(1);
                     true
                 } else {
                     false
@@ -1131,5 +1177,14 @@ impl<J> Core<J> {
             }
         }
         head
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// A map slot (id + entry, no payload) fits one 64-byte cache line.
+    #[test]
+    fn an_entry_and_its_id_fit_a_cache_line() {
+        assert!(8 + std::mem::size_of::<super::Entry<()>>() <= 64);
     }
 }

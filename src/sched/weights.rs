@@ -1,19 +1,25 @@
-//! A weighted set with O(log n) insert, remove and weighted draw: a Fenwick
-//! (binary indexed) tree over slots.
+//! A weighted set with O(log n) insert, remove and weighted draw: an 8-ary
+//! sum tree over slots.
 //!
-//! Weights are integers (the caller converts to fixed point), so sums are
-//! exact and never drift however many inserts and removals pass. Freed slots
-//! are reused; the tree doubles when full (amortised O(1)).
+//! Each internal node holds the sums of eight children, which share one
+//! 64-byte cache line, so a walk from the root to a slot touches about
+//! log8(n) lines (5 for 32,768 slots) rather than the ~15 scattered nodes of
+//! a binary (Fenwick) tree. Weights are integers (the caller converts to
+//! fixed point), so sums are exact and never drift. Freed slots are reused;
+//! the tree doubles when full (amortised O(1)).
+
+/// Children per node.
+const FANOUT: usize = 8;
 
 /// A weighted set of `u64` items (see the module docs).
 #[derive(Debug, Clone, Default)]
 pub struct WeightTree {
-    /// Fenwick tree, 1-based: `tree[i]` sums a range of weights ending at i.
-    tree: Vec<u64>,
+    /// `levels[0]`: the weight of each slot (0 = free); `levels[k + 1][i]`:
+    /// the sum of `levels[k][8i .. 8i + 8]`. The last level has one node.
+    levels: Vec<Vec<u64>>,
     /// Item per slot ([`FREE`] when the slot is free).
     items: Vec<u64>,
     free: Vec<u32>,
-    total: u64,
     len: usize,
 }
 
@@ -41,7 +47,7 @@ impl WeightTree {
 
     /// Sum of all weights.
     pub fn total(&self) -> u64 {
-        self.total
+        self.levels.last().map_or(0, |root| root[0])
     }
 
     /// Add `item` (not `u64::MAX`) with `weight` (> 0); returns its slot.
@@ -50,7 +56,7 @@ impl WeightTree {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
-                if self.items.len() + 1 >= self.tree.len() {
+                if self.items.len() == self.levels.first().map_or(0, Vec::len) {
                     self.grow();
                 }
                 self.items.push(FREE);
@@ -59,7 +65,6 @@ impl WeightTree {
         };
         self.items[slot as usize] = item;
         self.add(slot as usize, weight as i128);
-        self.total += weight;
         self.len += 1;
         slot
     }
@@ -68,10 +73,9 @@ impl WeightTree {
     /// slot is free).
     pub fn remove(&mut self, slot: Slot) -> Option<(u64, u64)> {
         let item = self.get(slot)?;
-        let w = self.weight_at(slot as usize);
+        let w = self.levels[0][slot as usize];
         self.items[slot as usize] = FREE;
         self.add(slot as usize, -(w as i128));
-        self.total -= w;
         self.len -= 1;
         self.free.push(slot);
         Some((item, w))
@@ -99,64 +103,48 @@ impl WeightTree {
     /// with `r` uniform in `0..total`, each item is found with probability
     /// weight / total.
     pub fn find(&self, mut r: u64) -> Option<(Slot, u64)> {
-        if r >= self.total {
+        if r >= self.total() {
             return None;
         }
-        let n = self.tree.len() - 1;
-        let mut pos = 0usize;
-        let mut step = n.next_power_of_two();
-        while step > 0 {
-            let next = pos + step;
-            if next <= n && self.tree[next] <= r {
-                pos = next;
-                r -= self.tree[next];
+        let mut node = 0usize;
+        for level in self.levels[..self.levels.len() - 1].iter().rev() {
+            let first = node * FANOUT;
+            let last = (first + FANOUT).min(level.len());
+            node = last - 1;
+            for (i, &sum) in level[first..last].iter().enumerate() {
+                if r < sum {
+                    node = first + i;
+                    break;
+                }
+                r -= sum;
             }
-            step >>= 1;
         }
-        // `pos` is the longest prefix whose sum is <= r: the answer is the
-        // next element, slot `pos` (0-based).
-        let slot = pos as Slot;
-        Some((slot, self.items[slot as usize]))
-    }
-
-    /// The weight of one slot, from the tree: its node minus its children.
-    fn weight_at(&self, slot: usize) -> u64 {
-        let i = slot + 1;
-        let mut w = self.tree[i];
-        let mut child = i - 1;
-        let stop = i - (i & i.wrapping_neg());
-        while child > stop {
-            w -= self.tree[child];
-            child -= child & child.wrapping_neg();
-        }
-        w
+        Some((node as Slot, self.items[node]))
     }
 
     fn add(&mut self, slot: usize, delta: i128) {
-        let mut i = slot + 1;
-        while i < self.tree.len() {
-            self.tree[i] = (self.tree[i] as i128 + delta) as u64;
-            i += i & i.wrapping_neg();
+        let mut i = slot;
+        for level in &mut self.levels {
+            level[i] = (level[i] as i128 + delta) as u64;
+            i /= FANOUT;
         }
     }
 
-    /// Double the capacity and rebuild the tree (O(n)).
+    /// Double the capacity and rebuild the sums (O(n)).
     fn grow(&mut self) {
-        let old = self.tree.len().saturating_sub(1);
-        // Recover the single weights from the old tree, then build anew.
-        let weights: Vec<u64> = (0..self.items.len()).map(|s| self.weight_at(s)).collect();
-        let cap = (old * 2).max(16);
-        let mut tree = vec![0u64; cap + 1];
-        for (i, w) in weights.into_iter().enumerate() {
-            tree[i + 1] += w;
+        let mut weights = std::mem::take(&mut self.levels)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let cap = (weights.len() * 2).max(FANOUT * FANOUT);
+        weights.resize(cap, 0);
+        let mut levels = vec![weights];
+        while levels.last().is_some_and(|l| l.len() > 1) {
+            let below = levels.last().expect("a level");
+            let sums: Vec<u64> = below.chunks(FANOUT).map(|c| c.iter().sum()).collect();
+            levels.push(sums);
         }
-        for i in 1..=cap {
-            let parent = i + (i & i.wrapping_neg());
-            if parent <= cap {
-                tree[parent] += tree[i];
-            }
-        }
-        self.tree = tree;
+        self.levels = levels;
     }
 }
 
