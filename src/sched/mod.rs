@@ -2,7 +2,7 @@
 //! global randomness. Time is passed in, so every decision can be replayed
 //! deterministically in tests.
 //!
-//! - [`weights`]: a Fenwick tree for O(log n) weighted draws.
+//! - [`weights`]: an 8-ary sum tree for O(log n) weighted draws.
 //! - [`queue`]: queued jobs and the selection policies (priority, weighted
 //!   random, uniform, priority-weighted).
 //! - [`rate`]: token buckets.
