@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod demo;
 pub mod process;
 pub mod sched;
 pub mod supervisor;

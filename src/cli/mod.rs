@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use procvisor::{Config, WorkerCommand};
 
 mod bench;
+mod hunt;
 mod run;
 mod sched_args;
 
@@ -26,6 +27,9 @@ enum Command {
     Run(run::Args),
     /// Push no-op jobs through the supervisor; print throughput and latency.
     Bench(bench::Args),
+    /// Find the treasure among N files: sequential, threads, async, and
+    /// procvisor worker processes, compared.
+    Hunt(hunt::Args),
 }
 
 /// Where the workers come from: `--worker PATH`, else the stock
@@ -63,6 +67,7 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Run(a) => run::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Hunt(a) => hunt::run(a),
     };
     match result {
         Ok(code) => code,

@@ -14,6 +14,7 @@
 //! | `hang` | `{}` | ignores `SIGTERM` and spins forever |
 //! | `alloc` | `{"mib": 100}` | allocates and touches N MiB, holds it 50 ms; returns `{"mib": n}` |
 //! | `garbage` | `{}` | writes bytes that are not a frame to the supervisor channel, then waits |
+//! | `hunt` | `{"dir": "...", "first": 0, "count": 100}` | searches files of a treasure-hunt data set (see [`hunt`]) |
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{JobContext, Worker};
 use crate::wire::JobResult;
+
+pub mod hunt;
 
 /// An empty payload: `{}` in JSON, nothing in postcard.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -100,6 +103,7 @@ pub fn worker() -> Worker {
             std::hint::black_box(&v);
             Ok(a)
         })
+        .handler("hunt", hunt::hunt)
         .handler("garbage", |_: Empty, ctx| -> Result<(), String> {
             ctx.send_raw_bytes_for_tests(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xffnot a frame");
             std::thread::sleep(Duration::from_secs(30));
@@ -153,7 +157,7 @@ mod tests {
         match run("panic", "{}") {
             JobResult::Panic(m) => {
                 assert!(m.contains("panicked on purpose"), "{m}");
-                assert!(m.contains("stock.rs"), "no location in {m}");
+                assert!(m.contains("stock/mod.rs"), "no location in {m}");
             }
             other => panic!("{other:?}"),
         }

@@ -1,0 +1,132 @@
+//! `procvisor hunt`: the treasure hunt, four ways, with a comparison table.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use procvisor::demo::hunt::{self, DataSet, HuntReport, Progress};
+use procvisor::Supervisor;
+
+use super::WorkerArgs;
+
+/// Arguments of `hunt`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Number of files (the original hunt: 10000).
+    #[arg(long, default_value_t = 10_000)]
+    files: usize,
+    /// Lines per file (the original hunt: 10000).
+    #[arg(long, default_value_t = 1_000)]
+    lines: usize,
+    /// Where the data set lives (default: a folder in the temp dir named
+    /// after its size and seed; reused when it matches).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Seed that chooses the treasure file.
+    #[arg(long, default_value_t = 2024)]
+    seed: u64,
+    /// Read every file even after the treasure is found (the honest
+    /// parallelism figure, independent of where the treasure lies).
+    #[arg(long)]
+    full_scan: bool,
+    /// Threads, worker processes and tokio threads (default: CPUs).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Files per procvisor job (default: enough for 8 jobs per worker).
+    #[arg(long)]
+    chunk: Option<usize>,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>28} [{bar:30}] {pos}/{len} files ({per_sec}, {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+pub fn run(a: Args) -> Result<i32, String> {
+    let n = a
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let dir = a.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "procvisor-hunt-{}x{}-seed{}",
+            a.files, a.lines, a.seed
+        ))
+    });
+    let pb = bar(a.files as u64, "preparing the data set");
+    let (ds, created) = DataSet::prepare(&dir, a.files, a.lines, a.seed, &|i| {
+        pb.set_position(i as u64)
+    })
+    .map_err(|e| format!("cannot prepare the data set in {}: {e}", dir.display()))?;
+    pb.finish_and_clear();
+    println!(
+        "data set: {} files x {} lines in {} ({}); the treasure is file {}",
+        ds.files,
+        ds.lines,
+        ds.dir.display(),
+        if created { "created" } else { "reused" },
+        ds.treasure
+    );
+    let sup = Supervisor::start(a.worker.config(n)?.cancel_grace(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let chunk = a.chunk.unwrap_or_else(|| a.files.div_ceil(n * 8).max(1));
+    let with_bar = |name: &str, f: &dyn Fn(Progress<'_>) -> Result<HuntReport, String>| {
+        let pb = bar(a.files as u64, name);
+        let r = f(&|k| pb.inc(k as u64));
+        pb.finish_and_clear();
+        r
+    };
+    let full = a.full_scan;
+    let reports = vec![
+        with_bar("sequential", &|p| hunt::sequential(&ds, full, p))?,
+        with_bar("threads", &|p| hunt::threads(&ds, full, n, p))?,
+        with_bar("async (tokio)", &|p| hunt::async_tokio(&ds, full, 64, p))?,
+        with_bar("procvisor workers", &|p| {
+            hunt::procvisor(&sup, &ds, full, chunk, p)
+        })?,
+    ];
+    sup.shutdown_blocking(Duration::from_secs(1));
+    print_table(&reports, full);
+    let all_right = reports.iter().all(|r| r.found == Some(ds.treasure));
+    if !all_right {
+        eprintln!(
+            "error: a strategy did not find the treasure (file {})",
+            ds.treasure
+        );
+    }
+    Ok(if all_right { 0 } else { 1 })
+}
+
+fn print_table(reports: &[HuntReport], full_scan: bool) {
+    let base = reports[0].wall.as_secs_f64();
+    println!(
+        "\ntreasure hunt ({})",
+        if full_scan {
+            "full scan: every file read"
+        } else {
+            "stop at the first hit"
+        }
+    );
+    println!(
+        "{:<40} {:>10} {:>8} {:>10} {:>12} {:>8}",
+        "strategy", "found", "files", "wall", "files/s", "speedup"
+    );
+    for r in reports {
+        println!(
+            "{:<40} {:>10} {:>8} {:>9.3}s {:>12.0} {:>7.2}x",
+            r.strategy,
+            r.found.map_or("-".to_string(), |f| format!("file {f}")),
+            r.files,
+            r.wall.as_secs_f64(),
+            r.files_per_sec(),
+            base / r.wall.as_secs_f64().max(1e-9)
+        );
+    }
+}
