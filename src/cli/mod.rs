@@ -9,6 +9,8 @@ mod bench;
 mod hunt;
 mod run;
 mod sched_args;
+mod test_process;
+mod test_scheduler;
 
 pub use sched_args::SchedArgs;
 
@@ -30,6 +32,12 @@ enum Command {
     /// Find the treasure among N files: sequential, threads, async, and
     /// procvisor worker processes, compared.
     Hunt(hunt::Args),
+    /// The seed's test scheduler: a supervisor fed by a producer of sleep
+    /// jobs, with a live view and a summary.
+    TestScheduler(test_scheduler::Args),
+    /// The seed's showcase of the process handle: wait, notify, time out,
+    /// terminate.
+    TestProcess,
 }
 
 /// Where the workers come from: `--worker PATH`, else the stock
@@ -68,6 +76,8 @@ pub fn main() -> i32 {
         Command::Run(a) => run::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Hunt(a) => hunt::run(a),
+        Command::TestScheduler(a) => test_scheduler::run(a),
+        Command::TestProcess => test_process::run(),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,221 @@
+//! `procvisor test-scheduler`: the seed's test scheduler. A supervisor fed by
+//! a producer of `sleep` jobs (random priority 0..=10, runtime 3..=15 s),
+//! periodic or Gaussian, with a live view; Ctrl-C (or --duration) shuts it
+//! down gracefully and prints a summary whose counts add up.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use procvisor::demo::producer::{Producer, Timing};
+use procvisor::supervisor::{Snapshot, WorkerPhase};
+use procvisor::{Job, JobHandle, Supervisor};
+use serde_json::{json, Value};
+
+use super::WorkerArgs;
+
+/// Arguments of `test-scheduler`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Jobs run at once (worker processes).
+    #[arg(short = 's', long, default_value_t = 5)]
+    size: usize,
+    /// Timeout per job, seconds.
+    #[arg(short = 't', long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Seconds between jobs (the mean, with --gauss).
+    #[arg(long, default_value_t = 5.0)]
+    period: f64,
+    /// Gaussian gaps instead of a fixed period.
+    #[arg(long)]
+    gauss: bool,
+    /// Standard deviation of the Gaussian gaps, seconds.
+    #[arg(long, default_value_t = 2.0)]
+    sigma: f64,
+    /// Stop after this many seconds (wall time), as Ctrl-C would.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Scale every time (period, sigma, runtimes, timeout) down 100 times.
+    #[arg(long)]
+    fast: bool,
+    /// Seed of the producer.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+fn secs(s: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| format!("--{what} must be a non-negative number of seconds, got {s}"))
+}
+
+pub fn run(a: Args) -> Result<i32, String> {
+    let scale = if a.fast { 0.01 } else { 1.0 };
+    let timeout = secs(a.timeout, "timeout")?.mul_f64(scale);
+    if timeout.is_zero() {
+        return Err("--timeout must be positive".into());
+    }
+    let timing = if a.gauss {
+        Timing::Gauss {
+            mean: secs(a.period, "period")?,
+            sigma: secs(a.sigma, "sigma")?,
+        }
+    } else {
+        Timing::Periodic(secs(a.period, "period")?)
+    };
+    let stop_after = a.duration.map(|d| secs(d, "duration")).transpose()?;
+    let sup = Supervisor::start(a.worker.config(a.size)?.default_timeout(Some(timeout)))
+        .map_err(|e| e.to_string())?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    {
+        let flag = interrupted.clone();
+        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    }
+    let live = std::io::stdout().is_terminal();
+    let started = Instant::now();
+    let mut producer = Producer::new(timing, scale, a.seed);
+    let mut handles: Vec<JobHandle<Value>> = Vec::new();
+    let mut next = producer.next();
+    let mut next_at = started + next.map_or(Duration::ZERO, |j| j.gap);
+    let mut next_draw = started;
+    let header = format!(
+        "procvisor test-scheduler: {} slots, timeout {:?}, {}{}",
+        a.size,
+        timeout,
+        match timing {
+            Timing::Periodic(p) => format!("a job every {:?}", p.mul_f64(scale)),
+            Timing::Gauss { mean, sigma } => format!(
+                "gaps ~ N({:?}, {:?})",
+                mean.mul_f64(scale),
+                sigma.mul_f64(scale)
+            ),
+        },
+        if live { " (Ctrl-C to stop)" } else { "" }
+    );
+    println!("{header}");
+    loop {
+        let now = Instant::now();
+        if interrupted.load(Ordering::SeqCst) || stop_after.is_some_and(|d| now >= started + d) {
+            break;
+        }
+        if let Some(job) = next.filter(|_| now >= next_at) {
+            let h = sup
+                .submit(
+                    Job::json("sleep", &json!({"secs": job.runtime.as_secs_f64()}))
+                        .priority(job.priority),
+                )
+                .map_err(|e| e.to_string())?;
+            handles.push(h);
+            next = producer.next();
+            next_at += next.map_or(Duration::ZERO, |j| j.gap);
+        }
+        if live && now >= next_draw {
+            if let Some(snap) = sup.snapshot_blocking() {
+                draw(&header, &snap, handles.len(), now - started);
+            }
+            next_draw = now + Duration::from_millis(200);
+        }
+        let wake = [
+            next_at,
+            next_draw,
+            stop_after.map_or(next_at, |d| started + d),
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(now);
+        std::thread::sleep(
+            wake.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(50)),
+        );
+    }
+    println!("stopping: running jobs get {timeout:?} to finish, queued ones are cancelled");
+    let evictions = sup.snapshot_blocking().map_or(0, |s| s.counts.evictions);
+    sup.shutdown_blocking(timeout);
+    let produced = handles.len();
+    let mut tally: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for h in handles {
+        *tally.entry(h.wait().outcome.name()).or_insert(0) += 1;
+    }
+    print_summary(&tally, produced, evictions, started.elapsed());
+    Ok(0)
+}
+
+/// Redraw the live view (the terminal is cleared first).
+fn draw(header: &str, snap: &Snapshot, produced: usize, elapsed: Duration) {
+    let mut out = String::new();
+    out.push_str("\x1b[2J\x1b[H");
+    out.push_str(&format!("{header}   [{:.1} s]\n\n", elapsed.as_secs_f64()));
+    out.push_str(&format!(
+        "{:<5} {:>8}  {:<10} {:>4} {:>9}\n",
+        "slot", "pid", "job", "prio", "elapsed"
+    ));
+    for w in &snap.workers {
+        let pid = w.pid.map_or("-".to_string(), |p| p.to_string());
+        match (&w.running, w.phase) {
+            (Some(r), _) => out.push_str(&format!(
+                "{:<5} {:>8}  {:<10} {:>4} {:>8.1}s\n",
+                w.slot,
+                pid,
+                format!("#{}", r.id),
+                r.priority,
+                r.elapsed.as_secs_f64()
+            )),
+            (None, WorkerPhase::Ready) => {
+                out.push_str(&format!("{:<5} {:>8}  idle\n", w.slot, pid))
+            }
+            (None, phase) => out.push_str(&format!("{:<5} {:>8}  {phase:?}\n", w.slot, pid)),
+        }
+    }
+    out.push_str("\nqueue by priority: ");
+    for (p, n) in snap.queued_per_priority.iter().enumerate() {
+        out.push_str(&format!("p{p}:{n} "));
+    }
+    let c = &snap.counts;
+    out.push_str(&format!(
+        "(total {})\n\nproduced {produced}  completed {}  timed out {}  evictions {}  crashed {}  cancelled {}\n",
+        snap.queued(),
+        c.completed,
+        c.timed_out,
+        c.evictions,
+        c.crashed,
+        c.cancelled
+    ));
+    print!("{out}");
+}
+
+fn print_summary(
+    tally: &BTreeMap<&'static str, usize>,
+    produced: usize,
+    evictions: u64,
+    elapsed: Duration,
+) {
+    let get = |k: &str| tally.get(k).copied().unwrap_or(0);
+    let ended: usize = tally.values().sum();
+    println!("\nsummary after {:.1} s:", elapsed.as_secs_f64());
+    println!("  produced    {produced}");
+    for k in [
+        "completed",
+        "timed_out",
+        "evicted",
+        "crashed",
+        "failed",
+        "cancelled",
+        "rejected",
+    ] {
+        println!("  {k:<11} {}", get(k));
+    }
+    println!("  (evictions: {evictions}; an evicted job goes back to the queue and ends as one of the above)");
+    println!(
+        "summary: produced={produced} completed={} timed_out={} evicted={} crashed={} failed={} cancelled={} rejected={} ended={ended}",
+        get("completed"),
+        get("timed_out"),
+        get("evicted"),
+        get("crashed"),
+        get("failed"),
+        get("cancelled"),
+        get("rejected")
+    );
+}

@@ -1,0 +1,151 @@
+//! The `procvisor` command end to end: run, hunt, test-scheduler,
+//! test-process.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+const CLI: &str = env!("CARGO_BIN_EXE_procvisor");
+
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(CLI).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn run_prints_the_outcome_and_exits_0_only_when_completed() {
+    let (code, out, _) = cli(&["run", "echo", r#"{"x": 1}"#]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (v["outcome"].as_str(), &v["result"]),
+        (Some("completed"), &serde_json::json!({"x": 1}))
+    );
+
+    let (code, out, err) = cli(&["run", "hang", "--timeout", "0.2"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("\"timed_out\"") && err.contains("timed out"),
+        "{out} {err}"
+    );
+
+    let (code, _, err) = cli(&["run", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown job kind"), "{err}");
+
+    let (code, out, _) = cli(&["run", "fail", "--retries", "2", "--backoff", "0.01"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["attempts"], 3);
+    assert_eq!(v["earlier_attempts"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn test_scheduler_fast_runs_end_to_end_and_its_summary_adds_up() {
+    for extra in [&[][..], &["--gauss"][..]] {
+        let mut args = vec![
+            "test-scheduler",
+            "--fast",
+            "--duration",
+            "2",
+            "-s",
+            "2",
+            "--seed",
+            "3",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = cli(&args);
+        assert_eq!(code, 0, "{err}");
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("summary: "))
+            .expect("a summary line");
+        let counts: HashMap<&str, usize> = line["summary: ".len()..]
+            .split_whitespace()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k, v.parse().unwrap())
+            })
+            .collect();
+        let produced = counts["produced"];
+        assert!(
+            produced >= 10,
+            "only {produced} jobs in 2 s at a job per 50 ms: {line}"
+        );
+        let ended: usize = [
+            "completed",
+            "timed_out",
+            "evicted",
+            "crashed",
+            "failed",
+            "cancelled",
+            "rejected",
+        ]
+        .iter()
+        .map(|k| counts[k])
+        .sum();
+        assert_eq!(ended, produced, "{line}");
+        // Runtimes 30..150 ms against a 100 ms timeout: some of each.
+        assert!(counts["completed"] > 0 && counts["timed_out"] > 0, "{line}");
+    }
+}
+
+#[test]
+fn hunt_prints_a_table_where_every_strategy_finds_the_treasure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let (code, out, err) = cli(&[
+        "hunt",
+        "--files",
+        "200",
+        "--lines",
+        "10",
+        "--dir",
+        dir,
+        "--seed",
+        "5",
+        "--full-scan",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let treasure = out
+        .lines()
+        .find_map(|l| l.split("the treasure is file ").nth(1))
+        .expect("the data set line")
+        .trim()
+        .to_string();
+    for strategy in ["sequential", "threads", "async", "procvisor"] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(strategy))
+            .unwrap_or_else(|| panic!("no {strategy} row in {out}"));
+        assert!(row.contains(&format!("file {treasure}")), "{row}");
+        assert!(
+            row.contains(" 200 "),
+            "full scan reads all 200 files: {row}"
+        );
+    }
+    // A second run reuses the data set.
+    let (_, out, _) = cli(&[
+        "hunt", "--files", "200", "--lines", "10", "--dir", dir, "--seed", "5",
+    ]);
+    assert!(out.contains("(reused)"), "{out}");
+}
+
+#[test]
+fn test_process_shows_every_way_a_process_ends() {
+    let (code, out, _) = cli(&["test-process"]);
+    assert_eq!(code, 0);
+    for expect in [
+        "ended: Success",
+        "still working",
+        "Error(Code(3))",
+        "TimedOut(Signal(9))",
+        "Terminated(Signal(15))",
+        "Terminated(Signal(9))",
+    ] {
+        assert!(out.contains(expect), "missing {expect:?} in {out}");
+    }
+}
