@@ -88,6 +88,16 @@ impl Drawer {
     }
 }
 
+/// The jobs a poll dispatched, in order.
+fn dispatched<J>(out: &[Decision<J>]) -> Vec<JobId> {
+    out.iter()
+        .filter_map(|d| match d {
+            Decision::Dispatch { job, .. } => Some(*job),
+            _ => None,
+        })
+        .collect()
+}
+
 fn config(policy: Policy, seed: u64) -> CoreConfig {
     CoreConfig {
         policy,
@@ -212,13 +222,7 @@ fn per_kind_concurrency_limit_is_never_exceeded() {
     let t = Instant::now();
     let mut out = Vec::new();
     core.poll(t, &mut out);
-    let started: Vec<JobId> = out
-        .iter()
-        .filter_map(|d| match d {
-            Decision::Dispatch { job, .. } => Some(*job),
-            _ => None,
-        })
-        .collect();
+    let started = dispatched(&out);
     assert_eq!(
         started,
         vec![1, 5],
@@ -282,13 +286,7 @@ fn per_kind_rate_limit_lets_other_kinds_through() {
     let t0 = Instant::now();
     let mut out = Vec::new();
     core.poll(t0, &mut out);
-    let started: Vec<JobId> = out
-        .iter()
-        .filter_map(|d| match d {
-            Decision::Dispatch { job, .. } => Some(*job),
-            _ => None,
-        })
-        .collect();
+    let started = dispatched(&out);
     assert_eq!(started, vec![1, 3]);
     let wake = core.next_deadline().unwrap();
     assert!(wake >= t0 + Duration::from_secs(1));

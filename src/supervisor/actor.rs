@@ -1092,47 +1092,39 @@ impl Handler<Submit> for SupervisorActor {
             retry,
         };
         // Submits already waiting for room keep their turn.
-        if !self.room.is_empty() && matches!(admission, Admission::Wait { .. }) {
-            return self.wait_for_room(
-                Waiting {
-                    id,
-                    spec,
-                    record,
-                    admission,
-                },
-                ctx,
-            );
-        }
-        let keep = self.cfg.capacity.map(|_| spec.clone());
-        match self.core.submit(id, spec, record) {
-            Ok(pushed_out) => {
-                self.counts.submitted += 1;
-                admission.answer(Ok(()));
-                if let Some(victim) = pushed_out {
-                    let why = "pushed out of the full queue by a more urgent job".to_string();
-                    self.end_job(victim, Outcome::Rejected(why), None, Instant::now());
-                }
-            }
-            Err((record, Refused::Full)) => {
-                let cap = self.cfg.capacity.unwrap_or(0);
-                let spec = keep.expect("a full queue has a capacity");
-                match admission {
-                    Admission::Wait { .. } => {
-                        return self.wait_for_room(
-                            Waiting {
-                                id,
-                                spec,
-                                record,
-                                admission,
-                            },
-                            ctx,
-                        );
+        let behind_others = !self.room.is_empty() && matches!(admission, Admission::Wait { .. });
+        let (spec, record) = if behind_others {
+            (spec, record)
+        } else {
+            let keep = self.cfg.capacity.map(|_| spec.clone());
+            match self.core.submit(id, spec, record) {
+                Ok(pushed_out) => {
+                    self.counts.submitted += 1;
+                    admission.answer(Ok(()));
+                    if let Some(victim) = pushed_out {
+                        let why = "pushed out of the full queue by a more urgent job".to_string();
+                        self.end_job(victim, Outcome::Rejected(why), None, Instant::now());
                     }
-                    other => other.answer(Err(AdmitError::Full(cap))),
+                    return self.pump(ctx);
+                }
+                Err((record, Refused::Full)) => {
+                    if !matches!(admission, Admission::Wait { .. }) {
+                        admission.answer(Err(AdmitError::Full(self.cfg.capacity.unwrap_or(0))));
+                        return self.pump(ctx);
+                    }
+                    (keep.expect("a full queue has a capacity"), record)
                 }
             }
-        }
-        self.pump(ctx);
+        };
+        self.wait_for_room(
+            Waiting {
+                id,
+                spec,
+                record,
+                admission,
+            },
+            ctx,
+        );
     }
 }
 
