@@ -147,7 +147,7 @@ impl Supervisor {
         let max_payload = config.max_payload;
         let default_timeout = config.default_timeout;
         let spin = config.spin;
-        let bounded = config.capacity.is_some();
+        let bounded = config.core.capacity.is_some();
         let actor_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("procvisor-supervisor".into())

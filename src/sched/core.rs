@@ -556,6 +556,20 @@ impl<J> Core<J> {
         Some(e.spec.retry.as_deref().unwrap_or(&self.cfg.retry))
     }
 
+    fn policy_of<'a>(&'a self, spec: &'a JobSpec) -> &'a RetryPolicy {
+        spec.retry.as_deref().unwrap_or(&self.cfg.retry)
+    }
+
+    /// Whether [`retry`](Self::retry) would keep this job for another
+    /// attempt (its retry policy allows one, and the core is not shutting
+    /// down).
+    pub fn will_retry(&self, ended: &Ended<J>, ending: Retryable) -> bool {
+        self.dispatching
+            && self
+                .policy_of(&ended.spec)
+                .should_retry(ended.meta.attempt, ending)
+    }
+
     /// How many jobs the worker in `slot` holds (running and prefetched).
     pub fn held(&self, slot: SlotId) -> usize {
         self.slots.get(slot).map_or(0, |s| s.inflight.len())
@@ -633,16 +647,11 @@ impl<J> Core<J> {
         ending: Retryable,
         now: Instant,
     ) -> Result<Instant, Ended<J>> {
-        let policy = ended
-            .spec
-            .retry
-            .as_deref()
-            .copied()
-            .unwrap_or(self.cfg.retry);
-        let attempt = ended.meta.attempt;
-        if !self.dispatching || !policy.should_retry(attempt, ending) {
+        if !self.will_retry(&ended, ending) {
             return Err(ended);
         }
+        let policy = *self.policy_of(&ended.spec);
+        let attempt = ended.meta.attempt;
         let due = now + policy.delay(attempt, &mut self.rng);
         let Ended {
             job,

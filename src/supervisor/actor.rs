@@ -25,8 +25,8 @@ use super::status::{Counts, JobState, RunningJob, Snapshot, State, WorkerInfo, W
 use super::Shared;
 use crate::process::{Exit, Process, ProcessOutcome};
 use crate::sched::{
-    Core, CoreConfig, Decision, End, Ended, JobSpec, KillReason, Refused, RestartDecision,
-    RestartTracker, RetryPolicy, Retryable, SlotId,
+    Core, Decision, End, Ended, JobSpec, KillReason, Refused, RestartDecision, RestartTracker,
+    RetryPolicy, Retryable, SlotId,
 };
 use crate::wire::{self, JobId, Payload, RunRef, ToWorkerRef};
 
@@ -226,24 +226,10 @@ impl SupervisorActor {
         shared: Arc<Shared>,
         on_ready: std::sync::mpsc::Sender<Result<Vec<String>, String>>,
     ) -> SupervisorActor {
-        let core = Core::new(CoreConfig {
-            slots: cfg.workers,
-            prefetch: cfg.prefetch,
-            eviction: cfg.eviction,
-            cancel_grace: cfg.cancel_grace,
-            policy: cfg.policy,
-            exclusion_window: cfg.exclusion_window,
-            kind_limits: cfg.kind_limits.clone(),
-            rate: cfg.rate,
-            kind_rates: cfg.kind_rates.clone(),
-            capacity: cfg.capacity,
-            push_out: cfg.push_out,
-            retry: cfg.retry,
-            seed: cfg.seed.unwrap_or_else(rand::random),
-        });
+        let core = Core::new(cfg.core.clone());
         SupervisorActor {
-            initial_pending: cfg.workers,
-            slots: (0..cfg.workers).map(|_| Slot::new()).collect(),
+            initial_pending: cfg.core.slots,
+            slots: (0..cfg.core.slots).map(|_| Slot::new()).collect(),
             restarts: RestartTracker::new(cfg.restart),
             cfg,
             core,
@@ -352,7 +338,7 @@ impl SupervisorActor {
     /// Admit submits waiting for room, in arrival order, while there is room.
     /// Returns whether any was admitted.
     fn admit_waiting(&mut self) -> bool {
-        let Some(cap) = self.cfg.capacity else {
+        let Some(cap) = self.cfg.core.capacity else {
             return false;
         };
         let mut admitted = false;
@@ -509,6 +495,8 @@ impl SupervisorActor {
         retryable: Option<Retryable>,
         now: Instant,
     ) {
+        let retry =
+            retryable.filter(|&ending| self.accepting() && self.core.will_retry(&ended, ending));
         let Ended {
             job,
             mut data,
@@ -531,37 +519,34 @@ impl SupervisorActor {
                 None => return,
             },
         };
-        if let Some(ending) = retryable {
-            let policy = spec.retry.as_deref().copied().unwrap_or(self.cfg.retry);
-            if self.accepting() && policy.should_retry(meta.attempt, ending) {
-                reply.history.push(AttemptEnd {
-                    attempt: meta.attempt,
-                    outcome: outcome.without_result(),
-                });
-                data.reply = Some(reply.tx);
-                data.history = reply.history;
-                data.progress = None;
-                match self.core.retry(
-                    Ended {
-                        job,
-                        data,
-                        meta,
-                        spec,
-                    },
-                    ending,
-                    now,
-                ) {
-                    Ok(due) => {
-                        self.counts.retries += 1;
-                        tracing::debug!(job, attempt = meta.attempt, ?ending, in_ = ?due.saturating_duration_since(now), "retry");
-                    }
-                    Err(mut back) => {
-                        back.data.history.pop();
-                        self.end_job(back, outcome, None, now);
-                    }
+        if let Some(ending) = retry {
+            reply.history.push(AttemptEnd {
+                attempt: meta.attempt,
+                outcome: outcome.without_result(),
+            });
+            data.reply = Some(reply.tx);
+            data.history = reply.history;
+            data.progress = None;
+            match self.core.retry(
+                Ended {
+                    job,
+                    data,
+                    meta,
+                    spec,
+                },
+                ending,
+                now,
+            ) {
+                Ok(due) => {
+                    self.counts.retries += 1;
+                    tracing::debug!(job, attempt = meta.attempt, ?ending, in_ = ?due.saturating_duration_since(now), "retry");
                 }
-                return;
+                Err(mut back) => {
+                    back.data.history.pop();
+                    self.end_job(back, outcome, None, now);
+                }
             }
+            return;
         }
         let ran_for = meta.started.map(|t| now.saturating_duration_since(t));
         self.counts.record(&outcome);
@@ -822,10 +807,6 @@ impl SupervisorActor {
     fn snapshot(&self) -> Snapshot {
         let now = Instant::now();
         let stats = self.core.stats();
-        let running_of = |slot: SlotId| -> Option<RunningJob> {
-            // The running job is the one the core reports as running in this slot.
-            self.running_job(slot, now)
-        };
         let workers = self
             .slots
             .iter()
@@ -840,7 +821,7 @@ impl SupervisorActor {
                     Phase::Backoff => WorkerPhase::Backoff,
                     Phase::Down => WorkerPhase::Down,
                 },
-                running: running_of(i),
+                running: self.running_job(i, now),
                 held: self.core.held(i),
             })
             .collect();
@@ -1096,7 +1077,7 @@ impl Handler<Submit> for SupervisorActor {
         let (spec, record) = if behind_others {
             (spec, record)
         } else {
-            let keep = self.cfg.capacity.map(|_| spec.clone());
+            let keep = self.cfg.core.capacity.map(|_| spec.clone());
             match self.core.submit(id, spec, record) {
                 Ok(pushed_out) => {
                     self.counts.submitted += 1;
@@ -1109,7 +1090,8 @@ impl Handler<Submit> for SupervisorActor {
                 }
                 Err((record, Refused::Full)) => {
                     if !matches!(admission, Admission::Wait { .. }) {
-                        admission.answer(Err(AdmitError::Full(self.cfg.capacity.unwrap_or(0))));
+                        admission
+                            .answer(Err(AdmitError::Full(self.cfg.core.capacity.unwrap_or(0))));
                         return self.pump(ctx);
                     }
                     (keep.expect("a full queue has a capacity"), record)
@@ -1139,7 +1121,7 @@ impl SupervisorActor {
             let started = Instant::now();
             ctx.run_later(until.saturating_duration_since(started), move |act, _| {
                 if let Some(pos) = act.room.iter().position(|w| w.id == id) {
-                    let cap = act.cfg.capacity.unwrap_or(0);
+                    let cap = act.cfg.core.capacity.unwrap_or(0);
                     if let Some(w) = act.room.remove(pos) {
                         w.admission
                             .answer(Err(AdmitError::StillFull(cap, started.elapsed())));

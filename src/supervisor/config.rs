@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::sched::{EvictionMode, Policy, RateLimit, RestartPolicy, RetryPolicy};
+use crate::sched::{CoreConfig, EvictionMode, Policy, RateLimit, RestartPolicy, RetryPolicy};
 
 /// The program a supervisor starts as its workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,12 +75,10 @@ fn is_executable(p: &Path) -> bool {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) worker: WorkerCommand,
-    pub(crate) workers: usize,
-    pub(crate) prefetch: usize,
-    pub(crate) eviction: EvictionMode,
+    /// Everything the scheduling core decides with (slots = workers).
+    pub(crate) core: CoreConfig,
     pub(crate) default_timeout: Option<Duration>,
     pub(crate) kill_grace: Duration,
-    pub(crate) cancel_grace: Duration,
     pub(crate) heartbeat: Duration,
     pub(crate) heartbeat_misses: u32,
     pub(crate) restart: RestartPolicy,
@@ -88,15 +86,6 @@ pub struct Config {
     pub(crate) start_timeout: Duration,
     pub(crate) spin: Duration,
     pub(crate) tune_allocator: bool,
-    pub(crate) policy: Policy,
-    pub(crate) exclusion_window: usize,
-    pub(crate) kind_limits: Vec<(String, usize)>,
-    pub(crate) rate: Option<RateLimit>,
-    pub(crate) kind_rates: Vec<(String, RateLimit)>,
-    pub(crate) capacity: Option<usize>,
-    pub(crate) push_out: bool,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) seed: Option<u64>,
 }
 
 impl Config {
@@ -108,14 +97,15 @@ impl Config {
     pub fn new(worker: WorkerCommand) -> Config {
         Config {
             worker,
-            workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1),
-            prefetch: 1,
-            eviction: EvictionMode::Requeue,
+            core: CoreConfig {
+                slots: std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                seed: rand::random(),
+                ..CoreConfig::default()
+            },
             default_timeout: None,
             kill_grace: Duration::ZERO,
-            cancel_grace: Duration::ZERO,
             heartbeat: Duration::from_secs(1),
             heartbeat_misses: 5,
             restart: RestartPolicy::default(),
@@ -123,21 +113,12 @@ impl Config {
             start_timeout: Duration::from_secs(10),
             spin: Duration::from_micros(200),
             tune_allocator: true,
-            policy: Policy::Priority,
-            exclusion_window: 0,
-            kind_limits: Vec::new(),
-            rate: None,
-            kind_rates: Vec::new(),
-            capacity: None,
-            push_out: false,
-            retry: RetryPolicy::default(),
-            seed: None,
         }
     }
 
     /// Number of worker processes (at least 1).
     pub fn workers(mut self, n: usize) -> Config {
-        self.workers = n.max(1);
+        self.core.slots = n.max(1);
         self
     }
 
@@ -147,13 +128,13 @@ impl Config {
     /// their worker dies or is evicted. Prefetch trades strict priority for
     /// throughput: an urgent job may wait behind jobs a worker already holds.
     pub fn prefetch(mut self, k: usize) -> Config {
-        self.prefetch = k.max(1);
+        self.core.prefetch = k.max(1);
         self
     }
 
     /// What eviction does (default: requeue the evicted job).
     pub fn eviction(mut self, mode: EvictionMode) -> Config {
-        self.eviction = mode;
+        self.core.eviction = mode;
         self
     }
 
@@ -173,7 +154,7 @@ impl Config {
     /// How long a cancelled running job may take to stop by itself (it sees
     /// `JobContext::is_cancelled`) before its worker is killed (default zero).
     pub fn cancel_grace(mut self, grace: Duration) -> Config {
-        self.cancel_grace = grace;
+        self.core.cancel_grace = grace;
         self
     }
 
@@ -229,33 +210,33 @@ impl Config {
 
     /// How the next job is chosen (default: by priority).
     pub fn policy(mut self, policy: Policy) -> Config {
-        self.policy = policy;
+        self.core.policy = policy;
         self
     }
 
     /// Avoid starting a job of the same kind as one of the last `k` started,
     /// when a job of another kind is waiting (default 0: off).
     pub fn exclusion_window(mut self, k: usize) -> Config {
-        self.exclusion_window = k;
+        self.core.exclusion_window = k;
         self
     }
 
     /// At most `n` jobs of `kind` in workers at once (besides the pool size).
     pub fn kind_limit(mut self, kind: &str, n: usize) -> Config {
-        self.kind_limits.push((kind.to_string(), n.max(1)));
+        self.core.kind_limits.push((kind.to_string(), n.max(1)));
         self
     }
 
     /// Rate limit on job starts over all kinds. A job with no token waits in
     /// the queue; it is never dropped for that.
     pub fn rate_limit(mut self, limit: RateLimit) -> Config {
-        self.rate = Some(limit);
+        self.core.rate = Some(limit);
         self
     }
 
     /// Rate limit on starts of jobs of `kind`.
     pub fn kind_rate_limit(mut self, kind: &str, limit: RateLimit) -> Config {
-        self.kind_rates.push((kind.to_string(), limit));
+        self.core.kind_rates.push((kind.to_string(), limit));
         self
     }
 
@@ -263,27 +244,27 @@ impl Config {
     /// for room, `try_submit` fails at once, `submit_timeout` waits at most
     /// its limit. `None` (default): unbounded.
     pub fn capacity(mut self, capacity: Option<usize>) -> Config {
-        self.capacity = capacity.map(|c| c.max(1));
+        self.core.capacity = capacity.map(|c| c.max(1));
         self
     }
 
     /// With a capacity: a job more urgent than the least urgent waiting one
     /// pushes that one out (its submitter gets `Rejected`) instead of waiting.
     pub fn push_out(mut self, yes: bool) -> Config {
-        self.push_out = yes;
+        self.core.push_out = yes;
         self
     }
 
     /// Retries for jobs that do not set their own (default: none).
     pub fn retry(mut self, policy: RetryPolicy) -> Config {
-        self.retry = policy;
+        self.core.retry = policy;
         self
     }
 
     /// Seed for the random choices (weighted draws, jitter), for
     /// reproducible runs; default: from the OS.
     pub fn seed(mut self, seed: u64) -> Config {
-        self.seed = Some(seed);
+        self.core.seed = seed;
         self
     }
 
@@ -294,6 +275,6 @@ impl Config {
 
     /// The number of workers.
     pub fn worker_count(&self) -> usize {
-        self.workers
+        self.core.slots
     }
 }
