@@ -187,7 +187,7 @@ impl Queue {
             }
             Policy::WeightedRandom | Policy::Uniform => self.draw(eligible, None, rng)?,
             Policy::PriorityWeighted => {
-                let level = self.most_urgent_level(eligible)?;
+                let level = self.best_level(eligible)?;
                 self.draw(eligible, Some(level), rng)?
             }
         };
@@ -228,7 +228,8 @@ impl Queue {
         best.map(|(level, job, kind)| (kind, level, job))
     }
 
-    fn most_urgent_level(&self, eligible: &dyn Fn(KindId) -> bool) -> Option<u8> {
+    /// The most urgent priority among queued jobs of eligible kinds.
+    pub fn best_level(&self, eligible: &dyn Fn(KindId) -> bool) -> Option<u8> {
         (0..PRIORITY_LEVELS).find_map(|level| {
             if self.per_level[level] == 0 {
                 return None;
@@ -285,11 +286,6 @@ impl Queue {
             return None;
         }
         None
-    }
-
-    /// The most urgent priority among queued jobs of eligible kinds.
-    pub fn best_level(&self, eligible: &dyn Fn(KindId) -> bool) -> Option<u8> {
-        self.most_urgent_level(eligible)
     }
 
     /// The least urgent queued job (the one to push out when a bounded
