@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use procvisor::sched::{
-    weight_units, Core, CoreConfig, Decision, EvictionMode, JobSpec, Policy, Queue,
+    weight_units, Core, CoreConfig, Decision, EvictionMode, Finish, JobSpec, Policy, Queue,
 };
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -99,17 +99,21 @@ fn push_pop(c: &mut Criterion) {
     for (name, policy) in policies() {
         let (mut core, mut next) = loaded(policy);
         let now = Instant::now();
-        let mut out: Vec<Decision<()>> = Vec::with_capacity(4);
+        let mut out: Vec<Decision<(), ()>> = Vec::with_capacity(4);
         group.bench_function(name, |b| {
             b.iter(|| {
                 core.submit(next, spec(next), ()).unwrap();
                 next += 1;
                 out.clear();
                 core.poll(now, &mut out);
-                let Some(Decision::Dispatch { job, .. }) = out.first() else {
+                // The poll also hands back the previous job's end.
+                let Some(job) = out.iter().find_map(|d| match d {
+                    Decision::Dispatch { job, .. } => Some(*job),
+                    _ => None,
+                }) else {
                     panic!("nothing dispatched")
                 };
-                black_box(core.finished(0, *job, now));
+                let _ = black_box(core.finished(0, job, Finish::Completed, None, now));
             })
         });
     }

@@ -10,7 +10,8 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use crate::sched::RetryPolicy;
-use crate::supervisor::actor::{Cancel, GetJob, SupervisorActor};
+use crate::supervisor::actor::SupervisorActor;
+use crate::supervisor::protocol::{Cancel, GetJob};
 use crate::supervisor::{JobState, Outcome, Report};
 use crate::wire::spin::spin_for;
 use crate::wire::{JobId, Payload, PayloadError};

@@ -18,10 +18,14 @@ use actix::{Actor, Addr};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use crate::sched::{weight_units, LEAST_URGENT};
-use crate::supervisor::actor::{
-    Admission, AdmitError, GetJob, GetSnapshot, JobRecord, Shutdown, Submit, SupervisorActor,
+use crate::sched::core::MAX_DELAY;
+use crate::sched::{weight_units, Demand, LEAST_URGENT};
+use crate::supervisor::actor::SupervisorActor;
+use crate::supervisor::config::ConfigError;
+use crate::supervisor::protocol::{
+    Admission, AdmitError, GetDemand, GetJob, GetSnapshot, JobRecord, Shutdown, Submit,
 };
+use crate::supervisor::target::{JobSink, Target};
 use crate::supervisor::{Config, JobState, Shared, Snapshot};
 use crate::wire::{JobId, PayloadError};
 
@@ -41,6 +45,9 @@ pub enum StartError {
     /// The supervisor thread ended during start-up.
     #[error("the supervisor thread ended during start-up (see the log above)")]
     Died,
+    /// A setting is out of its range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// Why a job was refused at submit. Nothing was queued; other jobs are
@@ -89,6 +96,12 @@ pub enum SubmitError {
         /// The configured capacity.
         capacity: usize,
     },
+    /// A timeout over the longest accepted (a day).
+    #[error("a timeout of {0:?} is too long: use at most a day, or no timeout")]
+    Timeout(Duration),
+    /// A retry policy out of range.
+    #[error("the job's retry policy is out of range: {0}")]
+    Retry(String),
     /// The queue stayed full for as long as `submit_timeout` would wait.
     #[error("the queue stayed full ({capacity} jobs waiting) for {waited:?}: the job was dropped; retry later or raise Config::capacity")]
     QueueFullFor {
@@ -138,6 +151,7 @@ impl Supervisor {
     /// Start a supervisor and its workers; returns once every worker has
     /// connected (or with an error saying why they could not).
     pub fn start(config: Config) -> Result<Supervisor, StartError> {
+        config.check()?;
         if config.tune_allocator {
             crate::wire::spin::tune_allocator();
         }
@@ -232,6 +246,35 @@ impl Supervisor {
         }
     }
 
+    /// Submit a job for a job source other than this handle: its one
+    /// report goes to `sink` with `token` (see [`JobSink`]), decided and
+    /// routed exactly as for [`submit`](Self::submit). With a bounded queue
+    /// that is full, this fails at once ([`SubmitError::QueueFull`]): a
+    /// source asks [`demand`](Self::demand) how much to feed.
+    pub fn submit_for<R: DeserializeOwned>(
+        &self,
+        job: Job<R>,
+        sink: Arc<dyn JobSink>,
+        token: u64,
+    ) -> Result<JobId, SubmitError> {
+        let (target, _rx) = (Target::Sink { sink, token }, ());
+        let (handle, ack) = self.enqueue_to(job, Mode::Try, Some(target))?;
+        if let Some(ack) = ack {
+            self.admitted(futures_executor::block_on(ack))?;
+        }
+        Ok(handle.id)
+    }
+
+    /// How much work the supervisor wants from a job source now: jobs its
+    /// workers could take at once beyond those queued, and the priority an
+    /// arriving job must beat to evict a running one.
+    pub async fn demand(&self) -> Demand {
+        self.inner.addr.send(GetDemand).await.unwrap_or(Demand {
+            free: 0,
+            evict_above: None,
+        })
+    }
+
     fn submit_with<R: DeserializeOwned>(
         &self,
         job: Job<R>,
@@ -263,13 +306,30 @@ impl Supervisor {
         }
     }
 
-    /// Validate a job and send it to the actor; with a bounded queue, also
-    /// the receiver of the admission answer.
     #[allow(clippy::type_complexity)]
     fn enqueue<R: DeserializeOwned>(
         &self,
         job: Job<R>,
         mode: Mode,
+    ) -> Result<
+        (
+            JobHandle<R>,
+            Option<oneshot::Receiver<Result<(), AdmitError>>>,
+        ),
+        SubmitError,
+    > {
+        self.enqueue_to(job, mode, None)
+    }
+
+    /// Validate a job and send it to the actor, reporting to `target` (or to
+    /// the returned handle); with a bounded queue, also the receiver of the
+    /// admission answer.
+    #[allow(clippy::type_complexity)]
+    fn enqueue_to<R: DeserializeOwned>(
+        &self,
+        job: Job<R>,
+        mode: Mode,
+        target: Option<Target>,
     ) -> Result<
         (
             JobHandle<R>,
@@ -298,6 +358,12 @@ impl Supervisor {
         if timeout == Some(Duration::ZERO) {
             return Err(SubmitError::ZeroTimeout);
         }
+        if let Some(t) = timeout.filter(|&t| t > MAX_DELAY) {
+            return Err(SubmitError::Timeout(t));
+        }
+        if let Some(retry) = &job.retry {
+            retry.check().map_err(SubmitError::Retry)?;
+        }
         let payload = job.payload.map_err(SubmitError::BadPayload)?;
         if payload.len() > inner.max_payload {
             return Err(SubmitError::PayloadTooLarge {
@@ -315,7 +381,8 @@ impl Supervisor {
             }
             (true, Mode::Wait(wait)) => {
                 let (a, r) = oneshot::channel();
-                let until = wait.map(|w| Instant::now() + w);
+                // A wait too long to represent is a wait without end.
+                let until = wait.and_then(|w| Instant::now().checked_add(w));
                 (Admission::Wait { until, ack: a }, Some(r))
             }
         };
@@ -329,7 +396,7 @@ impl Supervisor {
                 kind: job.kind.as_str().into(),
                 payload,
                 timeout,
-                reply: Some(tx),
+                target: Some(target.unwrap_or(Target::Local(tx))),
                 progress: None,
                 history: Vec::new(),
             },
@@ -359,7 +426,7 @@ impl Supervisor {
     pub fn cancel(&self, id: JobId) {
         self.inner
             .addr
-            .do_send(crate::supervisor::actor::Cancel(id));
+            .do_send(crate::supervisor::protocol::Cancel(id));
     }
 
     /// A picture of the supervisor: workers, queue, totals.

@@ -20,13 +20,46 @@ pub mod retry;
 pub mod weights;
 
 pub use self::core::{
-    weight_units, Core, CoreConfig, CoreStats, Decision, End, Ended, EvictionMode, JobMeta,
-    JobSpec, KillReason, Refused, SlotId, SlotState, MAX_WEIGHT, WEIGHT_UNIT,
+    weight_units, Core, CoreConfig, CoreStats, Decision, Demand, End, Ended, EvictionMode, Finish,
+    JobMeta, JobSpec, KillReason, Refused, Rejection, SlotId, SlotState, MAX_WEIGHT, WEIGHT_UNIT,
 };
 pub use queue::{KindId, Policy, Queue, QueueKey, LEAST_URGENT, MOST_URGENT, PRIORITY_LEVELS};
 pub use rate::{RateLimit, TokenBucket};
 pub use restart::{RestartDecision, RestartPolicy, RestartTracker};
 pub use retry::{RetryPolicy, Retryable};
+
+#[cfg(test)]
+mod testkit {
+    use std::time::Instant;
+
+    use super::{Core, Decision, Ended, Finish, SlotId};
+    use crate::wire::JobId;
+
+    /// The worker in `slot` reports `job` ended `how` at `now`: poll, and
+    /// return the job's `Ended` decision and the poll's other decisions.
+    pub(crate) fn end_of<J: std::fmt::Debug, O: std::fmt::Debug>(
+        core: &mut Core<J, O>,
+        slot: SlotId,
+        job: JobId,
+        how: Finish,
+        now: Instant,
+    ) -> (Ended<J>, Vec<Decision<J, O>>) {
+        assert!(
+            core.finished(slot, job, how, None, now).is_ok(),
+            "job {job} not in slot {slot}"
+        );
+        let mut out = Vec::new();
+        core.poll(now, &mut out);
+        let pos = out
+            .iter()
+            .position(|d| matches!(d, Decision::Ended { ended, .. } if ended.job == job))
+            .unwrap_or_else(|| panic!("job {job} did not end: {out:?}"));
+        let Decision::Ended { ended, .. } = out.remove(pos) else {
+            unreachable!()
+        };
+        (ended, out)
+    }
+}
 
 #[cfg(test)]
 mod tests;

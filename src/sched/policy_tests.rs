@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::testkit::end_of;
 use super::*;
 use crate::wire::JobId;
 
@@ -34,7 +35,9 @@ struct Drawer {
     core: Core<usize>,
     t0: Instant,
     next_id: JobId,
-    out: Vec<Decision<usize>>,
+    out: Vec<Decision<usize, ()>>,
+    /// Label and spec of every job not drawn yet.
+    specs: HashMap<JobId, (usize, JobSpec)>,
 }
 
 impl Drawer {
@@ -46,6 +49,7 @@ impl Drawer {
             t0: Instant::now(),
             next_id: 1,
             out: Vec::new(),
+            specs: HashMap::new(),
         }
     }
 
@@ -56,11 +60,14 @@ impl Drawer {
         };
         let id = self.next_id;
         self.next_id += 1;
-        assert!(self.core.submit(id, spec, label).unwrap().is_none());
+        self.specs.insert(id, (label, spec.clone()));
+        self.core.submit(id, spec, label).unwrap();
     }
 
-    /// Dispatch, finish and return the next job's label, kind and spec.
-    fn step(&mut self, ms: u64) -> Option<(usize, Ended<usize>)> {
+    /// Dispatch and finish the next job; its label and spec. The finish is
+    /// only reported: the end (and the next draw) come with the next poll,
+    /// after the caller has put a replacement in.
+    fn step(&mut self, ms: u64) -> Option<(usize, JobSpec)> {
         let now = self.t0 + Duration::from_millis(ms);
         self.out.clear();
         self.core.poll(now, &mut self.out);
@@ -68,28 +75,28 @@ impl Drawer {
             Decision::Dispatch { job, .. } => Some(*job),
             _ => None,
         })?;
-        let ended = self
-            .core
-            .finished(0, job, now)
-            .unwrap_or_else(|| panic!("job {job} not finished; decisions {:?}", self.out));
-        Some((ended.data, ended))
+        let found = self.specs.remove(&job).expect("a submitted job");
+        self.core
+            .finished(0, job, Finish::Completed, None, now)
+            .unwrap();
+        Some(found)
     }
 
     /// Draw `n` times, putting each drawn job back (as a new job).
     fn draws(&mut self, n: usize) -> HashMap<usize, u64> {
         let mut counts = HashMap::new();
         for _ in 0..n {
-            let (label, ended) = self.step(0).expect("a job to draw");
+            let (label, spec) = self.step(0).expect("a job to draw");
             *counts.entry(label).or_insert(0) += 1;
-            let weight = ended.spec.weight as f64 / WEIGHT_UNIT;
-            self.submit(label, ended.spec.kind, ended.spec.priority, weight);
+            let weight = spec.weight as f64 / WEIGHT_UNIT;
+            self.submit(label, spec.kind, spec.priority, weight);
         }
         counts
     }
 }
 
 /// The jobs a poll dispatched, in order.
-fn dispatched<J>(out: &[Decision<J>]) -> Vec<JobId> {
+fn dispatched<J, O>(out: &[Decision<J, O>]) -> Vec<JobId> {
     out.iter()
         .filter_map(|d| match d {
             Decision::Dispatch { job, .. } => Some(*job),
@@ -197,7 +204,7 @@ fn exclusion_window_avoids_recent_kinds_when_another_waits() {
     }
     d.submit(10, 1, 9, 1.0);
     d.submit(20, 2, 9, 1.0);
-    let kinds: Vec<KindId> = (0..8).map(|i| d.step(i).unwrap().1.spec.kind).collect();
+    let kinds: Vec<KindId> = (0..8).map(|i| d.step(i).unwrap().1.kind).collect();
     // Never a kind among the last two started while another kind waited;
     // once only kind 0 is left, it runs back to back.
     assert_eq!(kinds, vec![0, 1, 2, 0, 0, 0, 0, 0]);
@@ -229,9 +236,7 @@ fn per_kind_concurrency_limit_is_never_exceeded() {
         "one render, then the other kind; a slot stays free"
     );
     assert_eq!(core.held_of(render), 1);
-    core.finished(0, 1, t).unwrap();
-    out.clear();
-    core.poll(t, &mut out);
+    let (_, out) = end_of(&mut core, 0, 1, Finish::Completed, t);
     assert!(matches!(
         out.as_slice(),
         [Decision::Dispatch { job: 2, .. }]
@@ -312,11 +317,20 @@ fn retries_wait_in_the_core_then_run_again_until_max_attempts() {
             matches!(out.as_slice(), [Decision::Dispatch { job: 1, .. }]),
             "{out:?}"
         );
-        let ended = core.finished(0, 1, now).unwrap();
-        attempts.push(ended.meta.attempt);
-        match core.retry(ended, Retryable::Failed, now) {
-            Ok(due) => {
-                let ceiling = Duration::from_millis(100) * 2u32.pow(*attempts.last().unwrap() - 1);
+        out.clear();
+        assert!(core.finished(0, 1, Finish::Failed, None, now).is_ok());
+        core.poll(now, &mut out);
+        match out.as_slice() {
+            [Decision::Retrying {
+                job: 1,
+                attempt,
+                end: End::Failed,
+                due,
+                ..
+            }] => {
+                attempts.push(*attempt);
+                let due = *due;
+                let ceiling = Duration::from_millis(100) * 2u32.pow(attempt - 1);
                 assert!(
                     due >= now && due <= now + ceiling,
                     "backoff within its jitter bound"
@@ -331,10 +345,15 @@ fn retries_wait_in_the_core_then_run_again_until_max_attempts() {
                 }
                 now = due;
             }
-            Err(last) => {
-                assert_eq!(last.meta.attempt, 3);
+            [Decision::Ended {
+                ended,
+                end: End::Failed,
+                ..
+            }] => {
+                attempts.push(ended.meta.attempt);
                 break;
             }
+            other => panic!("{other:?}"),
         }
     }
     assert_eq!(attempts, vec![1, 2, 3]);
@@ -355,9 +374,8 @@ fn evictions_never_count_as_attempts() {
     core.poll(t, &mut out);
     core.worker_ready(0);
     core.poll(t, &mut out);
-    core.finished(0, 2, t).unwrap();
-    core.poll(t, &mut out);
-    let low = core.finished(0, 1, t).unwrap();
+    end_of(&mut core, 0, 2, Finish::Completed, t);
+    let (low, _) = end_of(&mut core, 0, 1, Finish::Completed, t);
     assert_eq!((low.meta.attempt, low.meta.evictions), (1, 1));
 }
 
@@ -384,8 +402,13 @@ fn a_bounded_queue_refuses_or_pushes_out() {
     // Not more urgent than the least urgent waiting job: refused.
     assert!(core.submit(3, JobSpec::new(0, 7), "c").is_err());
     // More urgent: the least urgent waiting job is pushed out.
-    let out = core.submit(4, JobSpec::new(0, 1), "d").unwrap().unwrap();
-    assert_eq!((out.job, out.data), (2, "b"));
+    core.submit(4, JobSpec::new(0, 1), "d").unwrap();
+    let mut out = Vec::new();
+    core.poll(Instant::now(), &mut out);
+    let [Decision::Ended { ended, .. }] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!((ended.job, ended.data), (2, "b"));
     assert_eq!(core.waiting(), 2);
 }
 

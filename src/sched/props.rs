@@ -65,11 +65,11 @@ impl Ledger {
         assert!(self.ended.insert(job), "job {job} ended twice");
     }
 
-    fn take(&mut self, out: &mut Vec<Decision<JobId>>) -> Vec<(usize, JobId)> {
+    fn take(&mut self, out: &mut Vec<Decision<JobId, ()>>) -> Vec<(usize, JobId)> {
         let mut dispatched = Vec::new();
         for d in out.drain(..) {
             match d {
-                Decision::Done { ended, .. } => {
+                Decision::Ended { ended, .. } => {
                     assert_eq!(ended.job, ended.data);
                     self.end(ended.job)
                 }
@@ -129,21 +129,17 @@ proptest! {
                 }
                 Op::Finish(slot) => {
                     if let Some(job) = core.running_in(slot) {
-                        if let Some(e) = core.finished(slot, job, now) { ledger.end(e.job) }
+                        assert!(core.finished(slot, job, Finish::Completed, None, now).is_ok());
                     }
                 }
                 Op::Fail(slot) => {
                     if let Some(job) = core.running_in(slot) {
-                        if let Some(e) = core.finished(slot, job, now) {
-                            if let Err(e) = core.retry(e, Retryable::Failed, now) { ledger.end(e.job) }
-                        }
+                        assert!(core.finished(slot, job, Finish::Failed, None, now).is_ok());
                     }
                 }
                 Op::Lost(slot) => {
                     if core.slot_states()[slot] == SlotState::Ready {
-                        if let Some(e) = core.worker_lost(slot, now) {
-                            if let Err(e) = core.retry(e, Retryable::Crashed, now) { ledger.end(e.job) }
-                        }
+                        core.worker_lost(slot, None, now);
                     }
                 }
                 Op::Cancel(i) => {
@@ -159,12 +155,11 @@ proptest! {
             prop_assert!(core.held_of(kinds[1]) <= 1, "kind limit exceeded");
         }
         // Wind down: everything still in the core comes out exactly once.
-        core.stop_dispatching();
-        for e in core.take_queued() { ledger.end(e.job) }
+        core.stop(End::Cancelled);
         core.kill_busy(KillReason::Shutdown, now);
+        for slot in 0..3 { core.slot_down(slot, now); }
         core.poll(now, &mut out);
         ledger.take(&mut out);
-        for slot in 0..3 { core.slot_down(slot, now); }
         let all: HashSet<JobId> = ledger.submitted.iter().copied().collect();
         prop_assert_eq!(&ledger.ended, &all, "jobs lost");
         prop_assert_eq!(core.stats(), CoreStats { down_slots: 3, ..CoreStats::default() });
@@ -197,8 +192,8 @@ proptest! {
             core.poll(now, &mut out);
             let Some(job) = out.iter().find_map(|d| match d { Decision::Dispatch { job, .. } => Some(*job), _ => None }) else { break };
             out.clear();
-            let e = core.finished(0, job, now).unwrap();
-            let k = e.spec.kind;
+            core.finished(0, job, Finish::Completed, None, now).unwrap();
+            let k = kinds_of[job as usize - 1];
             if recent.contains(&k) {
                 let alternative = (0..4).any(|o| o != k && queued[o as usize] > 0 && !recent.contains(&o));
                 prop_assert!(!alternative, "kind {k} started again within the window while another kind waited");

@@ -18,11 +18,38 @@ impl RateLimit {
         RateLimit { per_second, burst }
     }
 
-    /// Whether the numbers make sense (finite positive rate, burst ≥ 1).
+    /// Whether the numbers make sense: see [`check`](Self::check).
     pub fn is_valid(&self) -> bool {
-        self.per_second.is_finite() && self.per_second > 0.0 && self.burst >= 1
+        self.check().is_ok()
+    }
+
+    /// Check the numbers: a rate from [`MIN_RATE`] to [`MAX_RATE`] per
+    /// second, a burst from 1 to [`MAX_BURST`]. The error says which is off.
+    pub fn check(&self) -> Result<(), String> {
+        let r = self.per_second;
+        if !(r.is_finite() && (MIN_RATE..=MAX_RATE).contains(&r)) {
+            return Err(format!(
+                "a rate of {r} per second is out of range: use {MIN_RATE} to {MAX_RATE:e}"
+            ));
+        }
+        if !(1..=MAX_BURST).contains(&self.burst) {
+            return Err(format!(
+                "a burst of {} is out of range: use 1 to {MAX_BURST}",
+                self.burst
+            ));
+        }
+        Ok(())
     }
 }
+
+/// The slowest rate accepted: one start every 1,000 seconds.
+pub const MIN_RATE: f64 = 0.001;
+
+/// The fastest rate accepted.
+pub const MAX_RATE: f64 = 1e9;
+
+/// The largest burst accepted.
+pub const MAX_BURST: u32 = 1_000_000;
 
 /// A token bucket (see the module docs). It starts full.
 #[derive(Debug, Clone)]
@@ -73,10 +100,14 @@ impl TokenBucket {
         if self.tokens >= 1.0 {
             return now;
         }
-        let wait = (1.0 - self.tokens) / self.limit.per_second;
+        // The rate is checked to be at least MIN_RATE, but a bucket may be
+        // built from any numbers: never let the wait overflow.
+        let wait = (1.0 - self.tokens) / self.limit.per_second.max(MIN_RATE);
+        let wait = Duration::try_from_secs_f64(wait).unwrap_or(super::core::MAX_DELAY);
         // Round up to the next microsecond so that a wake at that time finds
         // the token there.
-        now + Duration::from_secs_f64(wait) + Duration::from_micros(1)
+        now.checked_add(wait.min(super::core::MAX_DELAY) + Duration::from_micros(1))
+            .unwrap_or(now)
     }
 }
 
@@ -95,8 +126,28 @@ mod tests {
         assert!(!b.try_take(t0 + Duration::from_millis(99)));
         assert!(b.try_take(next));
         // Long idle refills to the burst, not beyond.
+        // (see below)
         let later = t0 + Duration::from_secs(60);
         let taken = (0..10).filter(|_| b.try_take(later)).count();
         assert_eq!(taken, 3);
+    }
+
+    #[test]
+    fn a_rate_of_zero_or_a_tiny_one_never_panics() {
+        let t0 = Instant::now();
+        for r in [0.0, 1e-300, f64::MIN_POSITIVE, -1.0, f64::NAN] {
+            assert!(RateLimit::new(r, 1).check().is_err());
+            let mut b = TokenBucket::new(RateLimit::new(r, 1));
+            assert!(b.try_take(t0));
+            // Checked configurations never get here; unchecked ones must
+            // still not panic or overflow.
+            let next = b.next_token(t0);
+            assert!(next >= t0);
+        }
+        assert!(RateLimit::new(5.0, 0)
+            .check()
+            .unwrap_err()
+            .contains("burst"));
+        assert!(RateLimit::new(5.0, 2).check().is_ok());
     }
 }

@@ -16,6 +16,9 @@ pub enum Retryable {
     Crashed,
 }
 
+/// Most attempts a retry policy may allow.
+pub const MAX_ATTEMPTS: u32 = 10_000;
+
 /// When and how often a job is tried again. Evictions never count as
 /// attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +61,19 @@ impl RetryPolicy {
             cap,
             ..RetryPolicy::default()
         }
+    }
+
+    /// Check the numbers: 1 to [`MAX_ATTEMPTS`] attempts, a base and a cap
+    /// of at most a day.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return Err(format!(
+                "{} attempts is out of range: use 1 (no retry) to {MAX_ATTEMPTS}",
+                self.max_attempts
+            ));
+        }
+        super::core::check_delay("the backoff base", self.base)?;
+        super::core::check_delay("the backoff cap", self.cap)
     }
 
     /// Whether an ending of this sort retries at all.

@@ -9,6 +9,8 @@ use crate::wire::JobId;
 struct Harness {
     t0: Instant,
     core: Core<&'static str>,
+    /// Decisions a helper polled but did not look at.
+    pending: Vec<Decision<&'static str, ()>>,
 }
 
 fn harness(slots: usize, prefetch: usize, eviction: EvictionMode) -> Harness {
@@ -24,6 +26,7 @@ fn harness(slots: usize, prefetch: usize, eviction: EvictionMode) -> Harness {
     Harness {
         t0: Instant::now(),
         core,
+        pending: Vec::new(),
     }
 }
 
@@ -40,15 +43,42 @@ fn timed(priority: u8, ms: u64) -> JobSpec {
 
 impl Harness {
     fn submit(&mut self, id: JobId, spec: JobSpec, data: &'static str) {
-        assert!(self.core.submit(id, spec, data).unwrap().is_none());
+        self.core.submit(id, spec, data).unwrap();
+    }
+
+    /// The worker in `slot` reports `job` completed at `ms`: the decision it
+    /// led to, which must be the job's end (the poll's other decisions, such
+    /// as the next dispatch, stay for the next poll's caller to see).
+    fn finish(&mut self, slot: SlotId, job: JobId, ms: u64) -> Ended<&'static str> {
+        assert!(self
+            .core
+            .finished(slot, job, Finish::Completed, None, self.at(ms))
+            .is_ok());
+        self.take_ended(ms)
+    }
+
+    /// Poll and take out the one `Ended` decision, keeping the others for
+    /// the next poll's caller.
+    fn take_ended(&mut self, ms: u64) -> Ended<&'static str> {
+        let mut out = Vec::new();
+        self.core.poll(self.at(ms), &mut out);
+        let pos = out
+            .iter()
+            .position(|d| matches!(d, Decision::Ended { .. }))
+            .unwrap_or_else(|| panic!("no end in {out:?}"));
+        let Decision::Ended { ended, .. } = out.remove(pos) else {
+            unreachable!()
+        };
+        self.pending = out;
+        ended
     }
 
     fn at(&self, ms: u64) -> Instant {
         self.t0 + Duration::from_millis(ms)
     }
 
-    fn poll(&mut self, ms: u64) -> Vec<Decision<&'static str>> {
-        let mut out = Vec::new();
+    fn poll(&mut self, ms: u64) -> Vec<Decision<&'static str, ()>> {
+        let mut out = std::mem::take(&mut self.pending);
         self.core.poll(self.at(ms), &mut out);
         out
     }
@@ -78,7 +108,7 @@ fn priority_order_under_contention_and_fifo_within() {
     let mut order = Vec::new();
     let mut running = 1;
     for t in 2..10 {
-        let done = h.core.finished(0, running, h.at(t)).unwrap();
+        let done = h.finish(0, running, t);
         assert_eq!(done.job, running);
         match h.dispatched(t).as_slice() {
             [(0, next)] => {
@@ -110,9 +140,10 @@ fn timeout_fires_exactly_at_the_deadline() {
                     reason: KillReason::Timeout,
                     job: Some(1)
                 },
-                Decision::Done {
+                Decision::Ended {
                     end: End::TimedOut,
-                    ended: Ended { job: 1, .. }
+                    ended: Ended { job: 1, .. },
+                    ..
                 }
             ]
         ),
@@ -131,7 +162,7 @@ fn finishing_before_the_deadline_disarms_it() {
     h.submit(1, timed(1, 100), "a");
     h.submit(2, timed(1, 100), "b");
     h.dispatched(0);
-    h.core.finished(0, 1, h.at(90)).unwrap();
+    h.finish(0, 1, 90);
     assert_eq!(h.dispatched(90), vec![(0, 2)]);
     // Job 1's old deadline (100) passes harmlessly; job 2's is at 190.
     assert!(h.poll(150).is_empty());
@@ -170,9 +201,9 @@ fn eviction_requeues_the_least_urgent_and_keeps_its_place() {
     h.core.worker_ready(1);
     assert_eq!(h.dispatched(4), vec![(1, 4)]);
     // b goes back before c (its old place), and remembers the eviction.
-    h.core.finished(0, 1, h.at(5)).unwrap();
+    h.finish(0, 1, 5);
     assert_eq!(h.dispatched(5), vec![(0, 2)]);
-    let b = h.core.finished(0, 2, h.at(6)).unwrap();
+    let b = h.finish(0, 2, 6);
     assert_eq!(b.meta.evictions, 1);
     assert_eq!(h.dispatched(6), vec![(0, 3)]);
 }
@@ -192,13 +223,14 @@ fn eviction_drop_mode_ends_the_victim() {
                     reason: KillReason::Evicted,
                     ..
                 },
-                Decision::Done {
+                Decision::Ended {
                     end: End::Evicted,
                     ended: Ended {
                         job: 1,
                         data: "low",
                         ..
-                    }
+                    },
+                    ..
                 }
             ]
         ),
@@ -217,7 +249,8 @@ fn no_eviction_when_off_or_when_a_worker_is_coming() {
     let mut h = harness(2, 1, EvictionMode::Requeue);
     h.submit(1, spec(9), "low");
     h.dispatched(0);
-    assert!(h.core.worker_lost(1, h.at(1)).is_none()); // slot 1 restarting
+    h.core.worker_lost(1, None, h.at(1)); // slot 1 restarting
+    assert!(h.poll(1).is_empty(), "it held nothing");
     h.submit(2, spec(0), "high");
     assert!(h.poll(2).is_empty(), "a worker is coming: no need to evict");
     h.submit(3, spec(0), "high too");
@@ -257,18 +290,24 @@ fn prefetched_jobs_are_requeued_when_their_worker_dies() {
     assert_eq!(d.len(), 6);
     assert_eq!(h.core.stats().assigned, 6);
     // Slot 0 holds 1, 3, 5 (fewest-held first): lose it.
-    let crashed = h.core.worker_lost(0, h.at(1)).unwrap();
-    assert_eq!(crashed.job, 1);
+    h.core.worker_lost(0, None, h.at(1));
     assert_eq!(h.core.stats().queued, 2);
-    let requeued: Vec<JobId> = h
-        .poll(1)
-        .into_iter()
-        .filter_map(|d| match d {
-            Decision::Requeued { job, slot: 0 } => Some(job),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(requeued, vec![3, 5]);
+    let d = h.poll(1);
+    assert!(
+        matches!(
+            d.as_slice(),
+            [
+                Decision::Ended {
+                    end: End::Crashed,
+                    ended: Ended { job: 1, .. },
+                    ..
+                },
+                Decision::Requeued { job: 3, slot: 0 },
+                Decision::Requeued { job: 5, slot: 0 },
+            ]
+        ),
+        "{d:?}"
+    );
     h.core.worker_ready(0);
     assert_eq!(h.dispatched(2), vec![(0, 3), (0, 5)]);
 }
@@ -284,9 +323,10 @@ fn cancel_queued_running_and_prefetched() {
     assert!(h.core.cancel(3, h.at(1)));
     assert!(matches!(
         h.poll(1).as_slice(),
-        [Decision::Done {
+        [Decision::Ended {
             end: End::Cancelled,
-            ended: Ended { job: 3, .. }
+            ended: Ended { job: 3, .. },
+            ..
         }]
     ));
     // Prefetched: the worker is told, the submitter learns at once, and the
@@ -296,9 +336,10 @@ fn cancel_queued_running_and_prefetched() {
         h.poll(2).as_slice(),
         [
             Decision::SendCancel { slot: 0, job: 2 },
-            Decision::Done {
+            Decision::Ended {
                 end: End::Cancelled,
-                ended: Ended { job: 2, .. }
+                ended: Ended { job: 2, .. },
+                ..
             }
         ]
     ));
@@ -312,9 +353,10 @@ fn cancel_queued_running_and_prefetched() {
                 reason: KillReason::Cancelled,
                 ..
             },
-            Decision::Done {
+            Decision::Ended {
                 end: End::Cancelled,
-                ended: Ended { job: 1, .. }
+                ended: Ended { job: 1, .. },
+                ..
             }
         ]
     ));
@@ -347,14 +389,14 @@ fn cancel_with_grace_kills_only_if_the_job_does_not_stop() {
     assert!(matches!(out[0], Decision::SendCancel { .. }));
     assert!(matches!(
         out[1],
-        Decision::Done {
+        Decision::Ended {
             end: End::Cancelled,
             ..
         }
     ));
     out.clear();
     // It stops by itself in time: no kill, the next job runs.
-    assert!(core.finished(0, 1, ms(50)).is_none());
+    assert!(core.finished(0, 1, Finish::Cancelled, None, ms(50)).is_ok());
     core.poll(ms(50), &mut out);
     assert!(matches!(
         out.as_slice(),
@@ -383,10 +425,223 @@ fn shutdown_stops_dispatch_and_hands_back_the_queue() {
         h.submit(id, spec(5), "j");
     }
     h.dispatched(0);
-    h.core.stop_dispatching();
-    h.core.finished(0, 1, h.at(1)).unwrap();
+    h.core.stop(End::Cancelled);
+    let cancelled: Vec<JobId> = h
+        .poll(1)
+        .into_iter()
+        .map(|d| match d {
+            Decision::Ended {
+                ended,
+                end: End::Cancelled,
+                ..
+            } => ended.job,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(cancelled, vec![2, 3]);
+    assert_eq!(h.finish(0, 1, 1).job, 1);
     assert!(h.dispatched(1).is_empty());
-    let q: Vec<JobId> = h.core.take_queued().into_iter().map(|e| e.job).collect();
-    assert_eq!(q, vec![2, 3]);
     assert!(!h.core.any_assigned());
+}
+
+fn retrying(max_attempts: u32) -> JobSpec {
+    JobSpec {
+        retry: Some(Box::new(RetryPolicy::attempts(
+            max_attempts,
+            Duration::from_millis(100),
+            Duration::from_millis(100),
+        ))),
+        ..timed(5, 50)
+    }
+}
+
+#[test]
+fn the_core_decides_retries_and_the_last_attempt_ends_the_job() {
+    let mut h = harness(1, 1, EvictionMode::Off);
+    h.submit(1, retrying(3), "flaky");
+    assert_eq!(h.dispatched(0), vec![(0, 1)]);
+    // Attempt 1 fails: the core keeps the job and says when it is due.
+    assert!(h
+        .core
+        .finished(0, 1, Finish::Failed, None, h.at(10))
+        .is_ok());
+    let d = h.poll(10);
+    let [Decision::Retrying {
+        job: 1,
+        slot: 0,
+        attempt: 1,
+        end: End::Failed,
+        due,
+        ..
+    }] = d.as_slice()
+    else {
+        panic!("{d:?}")
+    };
+    assert!(*due >= h.at(10) && *due <= h.at(110));
+    assert_eq!(h.core.stats().delayed, 1);
+    // Attempt 2 times out: retried again (a timeout is retryable).
+    assert_eq!(h.dispatched(110), vec![(0, 1)]);
+    let d = h.poll(160);
+    assert!(
+        matches!(
+            d.as_slice(),
+            [
+                Decision::Kill { .. },
+                Decision::Retrying {
+                    attempt: 2,
+                    end: End::TimedOut,
+                    ..
+                }
+            ]
+        ),
+        "{d:?}"
+    );
+    // Attempt 3 crashes: no attempt is left, so the job ends, crashed.
+    h.core.worker_ready(0);
+    assert_eq!(h.dispatched(300), vec![(0, 1)]);
+    h.core.worker_lost(0, None, h.at(301));
+    let d = h.poll(301);
+    let [Decision::Ended {
+        ended,
+        end: End::Crashed,
+        ..
+    }] = d.as_slice()
+    else {
+        panic!("{d:?}")
+    };
+    assert_eq!(ended.meta.attempt, 3);
+    assert_eq!(ended.meta.started, Some(h.at(300)));
+}
+
+#[test]
+fn nothing_is_retried_once_the_core_stops() {
+    let mut h = harness(1, 1, EvictionMode::Off);
+    h.submit(1, retrying(5), "flaky");
+    h.dispatched(0);
+    assert!(!h.core.failure_is_final(1));
+    h.core.stop(End::Cancelled);
+    assert!(h.core.failure_is_final(1));
+    h.core
+        .finished(0, 1, Finish::Failed, None, h.at(5))
+        .unwrap();
+    assert!(matches!(
+        h.poll(5).as_slice(),
+        [Decision::Ended {
+            end: End::Failed,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_slot_given_up_on_still_ends_its_running_job() {
+    // The worker of a running job goes away for good (the supervisor gave
+    // up): the job's end is decided and reported, never dropped.
+    let mut h = harness(2, 1, EvictionMode::Off);
+    h.submit(1, spec(5), "long");
+    h.dispatched(0);
+    h.core.stop(End::Rejected(Rejection::Stopped));
+    h.core.slot_down(0, h.at(5));
+    let d = h.poll(5);
+    assert!(
+        matches!(
+            d.as_slice(),
+            [Decision::Ended {
+                end: End::Crashed,
+                ended: Ended { job: 1, .. },
+                ..
+            }]
+        ),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn push_out_ends_the_victim_through_poll() {
+    let mut core: Core<&str> = Core::new(CoreConfig {
+        capacity: Some(1),
+        push_out: true,
+        ..CoreConfig::default()
+    });
+    let now = Instant::now();
+    core.submit(1, spec(9), "low").unwrap();
+    assert_eq!(
+        core.submit(2, spec(9), "same").unwrap_err().1,
+        Refused::Full
+    );
+    core.submit(3, spec(0), "urgent").unwrap();
+    let mut out = Vec::new();
+    core.poll(now, &mut out);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [Decision::Ended {
+                end: End::Rejected(Rejection::PushedOut),
+                ended: Ended { job: 1, .. },
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn the_detail_of_an_ending_comes_back_with_its_decision() {
+    let mut core: Core<&str, String> = Core::new(CoreConfig::default());
+    core.worker_ready(0);
+    let now = Instant::now();
+    core.submit(1, spec(1), "a").unwrap();
+    let mut out = Vec::new();
+    core.poll(now, &mut out);
+    out.clear();
+    core.finished(0, 1, Finish::Completed, Some("42".into()), now)
+        .unwrap();
+    core.poll(now, &mut out);
+    assert!(matches!(
+        out.as_slice(),
+        [Decision::Ended { end: End::Completed, detail: Some(d), .. }] if d == "42"
+    ));
+}
+
+#[test]
+fn demand_says_how_many_jobs_and_what_priority_evicts() {
+    let mut h = harness(2, 2, EvictionMode::Requeue);
+    assert_eq!(
+        h.core.demand(),
+        Demand {
+            free: 4,
+            evict_above: None
+        }
+    );
+    h.submit(1, spec(3), "a");
+    assert_eq!(h.core.demand().free, 3);
+    for id in 2..=4 {
+        h.submit(id, spec(6 - id as u8), "b");
+    }
+    h.dispatched(0);
+    // Running (first in their slots): jobs 4 (priority 2) and 1 (3); the
+    // least urgent running job is what an arrival must beat.
+    assert_eq!(
+        h.core.demand(),
+        Demand {
+            free: 0,
+            evict_above: Some(3)
+        }
+    );
+}
+
+#[test]
+fn a_job_delivered_on_the_fast_path_is_forgotten_after_a_requeue() {
+    let mut h = harness(1, 2, EvictionMode::Requeue);
+    h.submit(1, spec(5), "a");
+    h.submit(2, spec(5), "b");
+    h.dispatched(0);
+    h.core.worker_lost(0, None, h.at(1));
+    h.poll(1);
+    // Job 2 went back to the queue, but its worker had already delivered
+    // its result: the driver says so, and it is never run again.
+    h.core.forget(2);
+    h.core.worker_ready(0);
+    assert!(h.dispatched(2).is_empty());
+    assert_eq!(h.core.waiting(), 0);
 }

@@ -5,7 +5,17 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::sched::core::{check_delay, MAX_DELAY};
 use crate::sched::{CoreConfig, EvictionMode, Policy, RateLimit, RestartPolicy, RetryPolicy};
+
+/// The largest payload or result size that can be configured (1 GiB).
+pub const MAX_MESSAGE: usize = 1 << 30;
+
+/// A setting out of its range; the message names it, its value and the
+/// range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid supervisor configuration: {0}")]
+pub struct ConfigError(pub(crate) String);
 
 /// The program a supervisor starts as its workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +93,7 @@ pub struct Config {
     pub(crate) heartbeat_misses: u32,
     pub(crate) restart: RestartPolicy,
     pub(crate) max_payload: usize,
+    pub(crate) max_result: usize,
     pub(crate) start_timeout: Duration,
     pub(crate) spin: Duration,
     pub(crate) tune_allocator: bool,
@@ -110,15 +121,16 @@ impl Config {
             heartbeat_misses: 5,
             restart: RestartPolicy::default(),
             max_payload: 64 << 20,
+            max_result: 64 << 20,
             start_timeout: Duration::from_secs(10),
             spin: Duration::from_micros(200),
             tune_allocator: true,
         }
     }
 
-    /// Number of worker processes (at least 1).
+    /// Number of worker processes, 1 to 4096.
     pub fn workers(mut self, n: usize) -> Config {
-        self.core.slots = n.max(1);
+        self.core.slots = n;
         self
     }
 
@@ -128,7 +140,7 @@ impl Config {
     /// their worker dies or is evicted. Prefetch trades strict priority for
     /// throughput: an urgent job may wait behind jobs a worker already holds.
     pub fn prefetch(mut self, k: usize) -> Config {
-        self.core.prefetch = k.max(1);
+        self.core.prefetch = k;
         self
     }
 
@@ -160,9 +172,10 @@ impl Config {
 
     /// Heartbeat interval, and how many may be missed before a worker counts
     /// as unresponsive and is killed.
+    /// (`every` from 1 ms to a day, `misses` from 1 to 1000).
     pub fn heartbeat(mut self, every: Duration, misses: u32) -> Config {
-        self.heartbeat = every.max(Duration::from_millis(1));
-        self.heartbeat_misses = misses.max(1);
+        self.heartbeat = every;
+        self.heartbeat_misses = misses;
         self
     }
 
@@ -172,10 +185,82 @@ impl Config {
         self
     }
 
-    /// Largest payload accepted at submit, in bytes (default 64 MiB).
+    /// Largest payload accepted at submit, in bytes (default 64 MiB; at
+    /// most 1 GiB).
     pub fn max_payload(mut self, bytes: usize) -> Config {
         self.max_payload = bytes;
         self
+    }
+
+    /// Largest result a worker may send back, in bytes (default 64 MiB; at
+    /// most 1 GiB). A worker that sends more is killed, and its job ends as
+    /// `Crashed` with a protocol fault that says so; the supervisor never
+    /// holds more than this for one worker.
+    pub fn max_result(mut self, bytes: usize) -> Config {
+        self.max_result = bytes;
+        self
+    }
+
+    /// The largest frame a worker may send: a result and its envelope.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.max_result.saturating_add(64 << 10)
+    }
+
+    /// Check every setting against its range. [`Supervisor::start`] does
+    /// this first and refuses a configuration out of range.
+    ///
+    /// [`Supervisor::start`]: crate::Supervisor::start
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.core.check().map_err(ConfigError)?;
+        let err = |m: String| ConfigError(m);
+        if self.heartbeat < Duration::from_millis(1) || self.heartbeat > MAX_DELAY {
+            return Err(err(format!(
+                "the heartbeat interval is {:?}; it must be from 1 ms to a day",
+                self.heartbeat
+            )));
+        }
+        if !(1..=1000).contains(&self.heartbeat_misses) {
+            return Err(err(format!(
+                "{} heartbeat misses: it must be from 1 to 1000",
+                self.heartbeat_misses
+            )));
+        }
+        check_delay("kill_grace", self.kill_grace).map_err(err)?;
+        check_delay("start_timeout", self.start_timeout).map_err(err)?;
+        if self.start_timeout.is_zero() {
+            return Err(err(
+                "start_timeout is zero: workers need time to start".into()
+            ));
+        }
+        if self.spin > Duration::from_secs(1) {
+            return Err(err(format!(
+                "spin is {:?}; it must be at most 1 s",
+                self.spin
+            )));
+        }
+        if let Some(t) = self.default_timeout {
+            check_delay("default_timeout", t).map_err(err)?;
+            if t.is_zero() {
+                return Err(err(
+                    "default_timeout is zero: give a positive timeout, or None".into(),
+                ));
+            }
+        }
+        for (what, v) in [
+            ("max_payload", self.max_payload),
+            ("max_result", self.max_result),
+        ] {
+            if !(1..=MAX_MESSAGE).contains(&v) {
+                return Err(err(format!(
+                    "{what} is {v} bytes; it must be from 1 to {MAX_MESSAGE} (1 GiB)"
+                )));
+            }
+        }
+        let r = &self.restart;
+        check_delay("the restart window", r.within).map_err(err)?;
+        check_delay("the restart backoff base", r.backoff_base).map_err(err)?;
+        check_delay("the restart backoff cap", r.backoff_max).map_err(err)?;
+        Ok(())
     }
 
     /// How long a new worker may take to connect (default 10 s).
@@ -223,7 +308,7 @@ impl Config {
 
     /// At most `n` jobs of `kind` in workers at once (besides the pool size).
     pub fn kind_limit(mut self, kind: &str, n: usize) -> Config {
-        self.core.kind_limits.push((kind.to_string(), n.max(1)));
+        self.core.kind_limits.push((kind.to_string(), n));
         self
     }
 
@@ -244,7 +329,7 @@ impl Config {
     /// for room, `try_submit` fails at once, `submit_timeout` waits at most
     /// its limit. `None` (default): unbounded.
     pub fn capacity(mut self, capacity: Option<usize>) -> Config {
-        self.core.capacity = capacity.map(|c| c.max(1));
+        self.core.capacity = capacity;
         self
     }
 

@@ -4,22 +4,32 @@
 //! - [`config`]: how a supervisor is set up.
 //! - [`outcome`]: how jobs end, and the reports submitters receive.
 //! - [`status`]: snapshots of the supervisor and of one job.
-//! - `link` (private): spawner, handshake and reader threads, frame sending.
-//! - [`actor`]: the actor itself.
+//! - [`target`]: where a job's report goes (a handle, or a job source).
+//! - `protocol`: the messages the API sends to the actor.
+//! - `actor`: the actor, a thin driver of the scheduling core; `jobs`
+//!   routes every decision of the core; `admission` admits jobs; `pool`
+//!   runs the worker processes; `shutdown` ends it all.
+//! - `link`: spawner and reader threads, frame sending.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
-pub mod actor;
+pub(crate) mod actor;
+mod admission;
 pub mod config;
+mod jobs;
 mod link;
 pub mod outcome;
+mod pool;
+pub(crate) mod protocol;
+mod shutdown;
 pub mod status;
+pub mod target;
 
-pub use actor::SupervisorActor;
 pub use config::{Config, WorkerCommand, STOCK_WORKER};
 pub use outcome::{AttemptEnd, Crash, JobError, Outcome, Report};
 pub use status::{Counts, JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};
+pub use target::JobSink;
 
 /// State the actor shares with the API handles, read without a round trip.
 #[derive(Debug)]

@@ -101,6 +101,17 @@ impl<R> std::fmt::Display for Outcome<R> {
     }
 }
 
+impl<R> Outcome<R> {
+    /// How a worker's report of this outcome reads to the scheduling core.
+    pub(crate) fn finish(&self) -> crate::sched::Finish {
+        match self {
+            Outcome::Completed(_) => crate::sched::Finish::Completed,
+            Outcome::Cancelled => crate::sched::Finish::Cancelled,
+            _ => crate::sched::Finish::Failed,
+        }
+    }
+}
+
 impl Outcome<Payload> {
     /// The outcome a worker's report of a job's end stands for.
     pub fn from_result(result: JobResult) -> Outcome<Payload> {

@@ -2,25 +2,27 @@
 //!
 //! The supervisor and a worker first meet through an `IpcOneShotServer`: the
 //! worker connects and sends a [`Handshake::Hello`] carrying the protocol
-//! version, the job kinds it serves, and the three byte channels the pair
-//! will use from then on: jobs and control to the worker, results back. After that, every exchange is a *frame*: a postcard-encoded
-//! `Vec` of [`ToWorker`] or [`FromWorker`] messages, so that several jobs (or
-//! several results) can travel in one IPC message.
+//! version, the job kinds it serves, and the two byte channels the
+//! supervisor sends on from then on: jobs, and control. Results travel back
+//! over a socket the worker inherited at spawn ([`stream`]). Every exchange
+//! is a *frame*: a postcard-encoded `Vec` of [`ToWorker`] or [`FromWorker`]
+//! messages, so that several jobs can travel in one IPC message.
 //!
 //! Decoding never panics: bytes that do not decode into a frame give a
 //! [`ProtocolError`], which the supervisor treats as a worker fault.
 
-use ipc_channel::ipc::{IpcBytesReceiver, IpcBytesSender};
+use ipc_channel::ipc::IpcBytesSender;
 use serde::{Deserialize, Serialize};
 
 mod payload;
 pub mod spin;
+pub mod stream;
 
 pub use payload::{Codec, Payload, PayloadError};
 
 /// Version of the supervisor ↔ worker protocol. A worker announcing another
 /// version is refused at the handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Name of the environment variable through which a supervisor tells a worker
 /// process where to connect (the name of its one-shot server).
@@ -59,8 +61,6 @@ pub struct Hello {
     /// Where the supervisor sends [`ToWorker::Cancel`] frames, read by a side
     /// thread so that a cancel reaches a handler while it runs.
     pub control: IpcBytesSender,
-    /// Where the supervisor receives [`FromWorker`] frames.
-    pub from_worker: IpcBytesReceiver,
 }
 
 /// One job handed to a worker.
@@ -134,12 +134,15 @@ pub enum JobResult {
 /// A message from a worker to the supervisor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FromWorker {
-    /// A job handed to this worker has ended.
+    /// A job handed to this worker has ended. Sent the moment it ends,
+    /// before the worker starts its next job.
     Finished {
         /// The job's id.
         job: JobId,
         /// How it ended.
         result: JobResult,
+        /// How long the handler ran, in microseconds, as the worker measured.
+        run_us: u64,
     },
     /// A running handler reported progress.
     Progress {
@@ -210,6 +213,7 @@ mod tests {
             FromWorker::Finished {
                 job: 7,
                 result: JobResult::Panic("boom".into()),
+                run_us: 3,
             },
             FromWorker::Heartbeat,
         ];
@@ -259,6 +263,7 @@ mod tests {
             &[FromWorker::Finished {
                 job: 1,
                 result: JobResult::Err("x".repeat(100)),
+                run_us: 0,
             }],
             &mut buf,
         );

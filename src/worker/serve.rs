@@ -6,29 +6,25 @@
 //! thread says "alive" every interval. When the supervisor goes away the
 //! worker exits.
 //!
-//! Results are sent as soon as a job ends, except that when more jobs are
-//! already waiting in this worker the results of quick jobs are gathered into
-//! one frame (at most [`BATCH_MAX`] results or [`BATCH_WINDOW`] of time).
+//! Each job's result is written to the supervisor the moment the job ends,
+//! before the next job starts, with the run time the worker measured: a
+//! result never waits behind the next job, so the supervisor always knows
+//! which job a worker is running and since when.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ipc_channel::ipc::{self, IpcBytesReceiver, IpcBytesSender, IpcSender};
-use ipc_channel::TryRecvError;
+use ipc_channel::ipc::{self, IpcBytesReceiver, IpcSender};
 
 use super::{JobContext, Worker};
 use crate::wire::spin::{recv_spinning, SPIN_ENV};
+use crate::wire::stream::{FrameWriter, RESULTS_FD_ENV};
 use crate::wire::{
     self, FromWorker, Handshake, Hello, JobId, JobResult, Run, ToWorker, HEARTBEAT_ENV,
     PROTOCOL_VERSION, SERVER_ENV,
 };
-
-/// Most results gathered into one frame.
-const BATCH_MAX: usize = 64;
-/// Longest a finished job's result waits for company.
-const BATCH_WINDOW: Duration = Duration::from_micros(200);
 
 /// Why a worker could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -46,29 +42,26 @@ pub enum ServeError {
     },
 }
 
-/// The worker's end of the channel to the supervisor, shared by the threads.
+/// The worker's end of the results socket, shared by the threads.
 pub(crate) struct Link {
-    tx: Mutex<(IpcBytesSender, Vec<u8>)>,
+    tx: Mutex<FrameWriter>,
 }
 
 impl Link {
-    fn lock(&self) -> MutexGuard<'_, (IpcBytesSender, Vec<u8>)> {
+    fn lock(&self) -> MutexGuard<'_, FrameWriter> {
         self.tx.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Send a frame; if the supervisor is gone, there is nobody to work for:
     /// exit.
     pub(crate) fn send(&self, messages: &[FromWorker]) {
-        let mut guard = self.lock();
-        let (tx, buf) = &mut *guard;
-        wire::encode_frame(messages, buf);
-        if tx.send(buf).is_err() {
+        if self.lock().send(messages).is_err() {
             supervisor_gone();
         }
     }
 
     pub(crate) fn send_raw(&self, bytes: &[u8]) {
-        if self.lock().0.send(bytes).is_err() {
+        if self.lock().send_raw(bytes).is_err() {
             supervisor_gone();
         }
     }
@@ -88,31 +81,64 @@ struct Cancels {
 
 /// The channels a worker holds after its handshake.
 struct Channels {
-    link: Link,
     jobs: IpcBytesReceiver,
     control: IpcBytesReceiver,
+}
+
+/// What the supervisor told this worker through its environment.
+struct Settings {
+    server: String,
+    results_fd: Option<i32>,
+    heartbeat: Duration,
+    spin: Duration,
+}
+
+impl Settings {
+    /// Read the settings and take them out of the environment, so that
+    /// programs a job starts neither see them nor mistake themselves for
+    /// workers. Runs before this process starts any thread.
+    fn take_from_env() -> Result<Settings, ServeError> {
+        let server = std::env::var(SERVER_ENV).map_err(|_| ServeError::NotAWorker)?;
+        let num = |key: &str| std::env::var(key).ok().and_then(|v| v.parse::<u64>().ok());
+        let settings = Settings {
+            server,
+            results_fd: num(RESULTS_FD_ENV).and_then(|fd| i32::try_from(fd).ok()),
+            heartbeat: Duration::from_millis(
+                num(HEARTBEAT_ENV).unwrap_or(1000).clamp(1, 3_600_000),
+            ),
+            spin: Duration::from_micros(num(SPIN_ENV).unwrap_or(0).min(1_000_000)),
+        };
+        for key in [SERVER_ENV, RESULTS_FD_ENV, HEARTBEAT_ENV, SPIN_ENV] {
+            std::env::remove_var(key);
+        }
+        Ok(settings)
+    }
 }
 
 impl Worker {
     /// Serve the supervisor named in the environment until it says shut down
     /// (or goes away).
     pub fn serve(self) -> Result<(), ServeError> {
-        let name = std::env::var(SERVER_ENV).map_err(|_| ServeError::NotAWorker)?;
+        let Settings {
+            server: name,
+            results_fd,
+            heartbeat,
+            spin,
+        } = Settings::take_from_env()?;
         crate::wire::spin::tune_allocator();
-        let env_u64 = |key: &str| std::env::var(key).ok().and_then(|v| v.parse::<u64>().ok());
-        let heartbeat = env_u64(HEARTBEAT_ENV)
-            .map(Duration::from_millis)
-            .unwrap_or(Duration::from_secs(1));
-        let spin = Duration::from_micros(env_u64(SPIN_ENV).unwrap_or(0));
         let handshake_error = |reason: String| ServeError::Handshake {
             name: name.clone(),
             reason,
         };
-        let Channels {
-            link,
-            jobs,
-            control,
-        } = handshake(&name, self.kinds()).map_err(handshake_error)?;
+        let fd = results_fd.ok_or_else(|| {
+            handshake_error(format!("{RESULTS_FD_ENV} is not set or not a number"))
+        })?;
+        let writer = FrameWriter::inherited(fd)
+            .map_err(|e| handshake_error(format!("the results socket (fd {fd}): {e}")))?;
+        let link = Link {
+            tx: Mutex::new(writer),
+        };
+        let Channels { jobs, control } = handshake(&name, self.kinds()).map_err(handshake_error)?;
         let link = Arc::new(link);
         let cancels = Arc::new(Mutex::new(Cancels::default()));
         {
@@ -144,52 +170,30 @@ impl Worker {
         spin: Duration,
     ) {
         let mut queue: VecDeque<ToWorker> = VecDeque::new();
-        let mut pending: Vec<FromWorker> = Vec::new();
-        let mut first_pending = Instant::now();
         loop {
-            if queue.is_empty() {
-                let bytes = if pending.is_empty() {
-                    match recv_spinning(jobs, spin) {
-                        Ok(b) => b,
-                        Err(_) => supervisor_gone(),
-                    }
-                } else {
-                    match jobs.try_recv() {
-                        Ok(b) => b,
-                        Err(TryRecvError::Empty) => {
-                            link.send(&pending);
-                            pending.clear();
-                            continue;
-                        }
-                        Err(TryRecvError::IpcError(_)) => supervisor_gone(),
-                    }
-                };
-                queue.extend(decode_or_exit(&bytes));
-                continue;
-            }
             let run = match queue.pop_front() {
                 Some(ToWorker::Run(run)) => run,
                 Some(ToWorker::Cancel(job)) => {
                     lock(cancels).pending.insert(job);
                     continue;
                 }
-                Some(ToWorker::Shutdown) | None => break,
+                Some(ToWorker::Shutdown) => break,
+                None => {
+                    match recv_spinning(jobs, spin) {
+                        Ok(bytes) => queue.extend(decode_or_exit(&bytes)),
+                        Err(_) => supervisor_gone(),
+                    }
+                    continue;
+                }
             };
+            let started = Instant::now();
             let result = self.run_one(&run, link, cancels);
-            if pending.is_empty() {
-                first_pending = Instant::now();
-            }
-            pending.push(FromWorker::Finished {
+            let run_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            link.send(&[FromWorker::Finished {
                 job: run.job,
                 result,
-            });
-            if pending.len() >= BATCH_MAX || first_pending.elapsed() >= BATCH_WINDOW {
-                link.send(&pending);
-                pending.clear();
-            }
-        }
-        if !pending.is_empty() {
-            link.send(&pending);
+                run_us,
+            }]);
         }
     }
 
@@ -230,7 +234,6 @@ fn handshake(name: &str, kinds: Vec<String>) -> Result<Channels, String> {
         IpcSender::connect(name.to_string()).map_err(|e| format!("connect: {e}"))?;
     let (to_worker, jobs) = ipc::bytes_channel().map_err(|e| e.to_string())?;
     let (control_tx, control) = ipc::bytes_channel().map_err(|e| e.to_string())?;
-    let (to_supervisor, from_worker) = ipc::bytes_channel().map_err(|e| e.to_string())?;
     server
         .send(Handshake::Hello(Hello {
             version: PROTOCOL_VERSION,
@@ -238,16 +241,9 @@ fn handshake(name: &str, kinds: Vec<String>) -> Result<Channels, String> {
             kinds,
             to_worker,
             control: control_tx,
-            from_worker,
         }))
         .map_err(|e| format!("send hello: {e}"))?;
-    Ok(Channels {
-        link: Link {
-            tx: Mutex::new((to_supervisor, Vec::with_capacity(256))),
-        },
-        jobs,
-        control,
-    })
+    Ok(Channels { jobs, control })
 }
 
 fn control_loop(rx: IpcBytesReceiver, cancels: Arc<Mutex<Cancels>>) {

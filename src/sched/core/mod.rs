@@ -1,0 +1,695 @@
+//! The scheduling core: queued jobs, worker slots, and every decision about
+//! them, with no IO.
+//!
+//! A *slot* is a place for one worker. A ready slot holds up to `prefetch`
+//! jobs in order; the first is running, the others wait in the worker. A
+//! job's timeout runs from when it becomes the first of its slot.
+//!
+//! # The calling contract
+//!
+//! The core is the one place that decides what happens to a job and how it
+//! ends. Its driver (the supervisor actor, or a test) tells it what happened
+//! and carries out what it decided; it never reads a clock, touches a
+//! process or holds global randomness (time is passed in, randomness is
+//! seeded), so every decision replays in a test.
+//!
+//! **Inputs** — each takes the current time where it matters, and records
+//! its consequences as decisions; none of them returns an ending:
+//! - [`submit`](Core::submit): a job arrives (refused only when a bounded
+//!   queue is full; a job it pushes out ends as
+//!   `Rejected(PushedOut)`).
+//! - [`worker_ready`](Core::worker_ready), [`worker_lost`](Core::worker_lost),
+//!   [`slot_down`](Core::slot_down), [`slot_pending`](Core::slot_pending):
+//!   the worker of a slot came, died on its own, or will not come back.
+//! - [`finished`](Core::finished): a worker reported a job's end.
+//! - [`cancel`](Core::cancel), [`stop`](Core::stop),
+//!   [`kill_busy`](Core::kill_busy): requests from the outside.
+//! - [`forget`](Core::forget): a job's end was delivered by a fast path the
+//!   core allowed ([`failure_is_final`](Core::failure_is_final)) before a
+//!   later decision about it reached its submitter; drop it.
+//!
+//! **Output** — [`poll`](Core::poll) first expires deadlines and releases
+//! retries that are due, then hands out queued jobs and evicts for urgent
+//! ones, and appends every decision made since the last poll, in the order
+//! made, to the caller's vector: [`Decision::Dispatch`],
+//! [`Decision::SendCancel`], [`Decision::Kill`], [`Decision::Requeued`],
+//! [`Decision::Retrying`] and [`Decision::Ended`]. Each job leaves the core
+//! through exactly one `Ended`. Call `poll` after every input, and again at
+//! [`next_deadline`](Core::next_deadline).
+//!
+//! **Fast path** — a worker's report that a job completed (or failed, when
+//! [`failure_is_final`](Core::failure_is_final) says so) is final whatever
+//! else happens, so the driver may deliver it before it calls
+//! [`finished`](Core::finished). If the core meanwhile decided something
+//! else for that job (a timeout that raced the result), the driver finds the
+//! delivery made, drops that decision and calls [`forget`](Core::forget)
+//! for a job that was put back.
+//!
+//! The core is split by concern: [`config`] its settings, [`decision`] what
+//! it emits, [`spec`] what it keeps per job, `slots` the worker slots,
+//! `gate` which kinds may start (limits, rates, exclusion window), `evict`
+//! eviction, `timers` deadlines and retries.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::Instant;
+
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use rustc_hash::FxHashMap;
+
+use super::queue::{KindId, Policy, Queue, PRIORITY_LEVELS};
+use super::rate::TokenBucket;
+use super::retry::RetryPolicy;
+use crate::wire::JobId;
+
+pub mod config;
+pub mod decision;
+mod evict;
+mod gate;
+mod slots;
+pub mod spec;
+mod timers;
+
+pub use config::{check_delay, CoreConfig, EvictionMode, MAX_DELAY, MAX_PREFETCH, MAX_SLOTS};
+pub use decision::{Decision, End, Ended, Finish, JobMeta, KillReason, Rejection};
+pub use slots::SlotState;
+pub use spec::{weight_units, JobSpec, MAX_WEIGHT, WEIGHT_UNIT};
+
+use slots::Slot;
+use spec::{Entry, Place, Spec};
+
+/// Index of a worker slot, `0..slots`.
+pub type SlotId = usize;
+
+/// Why a submit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue is at capacity (and the job may not push another out).
+    Full,
+}
+
+/// How much work the core wants from a job source now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Demand {
+    /// Jobs that workers could take at once, beyond those already queued.
+    pub free: usize,
+    /// When no worker has room: the priority of the least urgent running
+    /// job, which an arriving job must be more urgent than (a lower number)
+    /// to evict it. `None` when a worker has room or eviction is off.
+    pub evict_above: Option<u8>,
+}
+
+/// Counts for status displays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CoreStats {
+    /// Queued jobs per priority level.
+    pub queued_per_level: [usize; PRIORITY_LEVELS],
+    /// Queued jobs.
+    pub queued: usize,
+    /// Jobs waiting for a retry to come due.
+    pub delayed: usize,
+    /// Jobs held by workers (running or prefetched).
+    pub assigned: usize,
+    /// Slots with a ready worker.
+    pub ready_slots: usize,
+    /// Slots waiting for a worker.
+    pub pending_slots: usize,
+    /// Slots given up on.
+    pub down_slots: usize,
+}
+
+/// The scheduling core (see the module docs). `J` is whatever the driver
+/// keeps with each job, `O` the detail it passes with an ending; the core
+/// only stores and returns them.
+#[derive(Debug)]
+pub struct Core<J, O = ()> {
+    cfg: CoreConfig,
+    jobs: FxHashMap<JobId, Entry<J>>,
+    queue: Queue,
+    slots: Vec<Slot>,
+    deadlines: BinaryHeap<Reverse<(Instant, JobId)>>,
+    /// Jobs waiting for their retry, by due time.
+    delayed: BinaryHeap<Reverse<(Instant, JobId)>>,
+    delayed_count: usize,
+    out: Vec<Decision<J, O>>,
+    dispatching: bool,
+    rng: SmallRng,
+    kind_names: Vec<String>,
+    kind_ids: FxHashMap<String, KindId>,
+    /// Per kind: jobs held by workers, concurrency limit, rate limit.
+    held_per_kind: Vec<usize>,
+    limit_per_kind: Vec<Option<usize>>,
+    rate_per_kind: Vec<Option<TokenBucket>>,
+    rate: Option<TokenBucket>,
+    /// When a rate limit next lets a waiting job start.
+    rate_wake: Option<Instant>,
+    /// Kinds of the last jobs started (the exclusion window).
+    recent: VecDeque<KindId>,
+    /// Under the random policies: jobs submitted since the last poll (they
+    /// may evict), and jobs an eviction was made for (they take the next
+    /// free worker, whatever the draw).
+    arrived: Vec<(u8, JobId)>,
+    reserved: VecDeque<JobId>,
+    /// Scratch: which kinds may start a job now.
+    eligible: Vec<bool>,
+}
+
+impl<J, O> Core<J, O> {
+    /// A core with every slot pending (the driver is starting workers).
+    /// Settings out of range are brought into range (check them first with
+    /// [`CoreConfig::check`] to report them).
+    pub fn new(cfg: CoreConfig) -> Core<J, O> {
+        let slots = (0..cfg.slots.clamp(1, MAX_SLOTS))
+            .map(|_| Slot::new())
+            .collect();
+        let mut core = Core {
+            queue: Queue::new(cfg.policy),
+            rng: SmallRng::seed_from_u64(cfg.seed),
+            rate: cfg.rate.map(TokenBucket::new),
+            cfg: CoreConfig {
+                prefetch: cfg.prefetch.clamp(1, MAX_PREFETCH),
+                cancel_grace: cfg.cancel_grace.min(MAX_DELAY),
+                ..cfg
+            },
+            jobs: FxHashMap::default(),
+            slots,
+            deadlines: BinaryHeap::new(),
+            delayed: BinaryHeap::new(),
+            delayed_count: 0,
+            out: Vec::new(),
+            dispatching: true,
+            kind_names: Vec::new(),
+            kind_ids: FxHashMap::default(),
+            held_per_kind: Vec::new(),
+            limit_per_kind: Vec::new(),
+            rate_per_kind: Vec::new(),
+            rate_wake: None,
+            recent: VecDeque::new(),
+            arrived: Vec::new(),
+            reserved: VecDeque::new(),
+            eligible: Vec::new(),
+        };
+        for (name, limit) in std::mem::take(&mut core.cfg.kind_limits) {
+            let k = core.kind(&name) as usize;
+            core.limit_per_kind[k] = Some(limit);
+        }
+        for (name, rate) in std::mem::take(&mut core.cfg.kind_rates) {
+            let k = core.kind(&name) as usize;
+            core.rate_per_kind[k] = Some(TokenBucket::new(rate));
+        }
+        core
+    }
+
+    /// The id of a kind name (interned on first use).
+    pub fn kind(&mut self, name: &str) -> KindId {
+        if let Some(&k) = self.kind_ids.get(name) {
+            return k;
+        }
+        let k = self.kind_names.len() as KindId;
+        self.kind_names.push(name.to_string());
+        self.kind_ids.insert(name.to_string(), k);
+        self.held_per_kind.push(0);
+        self.limit_per_kind.push(None);
+        self.rate_per_kind.push(None);
+        k
+    }
+
+    /// The name of a kind.
+    pub fn kind_name(&self, kind: KindId) -> &str {
+        self.kind_names
+            .get(kind as usize)
+            .map_or("", String::as_str)
+    }
+
+    /// Queue a job. Ids must be unique and increase with submission. A full
+    /// queue refuses it (`Err`, with the data back), or, with push-out, takes
+    /// it and ends the least urgent waiting job as `Rejected(PushedOut)`. A
+    /// stopped core takes it and ends it at once as `Rejected(Stopped)`.
+    pub fn submit(&mut self, job: JobId, spec: JobSpec, data: J) -> Result<(), (J, Refused)> {
+        debug_assert!(!self.jobs.contains_key(&job), "job id {job} reused");
+        if !self.dispatching {
+            self.out.push(Decision::Ended {
+                ended: Ended {
+                    job,
+                    data,
+                    meta: JobMeta {
+                        priority: spec.priority,
+                        attempt: 1,
+                        evictions: 0,
+                        started: None,
+                        slot: None,
+                    },
+                    spec,
+                },
+                end: End::Rejected(Rejection::Stopped),
+                detail: None,
+            });
+            return Ok(());
+        }
+        let mut spec = spec;
+        spec.priority = spec.priority.min((PRIORITY_LEVELS - 1) as u8);
+        while self.kind_names.len() <= spec.kind as usize {
+            // A kind id not interned here: give it a placeholder name.
+            let k = self.kind_names.len();
+            self.kind(&format!("#{k}"));
+        }
+        if let Some(cap) = self.cfg.capacity {
+            if self.waiting() >= cap {
+                let victim = self
+                    .queue
+                    .least_urgent()
+                    .filter(|&(_, level)| self.cfg.push_out && spec.priority < level);
+                match victim {
+                    Some((victim, _)) => {
+                        self.end_waiting(victim, End::Rejected(Rejection::PushedOut))
+                    }
+                    None => return Err((data, Refused::Full)),
+                }
+            }
+        }
+        let key = self.queue.push(job, spec.kind, spec.priority, spec.weight);
+        if self.cfg.policy != Policy::Priority && self.cfg.eviction != EvictionMode::Off {
+            self.arrived.push((spec.priority, job));
+        }
+        self.jobs.insert(
+            job,
+            Entry {
+                spec: Spec::new(spec),
+                data: Some(data),
+                place: Place::Queued(key),
+                attempt: 1,
+                evictions: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Jobs waiting: queued, or waiting to be retried.
+    pub fn waiting(&self) -> usize {
+        self.queue.len() + self.delayed_count
+    }
+
+    /// The data stored with a job that is still in the core.
+    pub fn data(&self, job: JobId) -> Option<&J> {
+        self.jobs.get(&job).and_then(|e| e.data.as_ref())
+    }
+
+    /// Mutable access to a job's data.
+    pub fn data_mut(&mut self, job: JobId) -> Option<&mut J> {
+        self.jobs.get_mut(&job).and_then(|e| e.data.as_mut())
+    }
+
+    /// Facts about a job still in the core, and whether it is running (first
+    /// in a ready slot).
+    pub fn job_meta(&self, job: JobId) -> Option<(JobMeta, bool)> {
+        let e = self.jobs.get(&job)?;
+        e.data.as_ref()?;
+        let mut meta = Self::meta_of(e);
+        let running = match e.place.slot() {
+            Some(s) => {
+                let head = self.slots[s].inflight.front() == Some(&job);
+                if head {
+                    meta.started = self.slots[s].head_started;
+                }
+                head
+            }
+            None => false,
+        };
+        Some((meta, running))
+    }
+
+    fn meta_of(e: &Entry<J>) -> JobMeta {
+        JobMeta {
+            priority: e.spec.priority,
+            attempt: e.attempt as u32,
+            evictions: e.evictions as u32,
+            started: None,
+            slot: e.place.slot(),
+        }
+    }
+
+    fn policy_of<'a>(&'a self, retry: &'a Option<Box<RetryPolicy>>) -> &'a RetryPolicy {
+        retry.as_deref().unwrap_or(&self.cfg.retry)
+    }
+
+    /// Whether a failure of the job's current attempt would end it for good
+    /// (no retry is left, or the core is stopping): then a worker's report
+    /// of that failure is final, like a completion, and may be delivered on
+    /// the fast path (see the module docs).
+    pub fn failure_is_final(&self, job: JobId) -> bool {
+        let Some(e) = self.jobs.get(&job) else {
+            return true;
+        };
+        !(self.dispatching
+            && self
+                .policy_of(&e.spec.retry)
+                .should_retry(e.attempt as u32, super::retry::Retryable::Failed))
+    }
+
+    /// How many jobs the worker in `slot` holds (running and prefetched).
+    pub fn held(&self, slot: SlotId) -> usize {
+        self.slots.get(slot).map_or(0, |s| s.inflight.len())
+    }
+
+    /// The job running in `slot`, if any (one whose end is not yet decided).
+    pub fn running_in(&self, slot: SlotId) -> Option<JobId> {
+        let job = *self.slots.get(slot)?.inflight.front()?;
+        self.jobs.get(&job)?.data.as_ref()?;
+        Some(job)
+    }
+
+    /// A worker in `slot` finished its handshake.
+    pub fn worker_ready(&mut self, slot: SlotId) {
+        let s = &mut self.slots[slot];
+        debug_assert!(s.inflight.is_empty());
+        s.state = SlotState::Ready;
+    }
+
+    /// The slot will get no worker (restart limit hit, or shutting down).
+    /// Any job it still held ends as if its worker was lost.
+    pub fn slot_down(&mut self, slot: SlotId, now: Instant) {
+        self.settle_slot(slot, Settle::Lost(None), now);
+        self.slots[slot].state = SlotState::Down;
+    }
+
+    /// A slot that was down gets a worker again.
+    pub fn slot_pending(&mut self, slot: SlotId) {
+        if self.slots[slot].state == SlotState::Down {
+            self.slots[slot].state = SlotState::Pending;
+        }
+    }
+
+    /// The state of every slot.
+    pub fn slot_states(&self) -> Vec<SlotState> {
+        self.slots.iter().map(|s| s.state).collect()
+    }
+
+    /// The worker in `slot` reported, at `at`, that `job` ended so (with
+    /// `detail`, handed back in the decision). The next job it holds starts
+    /// at `at`. If the job is not (or no longer) in that slot — its end was
+    /// decided before the report came — the detail is handed back.
+    pub fn finished(
+        &mut self,
+        slot: SlotId,
+        job: JobId,
+        how: Finish,
+        detail: Option<O>,
+        at: Instant,
+    ) -> Result<(), Option<O>> {
+        let Some(s) = self.slots.get_mut(slot) else {
+            return Err(detail);
+        };
+        let Some(pos) = s.inflight.iter().position(|&j| j == job) else {
+            return Err(detail);
+        };
+        s.inflight.remove(pos);
+        let started = if pos == 0 { s.head_started } else { None };
+        if pos == 0 {
+            self.start_head(slot, at);
+        }
+        let Some(mut entry) = self.jobs.remove(&job) else {
+            return Ok(());
+        };
+        self.held_per_kind[entry.spec.kind as usize] -= 1;
+        if entry.data.is_none() {
+            // Its end was decided already (cancelled while in the worker).
+            return Ok(());
+        }
+        entry.place = Place::Slot(slot as u32);
+        let end = match how {
+            Finish::Completed => End::Completed,
+            Finish::Failed => End::Failed,
+            Finish::Cancelled => End::Cancelled,
+        };
+        self.end_attempt(job, entry, end, detail, started, at);
+        Ok(())
+    }
+
+    /// The worker in `slot` died or broke on its own (not killed by a
+    /// decision of the core). Its running job ends as `Crashed` (with
+    /// `detail`), or is retried; the jobs it held but had not started go back
+    /// to the queue.
+    pub fn worker_lost(&mut self, slot: SlotId, detail: Option<O>, now: Instant) {
+        self.settle_slot(slot, Settle::Lost(detail), now);
+        self.slots[slot].state = SlotState::Pending;
+    }
+
+    /// Ask for `job` to be cancelled. A waiting job ends at once; a job in a
+    /// worker ends at once too (its submitter learns `Cancelled`), and its
+    /// worker is told, or killed if it is running and there is no grace.
+    /// Returns false if the job is not (or no longer) in the core.
+    pub fn cancel(&mut self, job: JobId, now: Instant) -> bool {
+        let Some(entry) = self.jobs.get(&job) else {
+            return false;
+        };
+        if entry.data.is_none() {
+            return false;
+        }
+        let Place::Slot(slot) = entry.place else {
+            self.end_waiting(job, End::Cancelled);
+            return true;
+        };
+        let slot = slot as SlotId;
+        let running = self.slots[slot].inflight.front() == Some(&job);
+        if running && self.cfg.cancel_grace.is_zero() {
+            self.kill_slot(slot, KillReason::Cancelled, now);
+            return true;
+        }
+        let entry = self.jobs.get_mut(&job).expect("checked above");
+        let data = entry.data.take().expect("checked above");
+        let mut meta = Self::meta_of(entry);
+        if running {
+            meta.started = self.slots[slot].head_started;
+        }
+        let spec = entry.spec.to_job_spec();
+        self.out.push(Decision::SendCancel { slot, job });
+        if running {
+            self.set_deadline(job, now.checked_add(self.cfg.cancel_grace).unwrap_or(now));
+        }
+        self.out.push(Decision::Ended {
+            ended: Ended {
+                job,
+                data,
+                meta,
+                spec,
+            },
+            end: End::Cancelled,
+            detail: None,
+        });
+        true
+    }
+
+    /// A job's end was delivered on the fast path although the core had put
+    /// it back to wait (see the module docs): drop it without a decision.
+    pub fn forget(&mut self, job: JobId) {
+        let Some(e) = self.jobs.get(&job) else { return };
+        match e.place {
+            Place::Queued(key) => {
+                self.queue.remove(key, job);
+            }
+            Place::Delayed => self.delayed_count -= 1,
+            Place::Slot(_) => return,
+        }
+        self.jobs.remove(&job);
+    }
+
+    /// Stop handing out jobs: every waiting job (queued or waiting for a
+    /// retry) ends with `end` (`Cancelled` at shutdown,
+    /// `Rejected(Stopped)` when giving up). Jobs in workers go on; attempts
+    /// that end from now on are not retried.
+    pub fn stop(&mut self, end: End) {
+        self.dispatching = false;
+        let mut ids = self.queue.drain();
+        ids.extend(self.delayed.drain().map(|Reverse((_, j))| j));
+        self.delayed_count = 0;
+        for job in ids {
+            let Some(e) = self.jobs.get(&job) else {
+                continue;
+            };
+            if matches!(e.place, Place::Slot(_)) {
+                continue;
+            }
+            let e = self.jobs.remove(&job).expect("checked above");
+            self.push_ended(job, e, end, None, None);
+        }
+    }
+
+    /// Whether the core still hands out jobs (it was not stopped).
+    pub fn is_dispatching(&self) -> bool {
+        self.dispatching
+    }
+
+    /// Kill every worker that holds a job (shutdown after the grace): their
+    /// running jobs end as `Cancelled`.
+    pub fn kill_busy(&mut self, reason: KillReason, now: Instant) {
+        for slot in 0..self.slots.len() {
+            if !self.slots[slot].inflight.is_empty() {
+                self.kill_slot(slot, reason, now);
+            }
+        }
+    }
+
+    /// Whether any worker holds a job.
+    pub fn any_assigned(&self) -> bool {
+        self.slots.iter().any(|s| !s.inflight.is_empty())
+    }
+
+    /// How much work the core wants from a job source (see [`Demand`]).
+    pub fn demand(&self) -> Demand {
+        if !self.dispatching {
+            return Demand {
+                free: 0,
+                evict_above: None,
+            };
+        }
+        let room: usize = self
+            .slots
+            .iter()
+            .filter(|s| s.state != SlotState::Down)
+            .map(|s| self.cfg.prefetch.saturating_sub(s.inflight.len()))
+            .sum();
+        let free = room.saturating_sub(self.waiting());
+        let evict_above = if room > 0 || self.cfg.eviction == EvictionMode::Off {
+            None
+        } else {
+            self.least_urgent_running().map(|(_, p)| p)
+        };
+        Demand { free, evict_above }
+    }
+
+    /// Counts for status displays.
+    pub fn stats(&self) -> CoreStats {
+        let mut st = CoreStats {
+            queued_per_level: self.queue.per_level(),
+            queued: self.queue.len(),
+            delayed: self.delayed_count,
+            ..CoreStats::default()
+        };
+        for s in &self.slots {
+            st.assigned += s.inflight.len();
+            match s.state {
+                SlotState::Ready => st.ready_slots += 1,
+                SlotState::Pending => st.pending_slots += 1,
+                SlotState::Down => st.down_slots += 1,
+            }
+        }
+        st
+    }
+
+    /// Queued jobs of `kind`.
+    pub fn queued_of(&self, kind: KindId) -> usize {
+        self.queue.len_of(kind)
+    }
+
+    /// Jobs of `kind` held by workers now.
+    pub fn held_of(&self, kind: KindId) -> usize {
+        self.held_per_kind.get(kind as usize).copied().unwrap_or(0)
+    }
+
+    /// Decide what to do now: expire deadlines, queue retries that are due,
+    /// hand queued jobs to workers with room, evict for more urgent jobs.
+    /// Appends the decisions (and any made by inputs since the last poll) to
+    /// `out`, in the order they were made.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<Decision<J, O>>) {
+        self.expire(now);
+        self.release_due(now);
+        if self.dispatching {
+            self.dispatch(now);
+            self.evict(now);
+        }
+        out.append(&mut self.out);
+    }
+
+    /// End a waiting (queued or delayed) job with `end`.
+    fn end_waiting(&mut self, job: JobId, end: End) {
+        let Some(e) = self.jobs.get(&job) else { return };
+        match e.place {
+            Place::Queued(key) => {
+                self.queue.remove(key, job);
+            }
+            Place::Delayed => self.delayed_count -= 1,
+            Place::Slot(_) => return,
+        }
+        let e = self.jobs.remove(&job).expect("checked above");
+        self.push_ended(job, e, end, None, None);
+    }
+
+    /// An attempt of a job that left its slot ended so: retry it if its
+    /// policy allows and the core is not stopping, else end it.
+    fn end_attempt(
+        &mut self,
+        job: JobId,
+        mut entry: Entry<J>,
+        end: End,
+        detail: Option<O>,
+        started: Option<Instant>,
+        now: Instant,
+    ) {
+        let retryable = match end {
+            End::Failed => Some(super::retry::Retryable::Failed),
+            End::TimedOut => Some(super::retry::Retryable::TimedOut),
+            End::Crashed => Some(super::retry::Retryable::Crashed),
+            _ => None,
+        };
+        let attempt = entry.attempt as u32;
+        let policy = *self.policy_of(&entry.spec.retry);
+        let retry = self.dispatching && retryable.is_some_and(|r| policy.should_retry(attempt, r));
+        if !retry {
+            return self.push_ended(job, entry, end, detail, started);
+        }
+        let slot = entry.place.slot().unwrap_or(0);
+        let delay = policy.delay(attempt, &mut self.rng).min(MAX_DELAY);
+        let due = now.checked_add(delay).unwrap_or(now);
+        entry.place = Place::Delayed;
+        entry.attempt = entry.attempt.saturating_add(1);
+        self.jobs.insert(job, entry);
+        self.delayed.push(Reverse((due, job)));
+        self.delayed_count += 1;
+        self.out.push(Decision::Retrying {
+            job,
+            slot,
+            attempt,
+            end,
+            detail,
+            due,
+        });
+    }
+
+    /// Emit the end of a job that has left the core (unless its end was
+    /// decided before).
+    fn push_ended(
+        &mut self,
+        job: JobId,
+        mut entry: Entry<J>,
+        end: End,
+        detail: Option<O>,
+        started: Option<Instant>,
+    ) {
+        let Some(data) = entry.data.take() else {
+            return;
+        };
+        let mut meta = Self::meta_of(&entry);
+        meta.started = started;
+        self.out.push(Decision::Ended {
+            ended: Ended {
+                job,
+                data,
+                meta,
+                spec: entry.spec.to_job_spec(),
+            },
+            end,
+            detail,
+        });
+    }
+}
+
+/// Why a slot is being emptied.
+#[derive(Debug)]
+enum Settle<O> {
+    /// Its worker died on its own; the running job crashed (with this
+    /// detail).
+    Lost(Option<O>),
+    /// The core killed its worker for this reason.
+    Killed(KillReason),
+}

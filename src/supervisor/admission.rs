@@ -1,0 +1,144 @@
+//! Admitting jobs into the core: submits from the API (and other job
+//! sources), and the waiting room of a bounded queue.
+
+use std::time::Instant;
+
+use actix::{AsyncContext, Context, Handler};
+
+use super::actor::SupervisorActor;
+use super::protocol::{Admission, AdmitError, JobRecord, Submit};
+use crate::sched::{JobSpec, Refused};
+use crate::wire::JobId;
+
+/// A submit waiting for room in a full queue.
+pub(crate) struct Waiting {
+    id: JobId,
+    spec: JobSpec,
+    record: JobRecord,
+    admission: Admission,
+}
+
+impl Handler<Submit> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) {
+        let Submit {
+            id,
+            priority,
+            timeout,
+            weight,
+            retry,
+            record,
+            admission,
+        } = msg;
+        let spec = JobSpec {
+            priority,
+            timeout,
+            kind: self.core.kind(&record.kind),
+            weight,
+            retry,
+        };
+        if !self.accepting() {
+            // The core ends it as rejected: it reports, and counts, once.
+            admission.answer(Err(AdmitError::Closed(self.stop_reason_text())));
+            self.counts.submitted += 1;
+            let _ = self.core.submit(id, spec, record);
+            return self.pump(ctx);
+        }
+        // Submits already waiting for room keep their turn.
+        if !self.room.is_empty() && matches!(admission, Admission::Wait { .. }) {
+            return self.wait_for_room(
+                Waiting {
+                    id,
+                    spec,
+                    record,
+                    admission,
+                },
+                ctx,
+            );
+        }
+        let keep = self.cfg.core.capacity.map(|_| spec.clone());
+        match self.core.submit(id, spec, record) {
+            Ok(()) => {
+                self.counts.submitted += 1;
+                admission.answer(Ok(()));
+                self.pump(ctx);
+            }
+            Err((record, Refused::Full)) => {
+                if !matches!(admission, Admission::Wait { .. }) {
+                    admission.answer(Err(AdmitError::Full(self.cfg.core.capacity.unwrap_or(0))));
+                    return;
+                }
+                let spec = keep.expect("a full queue has a capacity");
+                self.wait_for_room(
+                    Waiting {
+                        id,
+                        spec,
+                        record,
+                        admission,
+                    },
+                    ctx,
+                );
+            }
+        }
+    }
+}
+
+impl SupervisorActor {
+    /// Why jobs are not accepted now.
+    pub(super) fn stop_reason_text(&self) -> String {
+        self.failed
+            .clone()
+            .unwrap_or_else(|| "the supervisor is shutting down".into())
+    }
+
+    /// Park a submit until there is room (or its wait runs out).
+    fn wait_for_room(&mut self, w: Waiting, ctx: &mut Context<Self>) {
+        if let Admission::Wait {
+            until: Some(until), ..
+        } = &w.admission
+        {
+            let id = w.id;
+            let started = Instant::now();
+            ctx.run_later(until.saturating_duration_since(started), move |act, _| {
+                if let Some(pos) = act.room.iter().position(|w| w.id == id) {
+                    let cap = act.cfg.core.capacity.unwrap_or(0);
+                    if let Some(w) = act.room.remove(pos) {
+                        w.admission
+                            .answer(Err(AdmitError::StillFull(cap, started.elapsed())));
+                    }
+                }
+            });
+        }
+        self.room.push_back(w);
+    }
+
+    /// Admit submits waiting for room, in arrival order, while there is room.
+    /// Returns whether any was admitted.
+    pub(super) fn admit_waiting(&mut self) -> bool {
+        let Some(cap) = self.cfg.core.capacity else {
+            return false;
+        };
+        let mut admitted = false;
+        while self.core.waiting() < cap {
+            let Some(w) = self.room.pop_front() else {
+                break;
+            };
+            if self.core.submit(w.id, w.spec, w.record).is_ok() {
+                self.counts.submitted += 1;
+                w.admission.answer(Ok(()));
+                admitted = true;
+            }
+        }
+        admitted
+    }
+
+    /// Refuse every submit waiting for room (the supervisor stopped
+    /// accepting).
+    pub(super) fn close_room(&mut self) {
+        let why = self.stop_reason_text();
+        for w in self.room.drain(..) {
+            w.admission.answer(Err(AdmitError::Closed(why.clone())));
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! The threads that connect the supervisor actor to its worker processes.
+//!
+//! - `spawner`: the thread that forks every worker, and lives as long as the
+//!   supervisor (a child's death signal follows the thread that forked it).
+//! - `reader`: one thread per worker that accepts its handshake, reads its
+//!   result frames and hands them to the actor as [`LinkEvent`]s, delivering
+//!   final results to their targets directly.
+//! - `replies`: the targets of the jobs a worker holds, shared by the actor
+//!   and the reader (whoever takes a target out reports with it).
+//! - `tx`: sending job and control frames to a worker.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipc_channel::ipc::IpcBytesSender;
+
+use super::outcome::Outcome;
+use crate::process::Process;
+use crate::sched::SlotId;
+use crate::wire::{JobId, Payload, ProtocolError};
+
+mod reader;
+mod replies;
+mod spawner;
+mod tx;
+
+pub(crate) use replies::{Replies, Reply};
+pub(crate) use spawner::Spawner;
+pub(crate) use tx::{abandon_handshake, WorkerTx};
+
+/// A message from a worker, after the reader thread has seen it.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A job ended.
+    Finished {
+        /// The job.
+        job: JobId,
+        /// How, as the worker said.
+        how: crate::sched::Finish,
+        /// Whether the reader delivered it.
+        end: Finish,
+        /// When the reader read it (the worker's next job started then).
+        at: Instant,
+        /// How long the handler ran, as the worker measured.
+        run: Duration,
+    },
+    /// Progress from a running handler.
+    Progress {
+        job: JobId,
+        fraction: f32,
+        note: String,
+    },
+    /// The worker is alive.
+    Heartbeat,
+}
+
+/// What the reader thread did with a job's end.
+#[derive(Debug)]
+pub(crate) enum Finish {
+    /// Delivered to its target (a final result); the outcome without its
+    /// result, for the actor's counts.
+    Delivered(Outcome<()>),
+    /// Not delivered: the outcome, for the core to decide what it means.
+    Pending(Outcome<Payload>),
+}
+
+/// Something that happened on a worker's link; `gen` tells workers that
+/// reused a slot apart.
+#[derive(Debug)]
+pub(crate) enum LinkEvent {
+    /// The process was started.
+    Spawned {
+        slot: SlotId,
+        gen: u64,
+        process: Process,
+        server: String,
+    },
+    /// The process could not be started.
+    SpawnFailed {
+        slot: SlotId,
+        gen: u64,
+        error: String,
+    },
+    /// The handshake completed.
+    Ready {
+        slot: SlotId,
+        gen: u64,
+        pid: u32,
+        kinds: Vec<String>,
+        tx: IpcBytesSender,
+        control: IpcBytesSender,
+    },
+    /// The handshake failed (bad version, broken connection).
+    HandshakeFailed {
+        slot: SlotId,
+        gen: u64,
+        error: String,
+    },
+    /// Messages from the worker.
+    Frames {
+        slot: SlotId,
+        gen: u64,
+        messages: Vec<Incoming>,
+    },
+    /// The worker sent bytes that are not a frame (or too many of them).
+    Fault {
+        slot: SlotId,
+        gen: u64,
+        error: ProtocolError,
+    },
+    /// The worker's end of the results socket closed: every frame it sent
+    /// has been handed over.
+    Closed { slot: SlotId, gen: u64 },
+}
+
+impl actix::Message for LinkEvent {
+    type Result = ();
+}
+
+/// Where link events go.
+pub(crate) type EventSink = Arc<dyn Fn(LinkEvent) + Send + Sync>;
+
+/// Settings passed to every worker and its reader.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timing {
+    /// Heartbeat interval.
+    pub(crate) heartbeat: Duration,
+    /// Spin before blocking on a receive.
+    pub(crate) spin: Duration,
+    /// Largest frame accepted from a worker, in bytes.
+    pub(crate) max_frame: usize,
+}

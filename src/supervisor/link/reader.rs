@@ -1,0 +1,154 @@
+//! One reader thread per worker: it accepts the worker's handshake, then
+//! reads the worker's result frames, several at a time, and hands them to
+//! the actor as link events. A final result (see `replies`) is delivered
+//! to its target at once, before the actor hears of it.
+
+use std::time::{Duration, Instant};
+
+use ipc_channel::ipc::IpcOneShotServer;
+
+use super::super::outcome::Outcome;
+use super::{EventSink, Finish, Incoming, LinkEvent, Replies};
+use crate::sched::SlotId;
+use crate::wire::stream::{FrameReader, ReadEnd};
+use crate::wire::{self, FromWorker, Handshake, PROTOCOL_VERSION};
+
+/// Most frames gathered into one event.
+const READ_BATCH: usize = 256;
+
+pub(super) fn reader_thread(
+    server: IpcOneShotServer<Handshake>,
+    reader: FrameReader,
+    slot: SlotId,
+    gen: u64,
+    sink: EventSink,
+    replies: Replies,
+    spin: Duration,
+) {
+    let hello = match server.accept() {
+        Ok((_, Handshake::Hello(hello))) => hello,
+        Ok((_, Handshake::Abandon)) => return,
+        Err(e) => {
+            sink(LinkEvent::HandshakeFailed {
+                slot,
+                gen,
+                error: format!("the worker's handshake did not decode: {e}"),
+            });
+            return;
+        }
+    };
+    if hello.version != PROTOCOL_VERSION {
+        sink(LinkEvent::HandshakeFailed {
+            slot,
+            gen,
+            error: format!(
+                "the worker speaks protocol v{}, this supervisor v{PROTOCOL_VERSION}; rebuild the worker against this procvisor",
+                hello.version
+            ),
+        });
+        return;
+    }
+    sink(LinkEvent::Ready {
+        slot,
+        gen,
+        pid: hello.pid,
+        kinds: hello.kinds,
+        tx: hello.to_worker,
+        control: hello.control,
+    });
+    read_frames(reader, slot, gen, &sink, &replies, spin);
+}
+
+fn read_frames(
+    mut rx: FrameReader,
+    slot: SlotId,
+    gen: u64,
+    sink: &EventSink,
+    replies: &Replies,
+    spin: Duration,
+) {
+    let mut reports = Vec::new();
+    loop {
+        if let Err(end) = rx.fill(spin) {
+            return sink(match end {
+                ReadEnd::Closed => LinkEvent::Closed { slot, gen },
+                ReadEnd::Fault(error) => LinkEvent::Fault { slot, gen, error },
+            });
+        }
+        let at = Instant::now();
+        let mut messages = Vec::new();
+        let mut fault = None;
+        let mut count = 0;
+        while count < READ_BATCH {
+            let frame = match rx.next_frame() {
+                None => break,
+                Some(Err(error)) => {
+                    fault = Some(error);
+                    break;
+                }
+                Some(Ok(bytes)) => wire::decode_frame::<FromWorker>(bytes),
+            };
+            let frame = match frame {
+                Ok(f) => f,
+                Err(error) => {
+                    fault = Some(error);
+                    break;
+                }
+            };
+            count += 1;
+            for m in frame {
+                messages.push(match m {
+                    FromWorker::Finished {
+                        job,
+                        result,
+                        run_us,
+                    } => {
+                        let outcome = Outcome::from_result(result);
+                        let run = Duration::from_micros(run_us);
+                        let how = outcome.finish();
+                        let end = match replies.take_if_final(job, &outcome) {
+                            Some(reply) => {
+                                let summary = outcome.without_result();
+                                reports.push((reply, job, outcome, run));
+                                Finish::Delivered(summary)
+                            }
+                            None => Finish::Pending(outcome),
+                        };
+                        Incoming::Finished {
+                            job,
+                            how,
+                            end,
+                            at,
+                            run,
+                        }
+                    }
+                    FromWorker::Progress {
+                        job,
+                        fraction,
+                        note,
+                    } => Incoming::Progress {
+                        job,
+                        fraction,
+                        note,
+                    },
+                    FromWorker::Heartbeat => Incoming::Heartbeat,
+                });
+            }
+        }
+        // The actor hears first, so that anything a submitter asks after
+        // seeing its report already counts the job.
+        if !messages.is_empty() {
+            sink(LinkEvent::Frames {
+                slot,
+                gen,
+                messages,
+            });
+        }
+        for (reply, job, outcome, run) in reports.drain(..) {
+            reply.send(job, outcome, Some(run));
+        }
+        if let Some(error) = fault {
+            return sink(LinkEvent::Fault { slot, gen, error });
+        }
+    }
+}

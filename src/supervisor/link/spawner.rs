@@ -1,0 +1,158 @@
+//! The spawner thread forks every worker. It lives as long as the
+//! supervisor because a child's `PR_SET_PDEATHSIG` fires when the thread
+//! that forked it ends.
+//!
+//! Each worker gets a one-shot server to connect to (for the channels the
+//! supervisor sends on) and inherits one end of a fresh `socketpair` as
+//! [`RESULTS_FD`], on which it writes its results; the other end goes to the
+//! worker's reader thread.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use ipc_channel::ipc::IpcOneShotServer;
+
+use super::reader::reader_thread;
+use super::{EventSink, LinkEvent, Replies, Timing};
+use crate::process::Process;
+use crate::sched::SlotId;
+use crate::supervisor::config::WorkerCommand;
+use crate::wire::spin::SPIN_ENV;
+use crate::wire::stream::{FrameReader, RESULTS_FD, RESULTS_FD_ENV};
+use crate::wire::{Handshake, HEARTBEAT_ENV, SERVER_ENV};
+
+struct SpawnRequest {
+    slot: SlotId,
+    gen: u64,
+    replies: Replies,
+}
+
+/// The spawner thread (see the module docs).
+pub(crate) struct Spawner {
+    requests: Option<mpsc::Sender<SpawnRequest>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Spawner {
+    /// Start the spawner thread.
+    pub(crate) fn start(
+        cmd: WorkerCommand,
+        timing: Timing,
+        sink: EventSink,
+    ) -> io::Result<Spawner> {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        let thread = std::thread::Builder::new()
+            .name("procvisor-spawner".into())
+            .spawn(move || {
+                for req in rx {
+                    spawn_one(&cmd, timing, &sink, req);
+                }
+            })?;
+        Ok(Spawner {
+            requests: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Ask for a worker in `slot`; the answer comes as link events. Its
+    /// reader thread reports the jobs whose targets the actor puts in
+    /// `replies`.
+    pub(crate) fn spawn(&self, slot: SlotId, gen: u64, replies: Replies) {
+        if let Some(tx) = &self.requests {
+            let _ = tx.send(SpawnRequest { slot, gen, replies });
+        }
+    }
+}
+
+impl Drop for Spawner {
+    fn drop(&mut self) {
+        self.requests.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRequest) {
+    let SpawnRequest { slot, gen, replies } = req;
+    let failed = |error: String| sink(LinkEvent::SpawnFailed { slot, gen, error });
+    let (server, name) = match IpcOneShotServer::<Handshake>::new() {
+        Ok(s) => s,
+        Err(e) => return failed(format!("cannot create the handshake server: {e}")),
+    };
+    let (ours, theirs) = match UnixStream::pair() {
+        Ok(p) => p,
+        Err(e) => return failed(format!("cannot create the results socket: {e}")),
+    };
+    let reader = match FrameReader::new(ours, timing.max_frame) {
+        Ok(r) => r,
+        Err(e) => return failed(format!("cannot set up the results socket: {e}")),
+    };
+    let mut command = Command::new(&cmd.program);
+    command
+        .args(&cmd.args)
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .env(SERVER_ENV, &name)
+        .env(RESULTS_FD_ENV, RESULTS_FD.to_string())
+        .env(
+            HEARTBEAT_ENV,
+            timing.heartbeat.as_millis().max(1).to_string(),
+        )
+        .env(SPIN_ENV, timing.spin.as_micros().to_string())
+        .stdin(Stdio::null());
+    inherit_as(&mut command, OwnedFd::from(theirs), RESULTS_FD);
+    let process = match Process::spawn(&mut command) {
+        Ok(p) => p,
+        Err(e) => {
+            return failed(format!(
+                "cannot start the worker program {}: {e}; check the path, or build it (cargo build -p procvisor-worker)",
+                cmd.program.display()
+            ))
+        }
+    };
+    // The child has its copy of the worker's end; ours closes with `command`.
+    drop(command);
+    sink(LinkEvent::Spawned {
+        slot,
+        gen,
+        process,
+        server: name,
+    });
+    let sink = sink.clone();
+    let started = std::thread::Builder::new()
+        .name(format!("procvisor-link-{slot}"))
+        .spawn(move || reader_thread(server, reader, slot, gen, sink, replies, timing.spin));
+    if let Err(e) = started {
+        tracing::error!(slot, "cannot start a link thread: {e}");
+    }
+}
+
+/// Make the child inherit `fd` as descriptor number `target` (and no other
+/// descriptor of ours: everything we open is close-on-exec).
+fn inherit_as(command: &mut Command, fd: OwnedFd, target: i32) {
+    let raw = fd.as_raw_fd();
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe system calls (dup2, fcntl); it allocates nothing.
+    // `fd` stays open in the parent until the command is dropped, after
+    // the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let _keep = &fd;
+            if raw == target {
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                let flags = libc::fcntl(raw, libc::F_GETFD);
+                if flags < 0 || libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw, target) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,296 @@
+//! Frames from a worker to its supervisor, over a stream socket the worker
+//! inherits.
+//!
+//! Each frame is a 4-byte little-endian length followed by that many bytes
+//! (a postcard-encoded `Vec<FromWorker>`). The supervisor creates a
+//! `socketpair` per worker and the worker inherits one end as a file
+//! descriptor named in [`RESULTS_FD_ENV`], so no other process can take the
+//! channel. The reader keeps one buffer and reads whatever has arrived in
+//! one system call, so a burst of results costs one read, not one per
+//! result; a length over the reader's limit is a protocol fault reported
+//! before any memory is reserved for it.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::ProtocolError;
+
+/// Name of the environment variable that tells a worker which inherited
+/// file descriptor carries its frames to the supervisor.
+pub const RESULTS_FD_ENV: &str = "PROCVISOR_RESULTS_FD";
+
+/// The descriptor number a worker inherits its results socket as.
+pub const RESULTS_FD: i32 = 3;
+
+/// Bytes of a frame's length prefix.
+const HEADER: usize = 4;
+
+/// Writes frames (the worker's side).
+#[derive(Debug)]
+pub struct FrameWriter {
+    stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl FrameWriter {
+    /// A writer over `stream` (blocking).
+    pub fn new(stream: UnixStream) -> FrameWriter {
+        FrameWriter {
+            stream,
+            buf: Vec::with_capacity(256),
+        }
+    }
+
+    /// The results socket this process inherited, as named by
+    /// [`RESULTS_FD_ENV`]; it is made close-on-exec so that programs a job
+    /// starts do not inherit it.
+    pub fn inherited(fd: i32) -> io::Result<FrameWriter> {
+        if fd < 0 {
+            return Err(io::Error::other(format!("{fd} is not a file descriptor")));
+        }
+        // SAFETY: fstat only reads the descriptor's metadata; an invalid
+        // descriptor gives EBADF.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        if unsafe { libc::fstat(fd, &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+            return Err(io::Error::other(format!(
+                "file descriptor {fd} is not a socket"
+            )));
+        }
+        // SAFETY: the descriptor is open (fstat succeeded), is a socket, and
+        // was handed to this process to own; nothing else in it uses it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
+        Ok(FrameWriter::new(UnixStream::from(owned)))
+    }
+
+    /// Encode `messages` as one frame and write it.
+    pub fn send<M: Serialize>(&mut self, messages: &[M]) -> io::Result<()> {
+        self.buf.clear();
+        self.buf.extend_from_slice(&[0; HEADER]);
+        let buf = std::mem::take(&mut self.buf);
+        self.buf = postcard::to_extend(messages, buf).map_err(io::Error::other)?;
+        let len = u32::try_from(self.buf.len() - HEADER)
+            .map_err(|_| io::Error::other("a frame over 4 GiB cannot be sent"))?;
+        self.buf[..HEADER].copy_from_slice(&len.to_le_bytes());
+        self.stream.write_all(&self.buf)
+    }
+
+    /// Write bytes as they are, with no framing (for tests of the reader).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+}
+
+/// Why reading stopped.
+#[derive(Debug)]
+pub enum ReadEnd {
+    /// The worker's end closed (it exited, or closed the socket).
+    Closed,
+    /// The bytes are not frames (or a frame is over the limit).
+    Fault(ProtocolError),
+}
+
+/// Reads frames (the supervisor's side), never holding more than the limit
+/// plus one read's worth of bytes.
+#[derive(Debug)]
+pub struct FrameReader {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    max_frame: usize,
+}
+
+/// Bytes asked for in one read (the buffer grows only for larger frames).
+const CHUNK: usize = 64 << 10;
+
+impl FrameReader {
+    /// A reader over `stream` that refuses frames over `max_frame` bytes.
+    pub fn new(stream: UnixStream, max_frame: usize) -> io::Result<FrameReader> {
+        stream.set_nonblocking(true)?;
+        Ok(FrameReader {
+            stream,
+            buf: vec![0; CHUNK],
+            start: 0,
+            end: 0,
+            max_frame,
+        })
+    }
+
+    /// The next whole frame already read, if any (without reading more).
+    /// A length over the limit is a fault.
+    pub fn next_frame(&mut self) -> Option<Result<&[u8], ProtocolError>> {
+        let have = self.end - self.start;
+        if have < HEADER {
+            return None;
+        }
+        let mut len = [0u8; HEADER];
+        len.copy_from_slice(&self.buf[self.start..self.start + HEADER]);
+        let len = u32::from_le_bytes(len) as usize;
+        if len > self.max_frame {
+            return Some(Err(ProtocolError {
+                len,
+                reason: format!(
+                    "the frame's length is over the limit of {} bytes (Config::max_result)",
+                    self.max_frame
+                ),
+            }));
+        }
+        if have < HEADER + len {
+            return None;
+        }
+        let at = self.start + HEADER;
+        self.start = at + len;
+        Some(Ok(&self.buf[at..at + len]))
+    }
+
+    /// Read what has arrived, waiting for it: poll for up to `spin` while
+    /// yielding the CPU, then block. Returns once some bytes came.
+    pub fn fill(&mut self, spin: Duration) -> Result<(), ReadEnd> {
+        self.make_room();
+        let started = Instant::now();
+        loop {
+            match (&self.stream).read(&mut self.buf[self.end..]) {
+                Ok(0) => return Err(ReadEnd::Closed),
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if started.elapsed() < spin {
+                        std::thread::yield_now();
+                    } else {
+                        self.block();
+                    }
+                }
+                Err(_) => return Err(ReadEnd::Closed),
+            }
+        }
+    }
+
+    /// Wait until the socket is readable (or closed).
+    fn block(&self) {
+        let fd = self.stream.as_fd();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        let _ = rustix::event::poll(&mut fds, None);
+    }
+
+    /// Move the unread bytes to the front and make sure the buffer has room
+    /// for a chunk, or for the whole of a frame whose header is in.
+    fn make_room(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let mut want = self.end + CHUNK;
+        if self.end >= HEADER {
+            let mut len = [0u8; HEADER];
+            len.copy_from_slice(&self.buf[..HEADER]);
+            // next_frame refused a length over the limit before we got here.
+            let frame = (u32::from_le_bytes(len) as usize).min(self.max_frame);
+            want = want.max(HEADER + frame);
+        }
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        } else if self.buf.len() > 4 * CHUNK && want <= CHUNK {
+            // A large frame has passed: give its memory back.
+            self.buf.truncate(CHUNK);
+            self.buf.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{decode_frame, FromWorker, JobResult};
+
+    fn pair(max: usize) -> (FrameWriter, FrameReader) {
+        let (a, b) = UnixStream::pair().unwrap();
+        (FrameWriter::new(a), FrameReader::new(b, max).unwrap())
+    }
+
+    #[test]
+    fn frames_arrive_whole_and_in_order() {
+        let (mut w, mut r) = pair(1 << 20);
+        // More than a socket buffer holds: the writer blocks until we read.
+        let writer = std::thread::spawn(move || {
+            for job in 0..100u64 {
+                w.send(&[FromWorker::Finished {
+                    job,
+                    result: JobResult::Err("x".repeat(job as usize * 100)),
+                    run_us: job,
+                }])
+                .unwrap();
+            }
+        });
+        let mut seen = 0;
+        loop {
+            while let Some(frame) = r.next_frame() {
+                let msgs: Vec<FromWorker> = decode_frame(frame.unwrap()).unwrap();
+                let FromWorker::Finished { job, .. } = msgs[0] else {
+                    panic!()
+                };
+                assert_eq!(job, seen);
+                seen += 1;
+            }
+            if let Err(ReadEnd::Closed) = r.fill(Duration::ZERO) {
+                break;
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(seen, 100);
+    }
+
+    #[test]
+    fn a_length_over_the_limit_is_a_fault_before_any_allocation() {
+        let (mut w, mut r) = pair(1000);
+        // Claims 1 TiB (the prefix saturates at 4 GiB - 1).
+        w.send_raw(&u32::MAX.to_le_bytes()).unwrap();
+        r.fill(Duration::ZERO).unwrap();
+        let e = r.next_frame().unwrap().unwrap_err();
+        assert_eq!(e.len, u32::MAX as usize);
+        assert!(e.reason.contains("over the limit of 1000 bytes"), "{e}");
+        assert!(r.buf.len() <= CHUNK);
+    }
+
+    #[test]
+    fn a_large_frame_within_the_limit_is_read_across_many_reads() {
+        let (mut w, mut r) = pair(8 << 20);
+        let big = "y".repeat(3 << 20);
+        let t = std::thread::spawn(move || {
+            w.send(&[FromWorker::Finished {
+                job: 1,
+                result: JobResult::Err(big),
+                run_us: 0,
+            }])
+            .unwrap();
+        });
+        let frame = loop {
+            if let Some(f) = r.next_frame() {
+                break f.unwrap().to_vec();
+            }
+            r.fill(Duration::ZERO).unwrap();
+        };
+        t.join().unwrap();
+        let msgs: Vec<FromWorker> = decode_frame(&frame).unwrap();
+        assert!(
+            matches!(&msgs[0], FromWorker::Finished { result: JobResult::Err(e), .. } if e.len() == 3 << 20)
+        );
+    }
+}
