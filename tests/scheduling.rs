@@ -115,10 +115,13 @@ fn prefetched_jobs_survive_their_workers_death() {
         .map(|i| sup.submit(Job::json("echo", &json!(i))).unwrap())
         .collect();
     let pid = running_pid(&head);
+    // A worker is topped up once it holds half its prefetch or less: it
+    // holds the head and two more; the third waits in the queue.
     assert!(eventually(Duration::from_secs(5), || matches!(
-        held[2].state_blocking(),
+        held[1].state_blocking(),
         JobState::Prefetched { .. }
     )));
+    assert_eq!(held[2].state_blocking(), JobState::Queued);
     // Kill the worker from outside: the running job crashed, the held ones
     // are put back and run on the replacement.
     unsafe { libc::kill(pid as i32, libc::SIGKILL) };

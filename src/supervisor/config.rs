@@ -134,11 +134,13 @@ impl Config {
         self
     }
 
-    /// Jobs a worker may hold at once: 1 (default) hands a job only to an idle
-    /// worker; more lets quick jobs flow without a round trip between them.
-    /// Jobs held but not started are put back in the queue, never lost, when
-    /// their worker dies or is evicted. Prefetch trades strict priority for
-    /// throughput: an urgent job may wait behind jobs a worker already holds.
+    /// Jobs a worker may hold at once, 1 to 1024: 1 (default) hands a job
+    /// only to an idle worker; more lets quick jobs flow without a round
+    /// trip between them. A worker is topped up to `k` once it holds `k / 2`
+    /// or fewer, so that jobs travel to it several at a time. Jobs held but
+    /// not started are put back in the queue, never lost, when their worker
+    /// dies or is evicted. Prefetch trades strict priority for throughput:
+    /// an urgent job may wait behind jobs a worker already holds.
     pub fn prefetch(mut self, k: usize) -> Config {
         self.core.prefetch = k;
         self

@@ -1,18 +1,18 @@
-//! Frames from a worker to its supervisor, over a stream socket the worker
-//! inherits.
+//! Frames from a worker to its supervisor, over a pipe the worker inherits.
 //!
 //! Each frame is a 4-byte little-endian length followed by that many bytes
-//! (a postcard-encoded `Vec<FromWorker>`). The supervisor creates a
-//! `socketpair` per worker and the worker inherits one end as a file
-//! descriptor named in [`RESULTS_FD_ENV`], so no other process can take the
-//! channel. The reader keeps one buffer and reads whatever has arrived in
+//! (a postcard-encoded `Vec<FromWorker>`). The supervisor creates a pipe per
+//! worker and the worker inherits its write end as the file descriptor
+//! named in [`RESULTS_FD_ENV`], so no other process can take the channel (a
+//! pipe write is also cheaper than a socket send: no buffer is allocated
+//! per message). The reader keeps one buffer and reads whatever has arrived in
 //! one system call, so a burst of results costs one read, not one per
 //! result; a length over the reader's limit is a protocol fault reported
 //! before any memory is reserved for it.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -29,18 +29,24 @@ pub const RESULTS_FD: i32 = 3;
 /// Bytes of a frame's length prefix.
 const HEADER: usize = 4;
 
+/// A pipe for frames: its read end and its write end (both close-on-exec).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    Ok((r, w))
+}
+
 /// Writes frames (the worker's side).
 #[derive(Debug)]
 pub struct FrameWriter {
-    stream: UnixStream,
+    stream: File,
     buf: Vec<u8>,
 }
 
 impl FrameWriter {
-    /// A writer over `stream` (blocking).
-    pub fn new(stream: UnixStream) -> FrameWriter {
+    /// A writer over the write end of a pipe (blocking).
+    pub fn new(fd: OwnedFd) -> FrameWriter {
         FrameWriter {
-            stream,
+            stream: File::from(fd),
             buf: Vec::with_capacity(256),
         }
     }
@@ -58,16 +64,16 @@ impl FrameWriter {
         if unsafe { libc::fstat(fd, &mut st) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
             return Err(io::Error::other(format!(
-                "file descriptor {fd} is not a socket"
+                "file descriptor {fd} is not a pipe"
             )));
         }
-        // SAFETY: the descriptor is open (fstat succeeded), is a socket, and
+        // SAFETY: the descriptor is open (fstat succeeded), is a pipe, and
         // was handed to this process to own; nothing else in it uses it.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
         rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)?;
-        Ok(FrameWriter::new(UnixStream::from(owned)))
+        Ok(FrameWriter::new(owned))
     }
 
     /// Encode `messages` as one frame and write it.
@@ -101,7 +107,7 @@ pub enum ReadEnd {
 /// plus one read's worth of bytes.
 #[derive(Debug)]
 pub struct FrameReader {
-    stream: UnixStream,
+    stream: File,
     buf: Vec<u8>,
     start: usize,
     end: usize,
@@ -112,11 +118,13 @@ pub struct FrameReader {
 const CHUNK: usize = 64 << 10;
 
 impl FrameReader {
-    /// A reader over `stream` that refuses frames over `max_frame` bytes.
-    pub fn new(stream: UnixStream, max_frame: usize) -> io::Result<FrameReader> {
-        stream.set_nonblocking(true)?;
+    /// A reader over the read end of a pipe that refuses frames over
+    /// `max_frame` bytes.
+    pub fn new(fd: OwnedFd, max_frame: usize) -> io::Result<FrameReader> {
+        let flags = rustix::fs::fcntl_getfl(&fd)?;
+        rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)?;
         Ok(FrameReader {
-            stream,
+            stream: File::from(fd),
             buf: vec![0; CHUNK],
             start: 0,
             end: 0,
@@ -221,8 +229,8 @@ mod tests {
     use crate::wire::{decode_frame, FromWorker, JobResult};
 
     fn pair(max: usize) -> (FrameWriter, FrameReader) {
-        let (a, b) = UnixStream::pair().unwrap();
-        (FrameWriter::new(a), FrameReader::new(b, max).unwrap())
+        let (r, w) = pipe().unwrap();
+        (FrameWriter::new(w), FrameReader::new(r, max).unwrap())
     }
 
     #[test]

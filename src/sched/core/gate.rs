@@ -48,11 +48,29 @@ impl<J, O> Core<J, O> {
     }
 
     /// Hand queued jobs to ready workers with room, as the policy and the
-    /// gate allow.
+    /// gate allow. A worker is topped up to `prefetch` once it holds half
+    /// of that or less, so that jobs go to it several to a frame rather than
+    /// one per result (with prefetch 1 or 2 this is every free place).
     pub(super) fn dispatch(&mut self, now: Instant) {
         self.rate_wake = None;
+        let low = self.cfg.prefetch / 2;
+        let mut open = std::mem::take(&mut self.open);
+        open.clear();
+        open.extend(
+            self.slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.state == super::SlotState::Ready && s.inflight.len() <= low)
+                .map(|(i, _)| i),
+        );
         while !self.queue.is_empty() {
-            let Some(slot) = self.slot_with_room() else {
+            let prefetch = self.cfg.prefetch;
+            let Some(slot) = open
+                .iter()
+                .copied()
+                .filter(|&i| self.slots[i].inflight.len() < prefetch)
+                .min_by_key(|&i| self.slots[i].inflight.len())
+            else {
                 break;
             };
             if let Some(bucket) = self.rate.as_mut() {
@@ -79,6 +97,7 @@ impl<J, O> Core<J, O> {
                 self.start_head(slot, now);
             }
         }
+        self.open = open;
     }
 
     /// A job of `kind` starts: take its tokens, note it in the exclusion

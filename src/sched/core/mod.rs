@@ -153,6 +153,8 @@ pub struct Core<J, O = ()> {
     reserved: VecDeque<JobId>,
     /// Scratch: which kinds may start a job now.
     eligible: Vec<bool>,
+    /// Scratch: the slots being filled by one dispatch.
+    open: Vec<SlotId>,
 }
 
 impl<J, O> Core<J, O> {
@@ -189,6 +191,7 @@ impl<J, O> Core<J, O> {
             arrived: Vec::new(),
             reserved: VecDeque::new(),
             eligible: Vec::new(),
+            open: Vec::new(),
         };
         for (name, limit) in std::mem::take(&mut core.cfg.kind_limits) {
             let k = core.kind(&name) as usize;
@@ -387,8 +390,9 @@ impl<J, O> Core<J, O> {
 
     /// The worker in `slot` reported, at `at`, that `job` ended so (with
     /// `detail`, handed back in the decision). The next job it holds starts
-    /// at `at`. If the job is not (or no longer) in that slot — its end was
-    /// decided before the report came — the detail is handed back.
+    /// at `at`. If its end was decided before the report came (it is no
+    /// longer in that slot, or was cancelled while in it), the report
+    /// changes nothing and the detail is handed back.
     pub fn finished(
         &mut self,
         slot: SlotId,
@@ -409,12 +413,13 @@ impl<J, O> Core<J, O> {
             self.start_head(slot, at);
         }
         let Some(mut entry) = self.jobs.remove(&job) else {
-            return Ok(());
+            return Err(detail);
         };
         self.held_per_kind[entry.spec.kind as usize] -= 1;
         if entry.data.is_none() {
-            // Its end was decided already (cancelled while in the worker).
-            return Ok(());
+            // Its end was decided already (cancelled while in the worker):
+            // the report changes nothing.
+            return Err(detail);
         }
         entry.place = Place::Slot(slot as u32);
         let end = match how {

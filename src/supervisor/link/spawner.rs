@@ -3,13 +3,12 @@
 //! that forked it ends.
 //!
 //! Each worker gets a one-shot server to connect to (for the channels the
-//! supervisor sends on) and inherits one end of a fresh `socketpair` as
+//! supervisor sends on) and inherits the write end of a fresh pipe as
 //! [`RESULTS_FD`], on which it writes its results; the other end goes to the
 //! worker's reader thread.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -23,7 +22,7 @@ use crate::process::Process;
 use crate::sched::SlotId;
 use crate::supervisor::config::WorkerCommand;
 use crate::wire::spin::SPIN_ENV;
-use crate::wire::stream::{FrameReader, RESULTS_FD, RESULTS_FD_ENV};
+use crate::wire::stream::{pipe, FrameReader, RESULTS_FD, RESULTS_FD_ENV};
 use crate::wire::{Handshake, HEARTBEAT_ENV, SERVER_ENV};
 
 struct SpawnRequest {
@@ -85,13 +84,13 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
         Ok(s) => s,
         Err(e) => return failed(format!("cannot create the handshake server: {e}")),
     };
-    let (ours, theirs) = match UnixStream::pair() {
+    let (ours, theirs) = match pipe() {
         Ok(p) => p,
-        Err(e) => return failed(format!("cannot create the results socket: {e}")),
+        Err(e) => return failed(format!("cannot create the results pipe: {e}")),
     };
     let reader = match FrameReader::new(ours, timing.max_frame) {
         Ok(r) => r,
-        Err(e) => return failed(format!("cannot set up the results socket: {e}")),
+        Err(e) => return failed(format!("cannot set up the results pipe: {e}")),
     };
     let mut command = Command::new(&cmd.program);
     command
@@ -105,7 +104,7 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
         )
         .env(SPIN_ENV, timing.spin.as_micros().to_string())
         .stdin(Stdio::null());
-    inherit_as(&mut command, OwnedFd::from(theirs), RESULTS_FD);
+    inherit_as(&mut command, theirs, RESULTS_FD);
     let process = match Process::spawn(&mut command) {
         Ok(p) => p,
         Err(e) => {
