@@ -10,7 +10,7 @@ use procvisor::{Config, Supervisor, WorkerCommand};
 
 fn main() -> Result<(), String> {
     // Started by the supervisor below: serve the stock handlers (hunt among them).
-    procvisor::worker::stock::worker().run_if_worker();
+    procvisor::stock::worker().run_if_worker();
 
     let dir = std::env::temp_dir().join("procvisor-example-hunt");
     let (ds, _) = DataSet::prepare(&dir, 5_000, 1_000, 7, &|_| {}).map_err(|e| e.to_string())?;

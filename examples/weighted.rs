@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use procvisor::sched::Policy;
+use procvisor::Policy;
 use procvisor::{Config, Job, Outcome, Supervisor, WorkerCommand};
 use serde_json::json;
 
 fn main() -> Result<(), String> {
-    procvisor::worker::stock::worker().run_if_worker();
+    procvisor::stock::worker().run_if_worker();
 
     let exe = WorkerCommand::current_exe().map_err(|e| e.to_string())?;
     let sup = Supervisor::start(

@@ -1,22 +1,37 @@
 #![doc = include_str!("../README.md")]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod api;
+mod api;
+#[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod demo;
 pub mod process;
+#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub mod sched;
-pub mod supervisor;
-pub mod wire;
-pub mod worker;
+#[cfg(not(feature = "internals"))]
+mod sched;
+mod supervisor;
+mod wire;
+mod worker;
 
-pub use api::{Job, JobHandle, StartError, SubmitError, Supervisor};
-pub use sched::EvictionMode;
-pub use supervisor::{Config, Crash, JobError, Outcome, Report, WorkerCommand};
-pub use wire::{JobId, Payload};
-pub use worker::{JobContext, Task, Worker};
+pub use api::{Job, JobHandle, StartError, SubmitError, Supervisor, DEFAULT_PRIORITY};
+pub use sched::{
+    Demand, EvictionMode, Policy, RateLimit, RestartPolicy, RetryPolicy, LEAST_URGENT, MOST_URGENT,
+};
+pub use supervisor::{
+    AttemptEnd, Config, ConfigError, Counts, Crash, JobError, JobSink, JobState, Outcome, Report,
+    RunningJob, Snapshot, State, WorkerCommand, WorkerInfo, WorkerPhase, STOCK_WORKER,
+};
+pub use wire::{Codec, JobId, JobResult, Payload, PayloadError};
+#[cfg(feature = "stock")]
+pub use worker::stock;
+pub use worker::{JobContext, ServeError, Task, Worker};
 
 /// Install a `tracing` subscriber that logs to stderr, filtered by `RUST_LOG`
 /// (default `warn`). Does nothing if one is installed already.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -25,3 +40,7 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// Without the command line, the application installs its own subscriber.
+#[cfg(not(feature = "cli"))]
+pub(crate) fn init_tracing() {}

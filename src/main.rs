@@ -5,7 +5,7 @@ mod cli;
 
 fn main() {
     // When a supervisor started this executable as its worker, serve and exit.
-    procvisor::worker::stock::worker().run_if_worker();
+    procvisor::stock::worker().run_if_worker();
     procvisor::init_tracing();
     std::process::exit(cli::main());
 }

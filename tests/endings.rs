@@ -7,9 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{config, start, wait};
-use procvisor::sched::{RateLimit, RestartPolicy, RetryPolicy};
-use procvisor::supervisor::Crash;
+use procvisor::Crash;
 use procvisor::{Job, Outcome, StartError, SubmitError, Supervisor};
+use procvisor::{RateLimit, RestartPolicy, RetryPolicy};
 use serde_json::json;
 
 #[test]
@@ -63,7 +63,7 @@ fn after_the_restart_limit_trips_shutdown_honours_its_grace_and_the_real_outcome
     assert!(matches!(wait(crash, 20).outcome, Outcome::Crashed(_)));
     assert!(common::eventually(Duration::from_secs(5), || matches!(
         sup.snapshot_blocking().unwrap().state,
-        procvisor::supervisor::State::Failed(_)
+        procvisor::State::Failed(_)
     )));
     let t = Instant::now();
     sup.shutdown_blocking(Duration::from_millis(100));

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{config, start, wait};
-use procvisor::sched::RestartPolicy;
-use procvisor::supervisor::WorkerPhase;
+use procvisor::RestartPolicy;
+use procvisor::WorkerPhase;
 use procvisor::{Job, Outcome};
 use rand::{RngExt, SeedableRng};
 use serde_json::json;

@@ -83,15 +83,11 @@ fn a_matching_data_set_is_reused_and_another_seed_rebuilds_it() {
     let (c, created) = DataSet::prepare(tmp.path(), 50, 5, 99, &count).unwrap();
     assert!(created);
     // The files say what the manifest says.
-    let treasure = std::fs::read_to_string(procvisor::worker::stock::hunt::file_path(
-        tmp.path(),
-        c.treasure,
-    ))
-    .unwrap();
+    let treasure =
+        std::fs::read_to_string(procvisor::stock::hunt::file_path(tmp.path(), c.treasure)).unwrap();
     assert_eq!(treasure, "Treasure\n".repeat(5));
     let other = (c.treasure + 1) % 50;
     let plain =
-        std::fs::read_to_string(procvisor::worker::stock::hunt::file_path(tmp.path(), other))
-            .unwrap();
+        std::fs::read_to_string(procvisor::stock::hunt::file_path(tmp.path(), other)).unwrap();
     assert_eq!(plain, "Not a treasure\n".repeat(5));
 }

@@ -7,9 +7,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use procvisor::sched::RestartPolicy;
-use procvisor::supervisor::{JobState, State, WorkerPhase};
+use procvisor::RestartPolicy;
 use procvisor::{Config, Job, Outcome, StartError, SubmitError, Supervisor, WorkerCommand};
+use procvisor::{JobState, State, WorkerPhase};
 use serde_json::json;
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use procvisor::process::Exit;
-use procvisor::supervisor::Crash;
+use procvisor::Crash;
 use procvisor::{Job, JobError, Outcome, SubmitError};
 use serde_json::{json, Value};
 
@@ -35,14 +35,14 @@ fn completed_results_in_both_codecs() {
 
     // The typed API: postcard in, postcard out, decoded into the caller's type.
     let typed = sup
-        .submit(Job::<procvisor::worker::stock::Slept>::new(
+        .submit(Job::<procvisor::stock::Slept>::new(
             "sleep",
-            &procvisor::worker::stock::SleepArgs { secs: 0.0 },
+            &procvisor::stock::SleepArgs { secs: 0.0 },
         ))
         .unwrap();
     assert_eq!(
         wait(typed, 20).outcome,
-        Outcome::Completed(procvisor::worker::stock::Slept { slept: 0.0 })
+        Outcome::Completed(procvisor::stock::Slept { slept: 0.0 })
     );
 
     // A big payload (sent through the writer thread) comes back intact.

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use common::*;
-use procvisor::sched::{Policy, RateLimit, RetryPolicy};
 use procvisor::{Job, JobError, Outcome, SubmitError};
+use procvisor::{Policy, RateLimit, RetryPolicy};
 use serde_json::json;
 
 #[test]

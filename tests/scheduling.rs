@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use procvisor::process::Exit;
-use procvisor::supervisor::{Crash, JobState};
+use procvisor::{Crash, JobState};
 use procvisor::{EvictionMode, Job, Outcome};
 use serde_json::json;
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{config, eventually, start};
-use procvisor::supervisor::{AttemptEnd, JobSink};
+use procvisor::{AttemptEnd, JobSink};
 use procvisor::{Job, Outcome, Payload, Report};
 use serde_json::json;
 
@@ -39,9 +39,9 @@ impl JobSink for Recorder {
 #[test]
 fn a_source_receives_exactly_one_ending_per_job() {
     // Fifty jobs crash their worker on purpose: allow the restarts.
-    let sup = start(config(2).restart(procvisor::sched::RestartPolicy {
+    let sup = start(config(2).restart(procvisor::RestartPolicy {
         max_restarts: 1000,
-        ..procvisor::sched::RestartPolicy::default()
+        ..procvisor::RestartPolicy::default()
     }));
     let sink = Arc::new(Recorder::default());
     // Tokens are the source's own names for its jobs (a store row, say).
@@ -65,7 +65,7 @@ fn a_source_receives_exactly_one_ending_per_job() {
             ),
             4 => (Job::json("echo", &json!(token)).priority(0), "completed"),
             _ => (
-                Job::json("fail", &json!({})).retry(procvisor::sched::RetryPolicy::attempts(
+                Job::json("fail", &json!({})).retry(procvisor::RetryPolicy::attempts(
                     2,
                     Duration::ZERO,
                     Duration::ZERO,

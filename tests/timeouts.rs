@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use procvisor::supervisor::Crash;
+use procvisor::Crash;
 use procvisor::{Job, Outcome};
 use serde_json::json;
 

@@ -35,6 +35,7 @@ pub use job::{Job, JobHandle, DEFAULT_PRIORITY};
 
 /// Why a supervisor did not start.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
     /// The supervisor thread could not be created.
     #[error("cannot start the supervisor thread: {0}")]
@@ -53,6 +54,7 @@ pub enum StartError {
 /// Why a job was refused at submit. Nothing was queued; other jobs are
 /// unaffected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SubmitError {
     /// No worker serves this kind.
     #[error("unknown job kind {kind:?}: the workers serve {known:?}; register a handler for it in the worker, or fix the name")]

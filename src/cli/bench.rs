@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use procvisor::worker::stock::Empty;
+use procvisor::stock::Empty;
 use procvisor::{Job, Outcome, Supervisor};
 
 use super::WorkerArgs;

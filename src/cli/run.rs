@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(default_value = "{}")]
     payload: String,
     /// Priority, 0 (most urgent) to 10.
-    #[arg(long, short, default_value_t = procvisor::api::DEFAULT_PRIORITY)]
+    #[arg(long, short, default_value_t = procvisor::DEFAULT_PRIORITY)]
     priority: u8,
     /// Timeout in seconds; the worker is killed when it passes.
     #[arg(long, short)]

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use clap::ValueEnum;
-use procvisor::sched::{Policy, RateLimit, RetryPolicy};
 use procvisor::Config;
+use procvisor::{Policy, RateLimit, RetryPolicy};
 
 /// How the next job is chosen.
 #[derive(Debug, Clone, Copy, ValueEnum)]

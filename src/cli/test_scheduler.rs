@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use procvisor::demo::producer::{Producer, Timing};
-use procvisor::supervisor::{Snapshot, WorkerPhase};
 use procvisor::{Job, JobHandle, Supervisor};
+use procvisor::{Snapshot, WorkerPhase};
 use serde_json::{json, Value};
 
 use super::WorkerArgs;

@@ -12,6 +12,14 @@
 //!   eviction, cancel, retries, a bounded queue.
 //! - [`restart`]: worker restart backoff and the intensity limit.
 
+// The core is public under the `internals` feature (for its benchmark), so
+// its items are `pub`; without the feature, some of them are used only by
+// its own tests.
+#![cfg_attr(
+    not(feature = "internals"),
+    allow(dead_code, unused_imports, unreachable_pub)
+)]
+
 pub mod core;
 pub mod queue;
 pub mod rate;

@@ -9,7 +9,7 @@ use crate::sched::core::{check_delay, MAX_DELAY};
 use crate::sched::{CoreConfig, EvictionMode, Policy, RateLimit, RestartPolicy, RetryPolicy};
 
 /// The largest payload or result size that can be configured (1 GiB).
-pub const MAX_MESSAGE: usize = 1 << 30;
+pub(crate) const MAX_MESSAGE: usize = 1 << 30;
 
 /// A setting out of its range; the message names it, its value and the
 /// range.

@@ -16,16 +16,17 @@ use std::sync::Mutex;
 
 pub(crate) mod actor;
 mod admission;
-pub mod config;
+pub(crate) mod config;
 mod jobs;
 mod link;
-pub mod outcome;
+pub(crate) mod outcome;
 mod pool;
 pub(crate) mod protocol;
 mod shutdown;
-pub mod status;
-pub mod target;
+pub(crate) mod status;
+pub(crate) mod target;
 
+pub use config::ConfigError;
 pub use config::{Config, WorkerCommand, STOCK_WORKER};
 pub use outcome::{AttemptEnd, Crash, JobError, Outcome, Report};
 pub use status::{Counts, JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};

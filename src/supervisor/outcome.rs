@@ -12,6 +12,7 @@ use crate::wire::{JobId, JobResult, Payload};
 
 /// The one way a job ended.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Outcome<R> {
     /// The handler returned this result.
     Completed(R),
@@ -101,6 +102,19 @@ impl<R> std::fmt::Display for Outcome<R> {
     }
 }
 
+/// An outcome other than `Completed` is an error: `report.into_result()?`
+/// works in a function that returns `Result<_, Box<dyn Error>>`, and its
+/// source is the [`JobError`] or [`Crash`] behind it.
+impl<R: std::fmt::Debug> std::error::Error for Outcome<R> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Outcome::Failed(e) => Some(e),
+            Outcome::Crashed(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
 impl<R> Outcome<R> {
     /// How a worker's report of this outcome reads to the scheduling core.
     pub(crate) fn finish(&self) -> crate::sched::Finish {
@@ -128,6 +142,7 @@ impl Outcome<Payload> {
 
 /// Why a job failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum JobError {
     /// The handler returned an error.
     #[error("the handler returned an error: {0}")]
@@ -148,6 +163,7 @@ pub enum JobError {
 
 /// How a worker died or broke under a job.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum Crash {
     /// The process ended: exit code or signal.
     #[error("the worker process ended with {0}")]

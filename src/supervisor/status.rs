@@ -9,6 +9,7 @@ use super::outcome::Outcome;
 
 /// The supervisor's life stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum State {
     /// Accepting and running jobs.
     Running,
@@ -22,6 +23,7 @@ pub enum State {
 
 /// What a worker slot is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WorkerPhase {
     /// Its process is being started.
     Starting,
@@ -138,6 +140,7 @@ impl Snapshot {
 
 /// Where one job is.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum JobState {
     /// Waiting for a worker.
     Queued,

@@ -15,22 +15,22 @@ use ipc_channel::ipc::IpcBytesSender;
 use serde::{Deserialize, Serialize};
 
 mod payload;
-pub mod spin;
-pub mod stream;
+pub(crate) mod spin;
+pub(crate) mod stream;
 
 pub use payload::{Codec, Payload, PayloadError};
 
 /// Version of the supervisor ↔ worker protocol. A worker announcing another
 /// version is refused at the handshake.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 2;
 
 /// Name of the environment variable through which a supervisor tells a worker
 /// process where to connect (the name of its one-shot server).
-pub const SERVER_ENV: &str = "PROCVISOR_WORKER_SERVER";
+pub(crate) const SERVER_ENV: &str = "PROCVISOR_WORKER_SERVER";
 
 /// Name of the environment variable through which a supervisor tells a worker
 /// how often to send heartbeats, in milliseconds.
-pub const HEARTBEAT_ENV: &str = "PROCVISOR_HEARTBEAT_MS";
+pub(crate) const HEARTBEAT_ENV: &str = "PROCVISOR_HEARTBEAT_MS";
 
 /// Identifier of a job, unique within one supervisor, increasing in
 /// submission order.
@@ -38,7 +38,7 @@ pub type JobId = u64;
 
 /// The first message a worker sends, over the one-shot server.
 #[derive(Debug, Serialize, Deserialize)]
-pub enum Handshake {
+pub(crate) enum Handshake {
     /// A worker introduces itself.
     Hello(Hello),
     /// Sent by the supervisor to its own one-shot server to stop waiting for a
@@ -48,7 +48,7 @@ pub enum Handshake {
 
 /// What a worker says about itself when it connects.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Hello {
+pub(crate) struct Hello {
     /// The worker's [`PROTOCOL_VERSION`].
     pub version: u32,
     /// The worker's process id, as the worker sees it.
@@ -65,7 +65,7 @@ pub struct Hello {
 
 /// One job handed to a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Run {
+pub(crate) struct Run {
     /// The job's id.
     pub job: JobId,
     /// Which handler runs it.
@@ -78,7 +78,7 @@ pub struct Run {
 
 /// A message from the supervisor to a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum ToWorker {
+pub(crate) enum ToWorker {
     /// Run this job once the ones handed earlier are done.
     Run(Run),
     /// Stop this job: a running handler sees `JobContext::is_cancelled`, a job
@@ -91,7 +91,7 @@ pub enum ToWorker {
 /// The borrowed twin of [`ToWorker`]: encodes to exactly the same bytes, so
 /// the supervisor can send a job without copying its payload first.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub enum ToWorkerRef<'a> {
+pub(crate) enum ToWorkerRef<'a> {
     /// See [`ToWorker::Run`].
     Run(RunRef<'a>),
     /// See [`ToWorker::Cancel`].
@@ -102,7 +102,7 @@ pub enum ToWorkerRef<'a> {
 
 /// The borrowed twin of [`Run`].
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct RunRef<'a> {
+pub(crate) struct RunRef<'a> {
     /// The job's id.
     pub job: JobId,
     /// Which handler runs it.
@@ -115,6 +115,7 @@ pub struct RunRef<'a> {
 
 /// How a handler's run ended, as the worker reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum JobResult {
     /// The handler returned a value, encoded with the request's codec.
     Ok(Payload),
@@ -133,7 +134,7 @@ pub enum JobResult {
 
 /// A message from a worker to the supervisor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum FromWorker {
+pub(crate) enum FromWorker {
     /// A job handed to this worker has ended. Sent the moment it ends,
     /// before the worker starts its next job.
     Finished {
@@ -161,7 +162,7 @@ pub enum FromWorker {
 /// (or is corrupt).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("undecodable frame of {len} bytes from the peer ({reason}); the peer does not speak procvisor protocol v{PROTOCOL_VERSION}")]
-pub struct ProtocolError {
+pub(crate) struct ProtocolError {
     /// Length of the frame.
     pub len: usize,
     /// What postcard said.
@@ -169,7 +170,7 @@ pub struct ProtocolError {
 }
 
 /// Encode a frame of messages into `buf` (cleared first).
-pub fn encode_frame<M: Serialize>(messages: &[M], buf: &mut Vec<u8>) {
+pub(crate) fn encode_frame<M: Serialize>(messages: &[M], buf: &mut Vec<u8>) {
     buf.clear();
     // Writing into a Vec cannot fail for these types: every field is a plain
     // value, so an error here would be a bug in this module.
@@ -178,7 +179,9 @@ pub fn encode_frame<M: Serialize>(messages: &[M], buf: &mut Vec<u8>) {
 }
 
 /// Decode a frame of messages.
-pub fn decode_frame<M: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<Vec<M>, ProtocolError> {
+pub(crate) fn decode_frame<M: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+) -> Result<Vec<M>, ProtocolError> {
     match postcard::from_bytes::<Vec<M>>(bytes) {
         Ok(v) => Ok(v),
         Err(e) => Err(ProtocolError {

@@ -14,10 +14,10 @@ use ipc_channel::{IpcError, TryRecvError};
 
 /// Name of the environment variable through which a supervisor tells a worker
 /// how long to spin before blocking, in microseconds.
-pub const SPIN_ENV: &str = "PROCVISOR_SPIN_US";
+pub(crate) const SPIN_ENV: &str = "PROCVISOR_SPIN_US";
 
 /// Receive from `rx`, polling for up to `spin` before blocking.
-pub fn recv_spinning(rx: &IpcBytesReceiver, spin: Duration) -> Result<Vec<u8>, IpcError> {
+pub(crate) fn recv_spinning(rx: &IpcBytesReceiver, spin: Duration) -> Result<Vec<u8>, IpcError> {
     if !spin.is_zero() {
         let start = Instant::now();
         loop {
@@ -36,7 +36,7 @@ pub fn recv_spinning(rx: &IpcBytesReceiver, spin: Duration) -> Result<Vec<u8>, I
 }
 
 /// Poll `f` until it yields a value or `spin` has passed.
-pub fn spin_for<T>(spin: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+pub(crate) fn spin_for<T>(spin: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -58,7 +58,7 @@ pub fn spin_for<T>(spin: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T
 /// multi-threaded process each of those interrupts the other CPUs to flush
 /// their TLBs. Raising the trim and mmap thresholds (process-wide) stops
 /// that. On other C libraries this does nothing.
-pub fn tune_allocator() {
+pub(crate) fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         static ONCE: std::sync::Once = std::sync::Once::new();

@@ -21,30 +21,30 @@ use super::ProtocolError;
 
 /// Name of the environment variable that tells a worker which inherited
 /// file descriptor carries its frames to the supervisor.
-pub const RESULTS_FD_ENV: &str = "PROCVISOR_RESULTS_FD";
+pub(crate) const RESULTS_FD_ENV: &str = "PROCVISOR_RESULTS_FD";
 
 /// The descriptor number a worker inherits its results socket as.
-pub const RESULTS_FD: i32 = 3;
+pub(crate) const RESULTS_FD: i32 = 3;
 
 /// Bytes of a frame's length prefix.
 const HEADER: usize = 4;
 
 /// A pipe for frames: its read end and its write end (both close-on-exec).
-pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
     Ok((r, w))
 }
 
 /// Writes frames (the worker's side).
 #[derive(Debug)]
-pub struct FrameWriter {
+pub(crate) struct FrameWriter {
     stream: File,
     buf: Vec<u8>,
 }
 
 impl FrameWriter {
     /// A writer over the write end of a pipe (blocking).
-    pub fn new(fd: OwnedFd) -> FrameWriter {
+    pub(crate) fn new(fd: OwnedFd) -> FrameWriter {
         FrameWriter {
             stream: File::from(fd),
             buf: Vec::with_capacity(256),
@@ -54,7 +54,7 @@ impl FrameWriter {
     /// The results socket this process inherited, as named by
     /// [`RESULTS_FD_ENV`]; it is made close-on-exec so that programs a job
     /// starts do not inherit it.
-    pub fn inherited(fd: i32) -> io::Result<FrameWriter> {
+    pub(crate) fn inherited(fd: i32) -> io::Result<FrameWriter> {
         if fd < 0 {
             return Err(io::Error::other(format!("{fd} is not a file descriptor")));
         }
@@ -77,7 +77,7 @@ impl FrameWriter {
     }
 
     /// Encode `messages` as one frame and write it.
-    pub fn send<M: Serialize>(&mut self, messages: &[M]) -> io::Result<()> {
+    pub(crate) fn send<M: Serialize>(&mut self, messages: &[M]) -> io::Result<()> {
         self.buf.clear();
         self.buf.extend_from_slice(&[0; HEADER]);
         let buf = std::mem::take(&mut self.buf);
@@ -89,24 +89,20 @@ impl FrameWriter {
     }
 
     /// Write bytes as they are, with no framing (for tests of the reader).
-    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.stream.write_all(bytes)
     }
 }
 
-/// Why reading stopped.
-#[derive(Debug)]
-pub enum ReadEnd {
-    /// The worker's end closed (it exited, or closed the socket).
-    Closed,
-    /// The bytes are not frames (or a frame is over the limit).
-    Fault(ProtocolError),
-}
+/// Reading stopped: the writer's end closed (it exited, or closed the
+/// pipe), and every byte it wrote has been read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Closed;
 
 /// Reads frames (the supervisor's side), never holding more than the limit
 /// plus one read's worth of bytes.
 #[derive(Debug)]
-pub struct FrameReader {
+pub(crate) struct FrameReader {
     stream: File,
     buf: Vec<u8>,
     start: usize,
@@ -120,7 +116,7 @@ const CHUNK: usize = 64 << 10;
 impl FrameReader {
     /// A reader over the read end of a pipe that refuses frames over
     /// `max_frame` bytes.
-    pub fn new(fd: OwnedFd, max_frame: usize) -> io::Result<FrameReader> {
+    pub(crate) fn new(fd: OwnedFd, max_frame: usize) -> io::Result<FrameReader> {
         let flags = rustix::fs::fcntl_getfl(&fd)?;
         rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)?;
         Ok(FrameReader {
@@ -134,7 +130,7 @@ impl FrameReader {
 
     /// The next whole frame already read, if any (without reading more).
     /// A length over the limit is a fault.
-    pub fn next_frame(&mut self) -> Option<Result<&[u8], ProtocolError>> {
+    pub(crate) fn next_frame(&mut self) -> Option<Result<&[u8], ProtocolError>> {
         let have = self.end - self.start;
         if have < HEADER {
             return None;
@@ -161,12 +157,12 @@ impl FrameReader {
 
     /// Read what has arrived, waiting for it: poll for up to `spin` while
     /// yielding the CPU, then block. Returns once some bytes came.
-    pub fn fill(&mut self, spin: Duration) -> Result<(), ReadEnd> {
+    pub(crate) fn fill(&mut self, spin: Duration) -> Result<(), Closed> {
         self.make_room();
         let started = Instant::now();
         loop {
             match (&self.stream).read(&mut self.buf[self.end..]) {
-                Ok(0) => return Err(ReadEnd::Closed),
+                Ok(0) => return Err(Closed),
                 Ok(n) => {
                     self.end += n;
                     return Ok(());
@@ -179,7 +175,7 @@ impl FrameReader {
                         self.block();
                     }
                 }
-                Err(_) => return Err(ReadEnd::Closed),
+                Err(_) => return Err(Closed),
             }
         }
     }
@@ -257,7 +253,7 @@ mod tests {
                 assert_eq!(job, seen);
                 seen += 1;
             }
-            if let Err(ReadEnd::Closed) = r.fill(Duration::ZERO) {
+            if r.fill(Duration::ZERO).is_err() {
                 break;
             }
         }

@@ -1,45 +1,81 @@
 //! The command line of a worker binary run by hand (not by a supervisor).
 
-use clap::Parser;
-
 use super::Worker;
 use crate::wire::{Codec, JobResult, Payload};
 
-/// A procvisor worker. Started by a procvisor supervisor, it serves jobs over
-/// IPC; run by hand, it runs one job in this process and prints its result.
-#[derive(Parser, Debug)]
-#[command(
-    after_help = "Examples:\n  procvisor-worker --list\n  procvisor-worker --once sleep '{\"secs\": 1.5}'\n  procvisor-worker --once echo '{\"hello\": \"world\"}'"
-)]
-struct Args {
-    /// Run one job of KIND with the JSON payload, print its result as JSON.
-    #[arg(long, value_names = ["KIND", "JSON"], num_args = 1..=2)]
-    once: Option<Vec<String>>,
-    /// List the job kinds this worker serves.
-    #[arg(long)]
-    list: bool,
+const HELP: &str = "\
+A procvisor worker. Started by a procvisor supervisor, it serves jobs; run by
+hand, it runs one job in this process and prints its result.
+
+Usage:
+  WORKER --once KIND [JSON]   run one job of KIND with the JSON payload
+                              (default {}), print its result as JSON
+  WORKER --list               list the job kinds this worker serves
+  WORKER --help               this text
+
+Examples:
+  procvisor-worker --list
+  procvisor-worker --once sleep '{\"secs\": 1.5}'
+  procvisor-worker --once echo '{\"hello\": \"world\"}'";
+
+/// What the command line asked for.
+#[derive(Debug, PartialEq, Eq)]
+enum Args {
+    Once { kind: String, json: String },
+    List,
+    Help,
+}
+
+/// Parse the three forms; the error says what was wrong.
+fn parse(args: &[String]) -> Result<Args, String> {
+    match args {
+        [flag] if flag == "--list" => Ok(Args::List),
+        [flag] if flag == "--help" || flag == "-h" => Ok(Args::Help),
+        [flag, kind] if flag == "--once" => Ok(Args::Once {
+            kind: kind.clone(),
+            json: "{}".into(),
+        }),
+        [flag, kind, json] if flag == "--once" => Ok(Args::Once {
+            kind: kind.clone(),
+            json: json.clone(),
+        }),
+        [flag, ..] if flag == "--once" => {
+            Err("--once takes a KIND and at most one JSON payload".into())
+        }
+        [] => Err("no arguments".into()),
+        [other, ..] => Err(format!("unexpected argument {other:?}")),
+    }
 }
 
 /// Run the standalone command line; returns the exit code.
 pub(crate) fn standalone(worker: &Worker) -> i32 {
-    let args = Args::parse();
     crate::init_tracing();
-    if args.list {
-        for k in worker.kinds() {
-            println!("{k}");
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse(&argv) {
+        Ok(a) => a,
+        Err(why) => {
+            eprintln!(
+                "error: {why}. This is a procvisor worker: a supervisor starts it; by hand, try --once KIND JSON (kinds: {}) or --help",
+                worker.kinds().join(", ")
+            );
+            return 2;
         }
-        return 0;
-    }
-    let Some(once) = args.once else {
-        eprintln!(
-            "this is a procvisor worker: a supervisor starts it; by hand, try --once KIND JSON (kinds: {}) or --help",
-            worker.kinds().join(", ")
-        );
-        return 2;
     };
-    let kind = &once[0];
-    let json = once.get(1).map(String::as_str).unwrap_or("{}");
-    let payload = match Payload::json_text(json) {
+    let (kind, json) = match args {
+        Args::Help => {
+            println!("{HELP}");
+            return 0;
+        }
+        Args::List => {
+            for k in worker.kinds() {
+                println!("{k}");
+            }
+            return 0;
+        }
+        Args::Once { kind, json } => (kind, json),
+    };
+    let kind = &kind;
+    let payload = match Payload::json_text(&json) {
         Ok(p) => p,
         Err(e) => {
             eprintln!(
@@ -65,4 +101,41 @@ pub(crate) fn standalone(worker: &Worker) -> i32 {
 fn fail(what: &str, detail: &str) -> i32 {
     eprintln!("error: {what}: {detail}");
     1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Result<Args, String> {
+        parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_three_forms_parse_and_anything_else_says_why() {
+        assert_eq!(args(&["--list"]), Ok(Args::List));
+        assert_eq!(args(&["--help"]), Ok(Args::Help));
+        assert_eq!(
+            args(&["--once", "sleep"]),
+            Ok(Args::Once {
+                kind: "sleep".into(),
+                json: "{}".into()
+            })
+        );
+        assert_eq!(
+            args(&["--once", "echo", "[1]"]),
+            Ok(Args::Once {
+                kind: "echo".into(),
+                json: "[1]".into()
+            })
+        );
+        assert!(args(&["--once"]).unwrap_err().contains("KIND"));
+        assert!(args(&["--once", "a", "b", "c"])
+            .unwrap_err()
+            .contains("at most one"));
+        assert!(args(&["--frobnicate"])
+            .unwrap_err()
+            .contains("--frobnicate"));
+        assert!(args(&[]).is_err());
+    }
 }

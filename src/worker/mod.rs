@@ -28,6 +28,7 @@ use crate::wire::{JobId, JobResult, Payload};
 mod cli;
 mod panics;
 mod serve;
+#[cfg(feature = "stock")]
 pub mod stock;
 
 pub use serve::ServeError;

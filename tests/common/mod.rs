@@ -7,7 +7,7 @@ use std::future::IntoFuture;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use procvisor::supervisor::JobState;
+use procvisor::JobState;
 use procvisor::{Config, JobHandle, Report, Supervisor, WorkerCommand};
 use serde::de::DeserializeOwned;
 
@@ -112,7 +112,7 @@ pub fn wait_ready(sup: &Supervisor, n: usize) {
         sup.snapshot_blocking().is_some_and(|s| {
             s.workers
                 .iter()
-                .filter(|w| w.phase == procvisor::supervisor::WorkerPhase::Ready)
+                .filter(|w| w.phase == procvisor::WorkerPhase::Ready)
                 .count()
                 == n
         })

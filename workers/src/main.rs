@@ -5,8 +5,8 @@
 //! IPC. Run by hand: `procvisor-worker --once sleep '{"secs": 1}'`.
 //!
 //! This is also the model of a worker binary of your own: build a
-//! [`procvisor::worker::Worker`] with your handlers and call `main()`.
+//! [`procvisor::Worker`] with your handlers and call `main()`.
 
 fn main() {
-    procvisor::worker::stock::worker().main()
+    procvisor::stock::worker().main()
 }

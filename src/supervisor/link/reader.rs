@@ -10,7 +10,7 @@ use ipc_channel::ipc::IpcOneShotServer;
 use super::super::outcome::Outcome;
 use super::{EventSink, Finish, Incoming, LinkEvent, Replies};
 use crate::sched::SlotId;
-use crate::wire::stream::{FrameReader, ReadEnd};
+use crate::wire::stream::FrameReader;
 use crate::wire::{self, FromWorker, Handshake, PROTOCOL_VERSION};
 
 /// Most frames gathered into one event.
@@ -69,11 +69,8 @@ fn read_frames(
 ) {
     let mut reports = Vec::new();
     loop {
-        if let Err(end) = rx.fill(spin) {
-            return sink(match end {
-                ReadEnd::Closed => LinkEvent::Closed { slot, gen },
-                ReadEnd::Fault(error) => LinkEvent::Fault { slot, gen, error },
-            });
+        if rx.fill(spin).is_err() {
+            return sink(LinkEvent::Closed { slot, gen });
         }
         let at = Instant::now();
         let mut messages = Vec::new();
