@@ -175,3 +175,46 @@ fn retries_near_the_limit_end() {
     assert_eq!(r.history.len(), 299);
     assert_eq!(sup.snapshot_blocking().unwrap().counts.retries, 299);
 }
+
+#[test]
+fn a_typed_job_whose_types_are_not_the_handlers_is_refused_naming_both() {
+    let sup = start(config(1));
+    // The stock `noop` takes `Empty` and returns `()`.
+    let e = sup
+        .submit(Job::<String>::new("noop", &procvisor::stock::Empty {}))
+        .unwrap_err();
+    match &e {
+        SubmitError::TypeMismatch { kind, job, handler } => {
+            assert_eq!(kind, "noop");
+            assert_eq!(job.1, "alloc::string::String");
+            assert_eq!(handler.1, "()");
+            assert!(handler.0.ends_with("Empty"), "{handler:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let msg = e.to_string();
+    assert!(
+        msg.contains("alloc::string::String") && msg.contains("returns ()"),
+        "{msg}"
+    );
+    // Right types: accepted and run.
+    let r = wait(
+        sup.submit(Job::<()>::new("noop", &procvisor::stock::Empty {}))
+            .unwrap(),
+        20,
+    );
+    assert_eq!(r.outcome, Outcome::Completed(()));
+    // Untyped JSON jobs are not checked: the handler decodes them, and a
+    // payload that does not fit says which type it expected.
+    let r = wait(
+        sup.submit(Job::json("sleep", &json!({"secs": "soon"})))
+            .unwrap(),
+        20,
+    );
+    match r.outcome {
+        Outcome::Failed(procvisor::JobError::BadInput(why)) => {
+            assert!(why.contains("SleepArgs"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -27,6 +27,9 @@ pub struct Job<R = serde_json::Value> {
     pub(crate) timeout: Option<Duration>,
     pub(crate) weight: f64,
     pub(crate) retry: Option<RetryPolicy>,
+    /// Input and result type names of a typed (postcard) job, checked
+    /// against the handler's at submit.
+    pub(crate) types: Option<(&'static str, &'static str)>,
     _result: PhantomData<fn() -> R>,
 }
 
@@ -42,13 +45,18 @@ impl<R> Job<R> {
             timeout: None,
             weight: 1.0,
             retry: None,
+            types: None,
             _result: PhantomData,
         }
     }
 
-    /// A job of `kind` whose input is `input`, encoded with postcard.
+    /// A job of `kind` whose input is `input`, encoded with postcard. The
+    /// input type and `R` must be the handler's own input and output types
+    /// (checked by name at submit: postcard is not self-describing).
     pub fn new<I: Serialize + ?Sized>(kind: &str, input: &I) -> Job<R> {
-        Self::with_payload(kind, Payload::postcard(input))
+        let mut job = Self::with_payload(kind, Payload::postcard(input));
+        job.types = Some((std::any::type_name::<I>(), std::any::type_name::<R>()));
+        job
     }
 
     /// A job of `kind` whose input is `input`, encoded as JSON (the result

@@ -7,7 +7,7 @@
 //! its own, so the handle works the same from a plain `fn main`, a tokio
 //! application and an actix one (actix's systems are per thread).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -98,6 +98,16 @@ pub enum SubmitError {
         /// The configured capacity.
         capacity: usize,
     },
+    /// A typed job whose input or result type is not the handler's.
+    #[error("the job of kind {kind:?} takes {} and returns {}, but the workers' handler takes {} and returns {}: submit the handler's types (share them through a common crate), or send JSON with Job::json", job.0, job.1, handler.0, handler.1)]
+    TypeMismatch {
+        /// The kind.
+        kind: String,
+        /// The job's input and result type names.
+        job: (String, String),
+        /// The handler's input and output type names.
+        handler: (String, String),
+    },
     /// A timeout over the longest accepted (a day).
     #[error("a timeout of {0:?} is too long: use at most a day, or no timeout")]
     Timeout(Duration),
@@ -125,7 +135,8 @@ struct Inner {
     bounded: bool,
     addr: Addr<SupervisorActor>,
     shared: Arc<Shared>,
-    kinds: BTreeSet<String>,
+    /// The kinds the workers serve, with their handlers' type names.
+    kinds: BTreeMap<String, Option<(String, String)>>,
     next_id: AtomicU64,
     max_payload: usize,
     default_timeout: Option<Duration>,
@@ -183,7 +194,7 @@ impl Supervisor {
             bounded,
             addr,
             shared,
-            kinds: BTreeSet::new(),
+            kinds: BTreeMap::new(),
             next_id: AtomicU64::new(1),
             max_payload,
             default_timeout,
@@ -192,7 +203,7 @@ impl Supervisor {
         };
         match ready_rx.recv() {
             Ok(Ok(kinds)) => {
-                inner.kinds = kinds.into_iter().collect();
+                inner.kinds = kinds.into_iter().map(|k| (k.name, k.types)).collect();
                 Ok(Supervisor {
                     inner: Arc::new(inner),
                 })
@@ -205,7 +216,7 @@ impl Supervisor {
 
     /// The job kinds the workers serve.
     pub fn kinds(&self) -> impl Iterator<Item = &str> {
-        self.inner.kinds.iter().map(String::as_str)
+        self.inner.kinds.keys().map(String::as_str)
     }
 
     /// Validate and queue a job. Errors say what was wrong; a refused job
@@ -346,11 +357,20 @@ impl Supervisor {
         if !inner.shared.accepting.load(Ordering::Acquire) {
             return Err(SubmitError::ShuttingDown);
         }
-        if !inner.kinds.contains(&job.kind) {
+        let Some(served) = inner.kinds.get(&job.kind) else {
             return Err(SubmitError::UnknownKind {
                 kind: job.kind,
-                known: inner.kinds.iter().cloned().collect(),
+                known: inner.kinds.keys().cloned().collect(),
             });
+        };
+        if let (Some((input, output)), Some((w_in, w_out))) = (&job.types, served) {
+            if input != w_in || output != w_out {
+                return Err(SubmitError::TypeMismatch {
+                    kind: job.kind.clone(),
+                    job: (input.to_string(), output.to_string()),
+                    handler: (w_in.clone(), w_out.clone()),
+                });
+            }
         }
         if job.priority > LEAST_URGENT {
             return Err(SubmitError::Priority(job.priority));

@@ -107,7 +107,8 @@ pub(crate) struct SupervisorActor {
     /// Why the supervisor gave up, if it did.
     pub(super) failed: Option<String>,
     pub(super) shared: Arc<Shared>,
-    pub(super) on_ready: Option<std::sync::mpsc::Sender<Result<Vec<String>, String>>>,
+    pub(super) on_ready:
+        Option<std::sync::mpsc::Sender<Result<Vec<crate::wire::KindInfo>, String>>>,
     /// Initial workers not ready yet (start-up waits for them all).
     pub(super) initial_pending: usize,
     pub(super) ever_ready: bool,
@@ -131,7 +132,7 @@ impl SupervisorActor {
     pub(crate) fn new(
         cfg: Config,
         shared: Arc<Shared>,
-        on_ready: std::sync::mpsc::Sender<Result<Vec<String>, String>>,
+        on_ready: std::sync::mpsc::Sender<Result<Vec<crate::wire::KindInfo>, String>>,
     ) -> SupervisorActor {
         let core = Core::new(cfg.core.clone());
         SupervisorActor {

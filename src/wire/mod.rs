@@ -53,14 +53,25 @@ pub(crate) struct Hello {
     pub version: u32,
     /// The worker's process id, as the worker sees it.
     pub pid: u32,
-    /// The job kinds this worker has handlers for.
-    pub kinds: Vec<String>,
+    /// The job kinds this worker has handlers for, with their types.
+    pub kinds: Vec<KindInfo>,
     /// Where the supervisor sends [`ToWorker::Run`] and
     /// [`ToWorker::Shutdown`] frames, read by the thread that runs jobs.
     pub to_worker: IpcBytesSender,
     /// Where the supervisor sends [`ToWorker::Cancel`] frames, read by a side
     /// thread so that a cancel reaches a handler while it runs.
     pub control: IpcBytesSender,
+}
+
+/// A job kind a worker serves, and the fingerprint of its handler's types:
+/// their names (`std::any::type_name`), or `None` for a handler that takes
+/// raw payloads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KindInfo {
+    /// The kind's name.
+    pub(crate) name: String,
+    /// The handler's input and output type names.
+    pub(crate) types: Option<(String, String)>,
 }
 
 /// One job handed to a worker.

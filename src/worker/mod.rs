@@ -113,6 +113,8 @@ type RawHandler = dyn Fn(&Payload, &JobContext) -> JobResult + Send + Sync;
 #[derive(Default, Clone)]
 pub struct Worker {
     handlers: HashMap<String, Arc<RawHandler>>,
+    /// Input and output type names of the typed handlers.
+    types: HashMap<String, (String, String)>,
 }
 
 impl Worker {
@@ -132,10 +134,19 @@ impl Worker {
         E: Display,
         F: Fn(I, &JobContext) -> Result<O, E> + Send + Sync + 'static,
     {
-        self.raw_handler(kind, move |payload, ctx| {
+        let types = (
+            std::any::type_name::<I>().to_string(),
+            std::any::type_name::<O>().to_string(),
+        );
+        let worker = self.raw_handler(kind, move |payload, ctx| {
             let input: I = match payload.decode() {
                 Ok(i) => i,
-                Err(e) => return JobResult::BadInput(e.to_string()),
+                Err(e) => {
+                    return JobResult::BadInput(format!(
+                        "expected {}: {e}",
+                        std::any::type_name::<I>()
+                    ))
+                }
             };
             match f(input, ctx) {
                 Ok(out) => match Payload::encode(payload.codec, &out) {
@@ -144,7 +155,24 @@ impl Worker {
                 },
                 Err(e) => JobResult::Err(e.to_string()),
             }
-        })
+        });
+        worker.with_types(kind, types)
+    }
+
+    fn with_types(mut self, kind: &str, types: (String, String)) -> Worker {
+        self.types.insert(kind.to_string(), types);
+        self
+    }
+
+    /// The kinds with their handlers' type names, for the handshake.
+    pub(crate) fn kind_infos(&self) -> Vec<crate::wire::KindInfo> {
+        self.kinds()
+            .into_iter()
+            .map(|name| crate::wire::KindInfo {
+                types: self.types.get(&name).cloned(),
+                name,
+            })
+            .collect()
     }
 
     /// Register a handler for the [`Task`] type `T` under `T::KIND`.
@@ -164,6 +192,7 @@ impl Worker {
         F: Fn(&Payload, &JobContext) -> JobResult + Send + Sync + 'static,
     {
         self.handlers.insert(kind.to_string(), Arc::new(f));
+        self.types.remove(kind);
         self
     }
 

@@ -138,7 +138,8 @@ impl Worker {
         let link = Link {
             tx: Mutex::new(writer),
         };
-        let Channels { jobs, control } = handshake(&name, self.kinds()).map_err(handshake_error)?;
+        let Channels { jobs, control } =
+            handshake(&name, self.kind_infos()).map_err(handshake_error)?;
         let link = Arc::new(link);
         let cancels = Arc::new(Mutex::new(Cancels::default()));
         {
@@ -229,7 +230,7 @@ fn decode_or_exit(bytes: &[u8]) -> Vec<ToWorker> {
     }
 }
 
-fn handshake(name: &str, kinds: Vec<String>) -> Result<Channels, String> {
+fn handshake(name: &str, kinds: Vec<crate::wire::KindInfo>) -> Result<Channels, String> {
     let server: IpcSender<Handshake> =
         IpcSender::connect(name.to_string()).map_err(|e| format!("connect: {e}"))?;
     let (to_worker, jobs) = ipc::bytes_channel().map_err(|e| e.to_string())?;

@@ -86,7 +86,7 @@ pub(crate) enum LinkEvent {
         slot: SlotId,
         gen: u64,
         pid: u32,
-        kinds: Vec<String>,
+        kinds: Vec<crate::wire::KindInfo>,
         tx: IpcBytesSender,
         control: IpcBytesSender,
     },
