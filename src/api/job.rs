@@ -19,6 +19,20 @@ use crate::worker::Task;
 
 /// A job to submit: a kind, a payload, a priority, an optional timeout. `R`
 /// is the type its result is decoded into.
+///
+/// ```
+/// use std::time::Duration;
+/// use procvisor::{Job, RetryPolicy};
+///
+/// // Untyped: JSON in, JSON out (what the command line sends).
+/// let a = Job::json("resize", &serde_json::json!({"path": "a.png", "width": 100}))
+///     .priority(0) // 0 is the most urgent, 10 the least
+///     .timeout(Duration::from_secs(30))
+///     .retry(RetryPolicy::attempts(3, Duration::from_millis(100), Duration::from_secs(5)));
+/// // Typed: the input and result types must be the handler's own.
+/// let b = Job::<u64>::new("fib", &90u32);
+/// assert_eq!((a.kind(), b.kind()), ("resize", "fib"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Job<R = serde_json::Value> {
     pub(crate) kind: String,
@@ -123,6 +137,21 @@ impl Job<serde_json::Value> {
 
 /// The handle to a submitted job: await it (or [`wait`](Self::wait) from
 /// sync code) for its [`Report`], ask where it is, or cancel it.
+///
+/// ```no_run
+/// # async fn demo(sup: procvisor::Supervisor) -> Result<(), Box<dyn std::error::Error>> {
+/// use procvisor::{Job, JobState};
+///
+/// let job = sup.submit(Job::json("sleep", &serde_json::json!({"secs": 60})))?;
+/// if let JobState::Running { pid, elapsed, .. } = job.state().await {
+///     println!("running in worker {pid:?} for {elapsed:?}");
+/// }
+/// job.cancel();
+/// let report = job.await; // exactly one report: here, Cancelled
+/// println!("{}", report.outcome);
+/// # Ok(())
+/// # }
+/// ```
 pub struct JobHandle<R> {
     pub(crate) id: JobId,
     pub(crate) kind: String,

@@ -147,6 +147,21 @@ struct Inner {
 /// A handle to a running supervisor: cheap to clone, `Send + Sync`. When the
 /// last clone is dropped the supervisor shuts down (running jobs are
 /// cancelled) and no worker process remains.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use procvisor::{Config, Job, Supervisor, WorkerCommand};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Two worker processes running the program `my-worker`.
+/// let sup = Supervisor::start(Config::new(WorkerCommand::new("my-worker")).workers(2))?;
+/// let job = sup.submit(Job::json("resize", &serde_json::json!({"path": "a.png"})))?;
+/// let result = job.wait().into_result()?; // the handler's JSON result
+/// println!("{result}");
+/// sup.shutdown_blocking(Duration::from_secs(5));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Supervisor {
     inner: Arc<Inner>,

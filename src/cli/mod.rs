@@ -24,18 +24,18 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run one job on the embedded default and print its outcome (exit 0 only
-    /// if it completed).
+    /// Run one job in a worker process started here (no database needed) and
+    /// print its outcome as JSON (exit 0 only if it completed).
     Run(run::Args),
     /// Push no-op jobs through the supervisor; print throughput and latency.
     Bench(bench::Args),
     /// Find the treasure among N files: sequential, threads, async, and
     /// procvisor worker processes, compared.
     Hunt(hunt::Args),
-    /// The seed's test scheduler: a supervisor fed by a producer of sleep
-    /// jobs, with a live view and a summary.
+    /// A test scheduler: a supervisor fed by a producer of sleep jobs with
+    /// random priorities, with a live view and a summary.
     TestScheduler(test_scheduler::Args),
-    /// The seed's showcase of the process handle: wait, notify, time out,
+    /// A showcase of the process handle: wait, notify, time out,
     /// terminate.
     TestProcess,
 }

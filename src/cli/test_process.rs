@@ -1,4 +1,4 @@
-//! `procvisor test-process`: the seed's showcase of the process handle, each
+//! `procvisor test-process`: a showcase of the process handle, each
 //! step printed as it happens: wait for a process, be notified when one
 //! ends while doing other things, time one out, terminate one (and one that
 //! ignores SIGTERM).

@@ -1,4 +1,4 @@
-//! `procvisor test-scheduler`: the seed's test scheduler. A supervisor fed by
+//! `procvisor test-scheduler`: a test scheduler. A supervisor fed by
 //! a producer of `sleep` jobs (random priority 0..=10, runtime 3..=15 s),
 //! periodic or Gaussian, with a live view; Ctrl-C (or --duration) shuts it
 //! down gracefully and prints a summary whose counts add up.

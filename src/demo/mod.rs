@@ -2,7 +2,7 @@
 //! the tests (the top layer, beside the CLI).
 //!
 //! - [`hunt`]: the treasure hunt, four ways.
-//! - [`producer`]: the seed's producer of test jobs (periodic or Gaussian).
+//! - [`producer`]: a producer of test jobs (periodic or Gaussian).
 
 pub mod hunt;
 pub mod producer;

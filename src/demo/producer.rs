@@ -1,4 +1,4 @@
-//! The seed's producer of test jobs: `sleep` jobs with a random priority
+//! A producer of test jobs: `sleep` jobs with a random priority
 //! (0..=10) and runtime (3..=15 s), one every period, or with Gaussian gaps
 //! (mean the period, standard deviation sigma, never negative). Seeded, so
 //! a run can be replayed; all times can be scaled down together.
@@ -34,7 +34,7 @@ pub struct Produced {
     pub runtime: Duration,
 }
 
-/// Runtimes of the seed's jobs, in seconds.
+/// Runtimes of the test jobs, in seconds.
 pub const RUNTIME_SECS: std::ops::RangeInclusive<u64> = 3..=15;
 
 /// A seeded producer (an endless iterator of jobs).
@@ -47,7 +47,7 @@ pub struct Producer {
 
 impl Producer {
     /// A producer with `timing`, all times multiplied by `scale` (1.0: the
-    /// seed's own times; 0.01: a hundred times faster).
+    /// original times; 0.01: a hundred times faster).
     pub fn new(timing: Timing, scale: f64, seed: u64) -> Producer {
         Producer {
             timing,

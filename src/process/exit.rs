@@ -61,7 +61,7 @@ impl std::fmt::Display for Exit {
     }
 }
 
-/// What ended a process: the seed's SUCCESS / ERROR / TIMEOUT / TERMINATED.
+/// What ended a process: success, error, timed out, or terminated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessOutcome {
     /// It exited with code 0.

@@ -1,5 +1,5 @@
-//! An async handle over one child OS process: the Rust form of the seed's
-//! `ProcessTask`.
+//! An async handle over one child OS process: start it, await its exit, time
+//! it out, terminate it, and learn which of these ended it.
 //!
 //! [`Process::spawn`] starts a child in its own process group, with
 //! `PR_SET_PDEATHSIG = SIGKILL` so that it dies with its parent. The death

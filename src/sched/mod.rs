@@ -11,6 +11,8 @@
 //!   (with per-kind limits, rate limits, the exclusion window), timeout,
 //!   eviction, cancel, retries, a bounded queue.
 //! - [`restart`]: worker restart backoff and the intensity limit.
+//! - [`pool`]: the worker pool's life cycle (starts, timeouts, heartbeats,
+//!   restarts, exit graces) as a state machine beside the core.
 
 // The core is public under the `internals` feature (for its benchmark), so
 // its items are `pub`; without the feature, some of them are used only by
@@ -21,6 +23,7 @@
 )]
 
 pub mod core;
+pub mod pool;
 pub mod queue;
 pub mod rate;
 pub mod restart;

@@ -26,59 +26,38 @@ use super::protocol::{Cancel, GetDemand, GetJob, GetSnapshot, JobRecord};
 use super::status::{Counts, JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};
 use super::Shared;
 use crate::process::{Exit, Process};
-use crate::sched::{Core, Decision, RestartTracker, SlotId};
+use crate::sched::pool::{Phase, Pool};
+use crate::sched::{Core, Decision, SlotId};
 
-/// The life stage of a worker slot, as the actor drives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Phase {
-    Spawning,
-    Handshaking,
-    Ready,
-    Stopping,
-    Backoff,
-    Down,
-}
-
-/// One worker slot: the process, its channels, and what the actor knows of
-/// its life. (The core's view of the same slot is `sched::SlotState`.)
+/// One worker slot's process and channels: the IO side of a slot, whose
+/// life cycle is in the pool state machine (`sched::pool`) and whose jobs
+/// are in the core (`sched::SlotState`).
 pub(super) struct WorkerSlot {
-    pub(super) gen: u64,
-    pub(super) phase: Phase,
+    /// A worker was started in this slot before (the next is a restart).
+    pub(super) started: bool,
     pub(super) process: Option<Process>,
     pub(super) server: Option<String>,
     pub(super) tx: Option<WorkerTx>,
     /// Targets of the jobs this worker holds, shared with its reader.
     pub(super) replies: Replies,
     pub(super) pid: Option<u32>,
-    pub(super) last_seen: Instant,
-    /// We killed it (or asked it to exit): its end is no crash.
-    pub(super) expected_exit: bool,
     /// Why it is being killed, when it broke (reported instead of its exit).
     pub(super) crash: Option<super::Crash>,
-    /// Deaths in a row without a completed job.
-    pub(super) consecutive_deaths: u32,
-    /// Its results socket closed: every result it sent has been read.
-    pub(super) drained: bool,
-    /// It exited, and its exit waits for the results to be drained.
-    pub(super) exited: Option<Exit>,
+    /// How its process ended, once it has.
+    pub(super) exit: Option<Exit>,
 }
 
 impl WorkerSlot {
     pub(super) fn new() -> WorkerSlot {
         WorkerSlot {
-            gen: 0,
-            phase: Phase::Down,
+            started: false,
             process: None,
             server: None,
             tx: None,
             replies: Replies::default(),
             pid: None,
-            last_seen: Instant::now(),
-            expected_exit: false,
             crash: None,
-            consecutive_deaths: 0,
-            drained: false,
-            exited: None,
+            exit: None,
         }
     }
 }
@@ -101,9 +80,12 @@ pub(crate) struct SupervisorActor {
     pub(super) cfg: Config,
     pub(super) core: Core<JobRecord, Detail>,
     pub(super) slots: Vec<WorkerSlot>,
+    /// The worker pool's life cycle (restarts, timers, who broke).
+    pub(super) pool: Pool,
     pub(super) spawner: Option<Spawner>,
-    pub(super) restarts: RestartTracker,
     pub(super) lifecycle: Lifecycle,
+    /// The last worker death's cause, for the give-up message.
+    pub(super) last_crash: Option<String>,
     /// Why the supervisor gave up, if it did.
     pub(super) failed: Option<String>,
     pub(super) shared: Arc<Shared>,
@@ -111,8 +93,6 @@ pub(crate) struct SupervisorActor {
         Option<std::sync::mpsc::Sender<Result<Vec<crate::wire::KindInfo>, String>>>,
     /// Initial workers not ready yet (start-up waits for them all).
     pub(super) initial_pending: usize,
-    pub(super) ever_ready: bool,
-    pub(super) next_gen: u64,
     wake: Option<(Instant, SpawnHandle)>,
     decisions: Vec<Decision<JobRecord, Detail>>,
     pub(super) dispatches: Dispatches,
@@ -135,19 +115,19 @@ impl SupervisorActor {
         on_ready: std::sync::mpsc::Sender<Result<Vec<crate::wire::KindInfo>, String>>,
     ) -> SupervisorActor {
         let core = Core::new(cfg.core.clone());
+        let pool = Pool::new(cfg.pool(), Instant::now());
         SupervisorActor {
             initial_pending: cfg.core.slots,
             slots: (0..cfg.core.slots).map(|_| WorkerSlot::new()).collect(),
-            restarts: RestartTracker::new(cfg.restart),
+            pool,
             cfg,
             core,
             spawner: None,
             lifecycle: Lifecycle::Running,
+            last_crash: None,
             failed: None,
             shared,
             on_ready: Some(on_ready),
-            ever_ready: false,
-            next_gen: 1,
             wake: None,
             decisions: Vec::new(),
             dispatches: Dispatches::default(),
@@ -163,6 +143,11 @@ impl SupervisorActor {
     /// Whether new jobs are accepted.
     pub(super) fn accepting(&self) -> bool {
         self.lifecycle == Lifecycle::Running && self.failed.is_none()
+    }
+
+    /// Whether shutdown has begun.
+    pub(super) fn shutting_down(&self) -> bool {
+        self.lifecycle != Lifecycle::Running
     }
 
     /// Keep this thread awake for the spin time after activity: a task that
@@ -194,6 +179,7 @@ impl SupervisorActor {
         loop {
             let now = Instant::now();
             self.keep_hot(now);
+            self.pool_actions(now, ctx);
             let mut decisions = std::mem::take(&mut self.decisions);
             self.core.poll(now, &mut decisions);
             for d in decisions.drain(..) {
@@ -209,8 +195,13 @@ impl SupervisorActor {
         self.check_drained(ctx);
     }
 
+    /// One timer, for the earliest of the core's and the pool's deadlines.
     fn arm_timer(&mut self, ctx: &mut Context<Self>) {
-        let Some(next) = self.core.next_deadline() else {
+        let next = [self.core.next_deadline(), self.pool.next_timer()]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = next else {
             return;
         };
         if let Some((at, _)) = self.wake {
@@ -239,7 +230,7 @@ impl SupervisorActor {
             .map(|(i, s)| WorkerInfo {
                 slot: i,
                 pid: s.process.as_ref().map(Process::pid),
-                phase: match s.phase {
+                phase: match self.pool.phase(i) {
                     Phase::Spawning | Phase::Handshaking => WorkerPhase::Starting,
                     Phase::Ready => WorkerPhase::Ready,
                     Phase::Stopping => WorkerPhase::Stopping,
@@ -298,10 +289,8 @@ impl Actor for SupervisorActor {
                 return;
             }
         }
-        for slot in 0..self.slots.len() {
-            self.spawn_worker(slot);
-        }
-        self.watch_heartbeats(ctx);
+        self.pool.start(Instant::now());
+        self.pump(ctx);
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

@@ -81,7 +81,23 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// A supervisor's settings. Start from [`Config::new`] and adjust with the
-/// builder methods.
+/// builder methods; [`Supervisor::start`](crate::Supervisor::start) checks
+/// every value against its range and says which one is off.
+///
+/// ```
+/// use std::time::Duration;
+/// use procvisor::{Config, EvictionMode, Policy, RateLimit, WorkerCommand};
+///
+/// let cfg = Config::new(WorkerCommand::new("my-worker"))
+///     .workers(4)
+///     .default_timeout(Some(Duration::from_secs(60)))
+///     .eviction(EvictionMode::Requeue)
+///     .policy(Policy::Priority)
+///     .kind_limit("render", 2)
+///     .rate_limit(RateLimit::new(50.0, 10));
+/// assert!(cfg.check().is_ok());
+/// assert!(cfg.clone().workers(0).check().is_err());
+/// ```
 #[derive(Debug, Clone)]
 pub struct Config {
     pub(crate) worker: WorkerCommand,
@@ -201,6 +217,20 @@ impl Config {
     pub fn max_result(mut self, bytes: usize) -> Config {
         self.max_result = bytes;
         self
+    }
+
+    /// The pool state machine's settings.
+    pub(crate) fn pool(&self) -> crate::sched::pool::PoolConfig {
+        crate::sched::pool::PoolConfig {
+            slots: self.core.slots.clamp(1, crate::sched::core::MAX_SLOTS),
+            start_timeout: self.start_timeout,
+            heartbeat: self.heartbeat.max(Duration::from_millis(1)),
+            heartbeat_misses: self.heartbeat_misses.max(1),
+            closed_grace: Duration::from_secs(1),
+            drain_grace: Duration::from_millis(100),
+            exit_grace: Duration::from_secs(2),
+            restart: self.restart,
+        }
     }
 
     /// The largest frame a worker may send: a result and its envelope.

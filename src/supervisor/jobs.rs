@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix::Context;
 
-use super::actor::{Phase, SupervisorActor};
+use super::actor::SupervisorActor;
 use super::link::{Finish, Incoming, Reply};
 use super::outcome::{AttemptEnd, Crash, Outcome};
 use super::protocol::JobRecord;
@@ -214,19 +214,12 @@ impl SupervisorActor {
         self.dispatches.0 = dispatched;
     }
 
-    /// Messages from a worker's reader. Results of an earlier worker of the
-    /// slot (`current` false) only count what the reader delivered.
-    pub(super) fn on_frames(
-        &mut self,
-        slot: SlotId,
-        current: bool,
-        messages: Vec<Incoming>,
-        ctx: &mut Context<Self>,
-    ) {
-        let live = current && self.slots[slot].phase == Phase::Ready;
-        if current {
-            self.slots[slot].last_seen = Instant::now();
-        }
+    /// Messages from a worker's reader. Results of a worker the slot no
+    /// longer serves with (`live` false) only count what the reader
+    /// delivered. Returns whether a live worker finished a job (whatever its
+    /// outcome: the worker itself is healthy).
+    pub(super) fn on_frames(&mut self, slot: SlotId, live: bool, messages: Vec<Incoming>) -> bool {
+        let mut finished = false;
         for m in messages {
             match m {
                 Incoming::Finished {
@@ -236,9 +229,7 @@ impl SupervisorActor {
                     at,
                     run,
                 } => {
-                    if live {
-                        self.slots[slot].consecutive_deaths = 0;
-                    }
+                    finished |= live;
                     let detail = match end {
                         Finish::Delivered(o) => Detail::Delivered(o),
                         Finish::Pending(o) => Detail::Result(o, run),
@@ -267,7 +258,7 @@ impl SupervisorActor {
                 Incoming::Heartbeat => {}
             }
         }
-        self.pump(ctx);
+        finished
     }
 }
 

@@ -186,6 +186,18 @@ pub struct AttemptEnd {
 }
 
 /// The end of a job, as its submitter receives it.
+///
+/// ```
+/// use procvisor::{Outcome, Report};
+///
+/// fn show(report: Report<u64>) {
+///     match &report.outcome {
+///         Outcome::Completed(n) => println!("job {} gave {n}", report.id),
+///         Outcome::TimedOut { after } => println!("killed after {after:?}"),
+///         other => println!("job {} ended {other} after {} attempts", report.id, report.attempts),
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report<R> {
     /// The job's id.

@@ -1,46 +1,103 @@
-//! The worker pool: starting workers, their handshakes, their results and
-//! faults, their exits, restarts with backoff and the intensity limit, and
-//! the heartbeat watch.
-//!
-//! A worker's exit is acted on only once its results socket has closed (or
-//! [`DRAIN_GRACE`] after the exit, if a process it started still holds the
-//! socket), so every result it sent before it died reaches the core first:
-//! a job that finished is never reported as crashed.
+//! The worker processes, driven by the pool state machine
+//! (`sched::pool`): this file does the IO — start a process, kill it, send
+//! it frames, watch its exit and its channels — and tells the state machine
+//! what happened; the machine decides restarts, backoff, the intensity
+//! limit, and which worker broke (no connection, silence, a channel closed
+//! while running).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::actor::{Phase, SupervisorActor, WorkerSlot};
+use super::actor::{SupervisorActor, WorkerSlot};
 use super::jobs::Detail;
 use super::link::{abandon_handshake, LinkEvent, WorkerTx};
 use super::outcome::Crash;
 use crate::process::{Exit, ProcessOutcome};
-use crate::sched::{KillReason, RestartDecision, SlotId};
+use crate::sched::pool::{Broke, Death, Phase, PoolAction};
+use crate::sched::{KillReason, SlotId};
 use crate::wire::ToWorkerRef;
 
-/// After a worker closes its results socket, how long it has to exit
-/// before it is killed.
-const CLOSED_GRACE: Duration = Duration::from_secs(1);
-
-/// After a worker exits, how long its results may take to be drained.
-const DRAIN_GRACE: Duration = Duration::from_millis(100);
-
 impl SupervisorActor {
-    /// Start a worker in `slot` (a fresh generation of it).
-    pub(super) fn spawn_worker(&mut self, slot: SlotId) {
-        let gen = self.next_gen;
-        self.next_gen += 1;
+    /// Carry out what the pool state machine decided.
+    pub(super) fn pool_actions(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        for action in self.pool.poll(now) {
+            match action {
+                PoolAction::Spawn { slot, gen } => {
+                    if self.slots[slot].started {
+                        self.counts.restarts += 1;
+                    }
+                    self.slots[slot] = WorkerSlot {
+                        started: true,
+                        ..WorkerSlot::new()
+                    };
+                    self.core.slot_pending(slot);
+                    if let Some(sp) = &self.spawner {
+                        sp.spawn(slot, gen, self.slots[slot].replies.clone());
+                    }
+                }
+                PoolAction::Kill { slot, why } => {
+                    let crash = match why {
+                        Broke::NoHandshake(t) => {
+                            Crash::ProtocolFault(format!("the worker did not connect within {t:?}"))
+                        }
+                        Broke::Unresponsive(silent) => Crash::Unresponsive(silent),
+                        Broke::ClosedButRunning => Crash::ProtocolFault(
+                            "the worker closed its results channel but kept running".into(),
+                        ),
+                    };
+                    self.kill_broken(slot, crash);
+                }
+                PoolAction::Dead { slot, death } => self.dead(slot, death, now, ctx),
+                PoolAction::GiveUp { deaths, within } => {
+                    let last = self.last_crash.clone().unwrap_or_default();
+                    self.fail(
+                        format!(
+                            "worker processes died {deaths} times within {within:?} (last: {last}); the restart intensity limit is exceeded, so the supervisor gave up; fix the crashing jobs or raise Config::restart"
+                        ),
+                        ctx,
+                    );
+                }
+                PoolAction::KillAll => {
+                    for s in &self.slots {
+                        if let Some(p) = &s.process {
+                            p.kill();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A worker is gone and all it sent has been read.
+    fn dead(&mut self, slot: SlotId, death: Death, now: Instant, ctx: &mut Context<Self>) {
         let s = &mut self.slots[slot];
-        *s = WorkerSlot {
-            gen,
-            phase: Phase::Spawning,
-            consecutive_deaths: s.consecutive_deaths,
-            ..WorkerSlot::new()
-        };
-        self.core.slot_pending(slot);
-        if let Some(sp) = &self.spawner {
-            sp.spawn(slot, gen, self.slots[slot].replies.clone());
+        s.process = None;
+        s.tx = None;
+        if let Some(server) = s.server.take() {
+            abandon_handshake(&server);
+        }
+        let exit = s.exit.take().unwrap_or(Exit::Code(-1));
+        let crash = s.crash.take().unwrap_or(Crash::Exited(exit));
+        tracing::debug!(slot, pid = s.pid, %exit, ?death, "worker exited");
+        if death != Death::Expected {
+            self.last_crash = Some(crash.to_string());
+            // The core ends its running job (or retries it) and puts the
+            // others back; routed at once, while the slot still holds their
+            // targets.
+            self.core
+                .worker_lost(slot, Some(Detail::Crash(crash.clone())), now);
+            self.pump(ctx);
+        }
+        if death == Death::BeforeReady && !self.pool.ever_ready() {
+            let why = format!(
+                "the worker program {} did not start: {crash}, before its handshake; is it a procvisor worker (does its main call Worker::main or run_if_worker)?",
+                self.cfg.worker.program.display()
+            );
+            self.fail(why, ctx);
+        }
+        if self.pool.phase(slot) == Phase::Down {
+            self.core.slot_down(slot, now);
         }
     }
 
@@ -63,10 +120,9 @@ impl SupervisorActor {
         if reason == KillReason::Evicted {
             self.counts.evictions += 1;
         }
+        self.pool.stopping(slot);
         let s = &mut self.slots[slot];
         tracing::debug!(slot, pid = s.pid, ?reason, job, "killing worker");
-        s.expected_exit = true;
-        s.phase = Phase::Stopping;
         s.tx = None;
         let Some(p) = s.process.clone() else { return };
         if reason == KillReason::Timeout && !self.cfg.kill_grace.is_zero() {
@@ -84,6 +140,8 @@ impl SupervisorActor {
 
     /// Kill a worker that broke; its running job will end as `crash`.
     pub(super) fn kill_broken(&mut self, slot: SlotId, crash: Crash) {
+        let gen = self.pool.gen(slot);
+        self.pool.broke(slot, gen);
         let s = &mut self.slots[slot];
         tracing::warn!(slot, pid = s.pid, "{crash}");
         s.crash.get_or_insert(crash);
@@ -93,23 +151,7 @@ impl SupervisorActor {
         }
     }
 
-    /// Kill workers that stopped sending heartbeats.
-    pub(super) fn watch_heartbeats(&mut self, ctx: &mut Context<Self>) {
-        let every = self.cfg.heartbeat;
-        let limit = every.saturating_mul(self.cfg.heartbeat_misses);
-        ctx.run_interval(every, move |act, _| {
-            let now = Instant::now();
-            for slot in 0..act.slots.len() {
-                let s = &act.slots[slot];
-                let silent = now.saturating_duration_since(s.last_seen);
-                if s.phase == Phase::Ready && silent > limit {
-                    act.kill_broken(slot, Crash::Unresponsive(silent));
-                }
-            }
-        });
-    }
-
-    /// A worker process exited: act on it once its results are drained.
+    /// A worker process exited.
     fn on_exit(
         &mut self,
         slot: SlotId,
@@ -117,8 +159,7 @@ impl SupervisorActor {
         result: std::io::Result<ProcessOutcome>,
         ctx: &mut Context<Self>,
     ) {
-        let s = &mut self.slots[slot];
-        if s.gen != gen {
+        if !self.pool.is_current(slot, gen) {
             return;
         }
         let exit = match result {
@@ -133,91 +174,11 @@ impl SupervisorActor {
                 Exit::Code(-1)
             }
         };
+        let s = &mut self.slots[slot];
+        s.exit = Some(exit);
         s.process = None;
         s.tx = None;
-        if s.drained || s.phase != Phase::Ready {
-            return self.after_death(slot, exit, ctx);
-        }
-        s.exited = Some(exit);
-        ctx.run_later(DRAIN_GRACE, move |act, ctx| {
-            let s = &mut act.slots[slot];
-            if s.gen == gen {
-                if let Some(exit) = s.exited.take() {
-                    act.after_death(slot, exit, ctx);
-                }
-            }
-        });
-    }
-
-    /// A worker is gone and everything it sent has been read: end or put
-    /// back its jobs, then restart it (or give up).
-    fn after_death(&mut self, slot: SlotId, exit: Exit, ctx: &mut Context<Self>) {
-        let now = Instant::now();
-        let s = &mut self.slots[slot];
-        s.exited = None;
-        if let Some(server) = s.server.take() {
-            if matches!(s.phase, Phase::Spawning | Phase::Handshaking) {
-                abandon_handshake(&server);
-            }
-        }
-        let was = s.phase;
-        tracing::debug!(slot, pid = s.pid, %exit, expected = s.expected_exit, "worker exited");
-        if s.expected_exit {
-            return self.after_exit(slot, ctx);
-        }
-        let crash = s.crash.take().unwrap_or(Crash::Exited(exit));
-        s.consecutive_deaths += 1;
-        let consecutive = s.consecutive_deaths;
-        // The core ends its running job (or retries it) and puts the others
-        // back; routed now, while the slot still holds their targets.
-        self.core
-            .worker_lost(slot, Some(Detail::Crash(crash.clone())), now);
-        self.pump(ctx);
-        if !self.ever_ready && was != Phase::Ready {
-            let why = format!(
-                "the worker program {} did not start: {crash}, before its handshake; is it a procvisor worker (does its main call Worker::main or run_if_worker)?",
-                self.cfg.worker.program.display()
-            );
-            self.fail(why, ctx);
-        } else if self.accepting() {
-            match self.restarts.on_death(now, consecutive) {
-                RestartDecision::After(delay) => {
-                    self.slots[slot].phase = Phase::Backoff;
-                    let gen = self.slots[slot].gen;
-                    ctx.run_later(delay, move |act, ctx| {
-                        if act.slots[slot].gen == gen
-                            && act.slots[slot].phase == Phase::Backoff
-                            && act.accepting()
-                        {
-                            act.counts.restarts += 1;
-                            act.spawn_worker(slot);
-                        }
-                        act.pump(ctx);
-                    });
-                    return self.pump(ctx);
-                }
-                RestartDecision::GiveUp { deaths, within } => {
-                    let why = format!(
-                        "worker processes died {deaths} times within {within:?} (last: {crash}); the restart intensity limit is exceeded, so the supervisor gave up; fix the crashing jobs or raise Config::restart"
-                    );
-                    self.fail(why, ctx);
-                }
-            }
-        }
-        // Not restarting: the slot is down for good.
-        self.after_exit(slot, ctx);
-    }
-
-    /// A worker we meant to end has exited: replace it, or record that it is
-    /// gone if we are stopping.
-    fn after_exit(&mut self, slot: SlotId, ctx: &mut Context<Self>) {
-        if self.accepting() {
-            self.counts.restarts += 1;
-            self.spawn_worker(slot);
-        } else {
-            self.slots[slot].phase = Phase::Down;
-            self.core.slot_down(slot, Instant::now());
-        }
+        self.pool.exited(slot, gen, Instant::now());
         self.pump(ctx);
         self.check_stopped(ctx);
     }
@@ -227,6 +188,7 @@ impl Handler<LinkEvent> for SupervisorActor {
     type Result = ();
 
     fn handle(&mut self, ev: LinkEvent, ctx: &mut Context<Self>) {
+        let now = Instant::now();
         match ev {
             LinkEvent::Spawned {
                 slot,
@@ -234,18 +196,16 @@ impl Handler<LinkEvent> for SupervisorActor {
                 process,
                 server,
             } => {
-                if self.slots[slot].gen != gen {
+                if !self.pool.is_current(slot, gen) {
                     process.kill();
                     return;
                 }
-                let stopping = self.lifecycle != super::actor::Lifecycle::Running;
+                self.pool.spawned(slot, gen, now);
                 let s = &mut self.slots[slot];
-                s.phase = Phase::Handshaking;
                 s.pid = Some(process.pid());
                 s.server = Some(server);
                 s.process = Some(process.clone());
-                if stopping {
-                    s.expected_exit = true;
+                if self.pool.phase(slot) != Phase::Handshaking || self.shutting_down() {
                     process.kill();
                 }
                 ctx.spawn(
@@ -253,34 +213,14 @@ impl Handler<LinkEvent> for SupervisorActor {
                         .into_actor(self)
                         .map(move |res, act, ctx| act.on_exit(slot, gen, res, ctx)),
                 );
-                let timeout = self.cfg.start_timeout;
-                ctx.run_later(timeout, move |act, _| {
-                    let s = &mut act.slots[slot];
-                    if s.gen == gen && s.phase == Phase::Handshaking {
-                        let crash = Crash::ProtocolFault(format!(
-                            "the worker did not connect within {timeout:?}"
-                        ));
-                        act.kill_broken(slot, crash);
-                    }
-                });
             }
             LinkEvent::SpawnFailed { slot, gen, error } => {
-                if self.slots[slot].gen != gen {
+                if !self.pool.is_current(slot, gen) {
                     return;
                 }
                 tracing::error!(slot, "{error}");
-                if !self.ever_ready || !self.accepting() {
-                    // No process came of it, and none will.
-                    self.slots[slot].phase = Phase::Down;
-                    self.core.slot_down(slot, Instant::now());
-                    self.fail(error, ctx);
-                    self.check_stopped(ctx);
-                } else {
-                    // Count it like a worker that died at once.
-                    self.slots[slot].phase = Phase::Handshaking;
-                    self.slots[slot].crash = Some(Crash::ProtocolFault(error));
-                    self.after_death(slot, Exit::Code(-1), ctx);
-                }
+                self.slots[slot].crash = Some(Crash::ProtocolFault(error));
+                self.pool.spawn_failed(slot, gen, now);
             }
             LinkEvent::Ready {
                 slot,
@@ -290,33 +230,28 @@ impl Handler<LinkEvent> for SupervisorActor {
                 tx,
                 control,
             } => {
-                let s = &mut self.slots[slot];
-                if s.gen != gen || s.phase != Phase::Handshaking {
+                if !self.pool.is_current(slot, gen) {
                     return;
                 }
-                s.phase = Phase::Ready;
+                let wanted = self.pool.ready(slot, gen, now);
+                let s = &mut self.slots[slot];
                 s.pid = Some(pid);
                 s.server = None;
                 s.tx = Some(WorkerTx::new(tx, control));
-                s.last_seen = Instant::now();
-                self.ever_ready = true;
                 self.initial_pending = self.initial_pending.saturating_sub(1);
                 if self.initial_pending == 0 {
                     if let Some(tx) = self.on_ready.take() {
                         let _ = tx.send(Ok(kinds));
                     }
                 }
-                if self.lifecycle == super::actor::Lifecycle::Stopping {
+                if !wanted {
                     self.send(slot, &[ToWorkerRef::Shutdown]);
-                    self.slots[slot].expected_exit = true;
-                    self.slots[slot].phase = Phase::Stopping;
                     return;
                 }
                 self.core.worker_ready(slot);
-                self.pump(ctx);
             }
             LinkEvent::HandshakeFailed { slot, gen, error } => {
-                if self.slots[slot].gen == gen {
+                if self.pool.is_current(slot, gen) {
                     self.kill_broken(slot, Crash::ProtocolFault(error));
                 }
             }
@@ -325,35 +260,23 @@ impl Handler<LinkEvent> for SupervisorActor {
                 gen,
                 messages,
             } => {
-                let current = self.slots[slot].gen == gen;
-                self.on_frames(slot, current, messages, ctx);
+                let current = self.pool.is_current(slot, gen);
+                if current {
+                    self.pool.heard(slot, gen, now);
+                }
+                let live = current && self.pool.phase(slot) == Phase::Ready;
+                if self.on_frames(slot, live, messages) {
+                    self.pool.job_done(slot, gen);
+                }
             }
             LinkEvent::Fault { slot, gen, error } => {
-                if self.slots[slot].gen == gen {
+                if self.pool.is_current(slot, gen) {
                     self.kill_broken(slot, Crash::ProtocolFault(error.to_string()));
                 }
             }
-            LinkEvent::Closed { slot, gen } => {
-                let s = &mut self.slots[slot];
-                if s.gen != gen {
-                    return;
-                }
-                s.drained = true;
-                if let Some(exit) = s.exited.take() {
-                    return self.after_death(slot, exit, ctx);
-                }
-                if s.process.is_some() {
-                    ctx.run_later(CLOSED_GRACE, move |act, _| {
-                        let s = &act.slots[slot];
-                        if s.gen == gen && s.process.is_some() && !s.expected_exit {
-                            let crash = Crash::ProtocolFault(
-                                "the worker closed its results channel but kept running".into(),
-                            );
-                            act.kill_broken(slot, crash);
-                        }
-                    });
-                }
-            }
+            LinkEvent::Closed { slot, gen } => self.pool.closed(slot, gen, now),
         }
+        self.pump(ctx);
+        self.check_stopped(ctx);
     }
 }

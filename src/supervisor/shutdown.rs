@@ -2,17 +2,15 @@
 //! shutting down (a grace for running jobs, then the workers are asked to
 //! exit, then killed).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 
-use super::actor::{Lifecycle, Phase, SupervisorActor};
+use super::actor::{Lifecycle, SupervisorActor};
 use super::protocol::Shutdown;
+use crate::sched::pool::Phase;
 use crate::sched::{End, KillReason, Rejection};
 use crate::wire::ToWorkerRef;
-
-/// After asking workers to exit at shutdown, how long before they are killed.
-const EXIT_GRACE: Duration = Duration::from_secs(2);
 
 impl SupervisorActor {
     /// Give up: reject the queue and new jobs, start no more workers. Jobs
@@ -29,10 +27,10 @@ impl SupervisorActor {
         }
         self.core.stop(End::Rejected(Rejection::Stopped));
         self.close_room();
+        self.pool.close();
         let now = Instant::now();
         for slot in 0..self.slots.len() {
-            if matches!(self.slots[slot].phase, Phase::Backoff | Phase::Down) {
-                self.slots[slot].phase = Phase::Down;
+            if self.pool.phase(slot) == Phase::Down {
                 self.core.slot_down(slot, now);
             }
         }
@@ -51,36 +49,20 @@ impl SupervisorActor {
     fn stop_workers(&mut self, ctx: &mut Context<Self>) {
         self.lifecycle = Lifecycle::Stopping;
         let now = Instant::now();
+        for slot in self.pool.ask_all_to_exit(now) {
+            self.send(slot, &[ToWorkerRef::Shutdown]);
+        }
         for slot in 0..self.slots.len() {
-            match self.slots[slot].phase {
-                Phase::Ready => {
-                    self.send(slot, &[ToWorkerRef::Shutdown]);
-                    let s = &mut self.slots[slot];
-                    s.expected_exit = true;
-                    s.phase = Phase::Stopping;
-                }
+            match self.pool.phase(slot) {
                 Phase::Handshaking => {
-                    let s = &mut self.slots[slot];
-                    s.expected_exit = true;
-                    if let Some(p) = &s.process {
+                    if let Some(p) = &self.slots[slot].process {
                         p.kill();
                     }
                 }
-                Phase::Backoff | Phase::Down => {
-                    self.slots[slot].phase = Phase::Down;
-                    self.core.slot_down(slot, now);
-                }
-                Phase::Spawning | Phase::Stopping => self.slots[slot].expected_exit = true,
+                Phase::Down => self.core.slot_down(slot, now),
+                _ => {}
             }
         }
-        ctx.run_later(EXIT_GRACE, |act, ctx| {
-            for s in &act.slots {
-                if let Some(p) = &s.process {
-                    p.kill();
-                }
-            }
-            act.check_stopped(ctx);
-        });
         self.check_stopped(ctx);
     }
 
@@ -89,11 +71,7 @@ impl SupervisorActor {
         if self.lifecycle != Lifecycle::Stopping {
             return;
         }
-        if self
-            .slots
-            .iter()
-            .all(|s| s.process.is_none() && s.phase != Phase::Spawning)
-        {
+        if self.pool.all_down() && self.slots.iter().all(|s| s.process.is_none()) {
             self.lifecycle = Lifecycle::Stopped;
             for w in self.stop_waiters.drain(..) {
                 let _ = w.send(());

@@ -110,6 +110,28 @@ impl JobContext {
 type RawHandler = dyn Fn(&Payload, &JobContext) -> JobResult + Send + Sync;
 
 /// A registry of handlers by job kind, and the loop that serves them.
+///
+/// ```no_run
+/// use procvisor::{JobContext, Worker};
+/// use serde::Deserialize;
+///
+/// #[derive(Deserialize)]
+/// struct Resize { path: String, width: u32 }
+///
+/// fn resize(job: Resize, ctx: &JobContext) -> Result<String, String> {
+///     ctx.progress(0.5, "halfway");
+///     if ctx.is_cancelled() {
+///         return Err("cancelled".into());
+///     }
+///     Ok(format!("{} resized to {}", job.path, job.width))
+/// }
+///
+/// fn main() {
+///     // Serves a supervisor when one started this program; otherwise a
+///     // small command line (--once KIND JSON, --list, --help).
+///     Worker::new().handler("resize", resize).main()
+/// }
+/// ```
 #[derive(Default, Clone)]
 pub struct Worker {
     handlers: HashMap<String, Arc<RawHandler>>,
