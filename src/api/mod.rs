@@ -432,7 +432,6 @@ impl Supervisor {
             record: JobRecord {
                 kind: job.kind.as_str().into(),
                 payload,
-                timeout,
                 target: Some(target.unwrap_or(Target::Local(tx))),
                 progress: None,
                 history: Vec::new(),

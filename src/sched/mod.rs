@@ -76,6 +76,9 @@ mod testkit {
 mod tests;
 
 #[cfg(test)]
+mod ending_tests;
+
+#[cfg(test)]
 mod policy_tests;
 
 #[cfg(test)]

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::wire::JobId;
 
-struct Harness {
+pub(super) struct Harness {
     t0: Instant,
-    core: Core<&'static str>,
+    pub(super) core: Core<&'static str>,
     /// Decisions a helper polled but did not look at.
     pending: Vec<Decision<&'static str, ()>>,
 }
 
-fn harness(slots: usize, prefetch: usize, eviction: EvictionMode) -> Harness {
+pub(super) fn harness(slots: usize, prefetch: usize, eviction: EvictionMode) -> Harness {
     let mut core = Core::new(CoreConfig {
         slots,
         prefetch,
@@ -30,11 +30,11 @@ fn harness(slots: usize, prefetch: usize, eviction: EvictionMode) -> Harness {
     }
 }
 
-fn spec(priority: u8) -> JobSpec {
+pub(super) fn spec(priority: u8) -> JobSpec {
     JobSpec::new(0, priority)
 }
 
-fn timed(priority: u8, ms: u64) -> JobSpec {
+pub(super) fn timed(priority: u8, ms: u64) -> JobSpec {
     JobSpec {
         timeout: Some(Duration::from_millis(ms)),
         ..spec(priority)
@@ -42,14 +42,14 @@ fn timed(priority: u8, ms: u64) -> JobSpec {
 }
 
 impl Harness {
-    fn submit(&mut self, id: JobId, spec: JobSpec, data: &'static str) {
+    pub(super) fn submit(&mut self, id: JobId, spec: JobSpec, data: &'static str) {
         self.core.submit(id, spec, data).unwrap();
     }
 
     /// The worker in `slot` reports `job` completed at `ms`: the decision it
     /// led to, which must be the job's end (the poll's other decisions, such
     /// as the next dispatch, stay for the next poll's caller to see).
-    fn finish(&mut self, slot: SlotId, job: JobId, ms: u64) -> Ended<&'static str> {
+    pub(super) fn finish(&mut self, slot: SlotId, job: JobId, ms: u64) -> Ended<&'static str> {
         assert!(self
             .core
             .finished(slot, job, Finish::Completed, None, self.at(ms))
@@ -59,7 +59,7 @@ impl Harness {
 
     /// Poll and take out the one `Ended` decision, keeping the others for
     /// the next poll's caller.
-    fn take_ended(&mut self, ms: u64) -> Ended<&'static str> {
+    pub(super) fn take_ended(&mut self, ms: u64) -> Ended<&'static str> {
         let mut out = Vec::new();
         self.core.poll(self.at(ms), &mut out);
         let pos = out
@@ -73,18 +73,18 @@ impl Harness {
         ended
     }
 
-    fn at(&self, ms: u64) -> Instant {
+    pub(super) fn at(&self, ms: u64) -> Instant {
         self.t0 + Duration::from_millis(ms)
     }
 
-    fn poll(&mut self, ms: u64) -> Vec<Decision<&'static str, ()>> {
+    pub(super) fn poll(&mut self, ms: u64) -> Vec<Decision<&'static str, ()>> {
         let mut out = std::mem::take(&mut self.pending);
         self.core.poll(self.at(ms), &mut out);
         out
     }
 
     /// The (slot, job) pairs dispatched by a poll.
-    fn dispatched(&mut self, ms: u64) -> Vec<(SlotId, JobId)> {
+    pub(super) fn dispatched(&mut self, ms: u64) -> Vec<(SlotId, JobId)> {
         self.poll(ms)
             .into_iter()
             .filter_map(|d| match d {
@@ -445,206 +445,4 @@ fn shutdown_stops_dispatch_and_hands_back_the_queue() {
     assert_eq!(h.finish(0, 1, 1).job, 1);
     assert!(h.dispatched(1).is_empty());
     assert!(!h.core.any_assigned());
-}
-
-fn retrying(max_attempts: u32) -> JobSpec {
-    JobSpec {
-        retry: Some(Box::new(RetryPolicy::attempts(
-            max_attempts,
-            Duration::from_millis(100),
-            Duration::from_millis(100),
-        ))),
-        ..timed(5, 50)
-    }
-}
-
-#[test]
-fn the_core_decides_retries_and_the_last_attempt_ends_the_job() {
-    let mut h = harness(1, 1, EvictionMode::Off);
-    h.submit(1, retrying(3), "flaky");
-    assert_eq!(h.dispatched(0), vec![(0, 1)]);
-    // Attempt 1 fails: the core keeps the job and says when it is due.
-    assert!(h
-        .core
-        .finished(0, 1, Finish::Failed, None, h.at(10))
-        .is_ok());
-    let d = h.poll(10);
-    let [Decision::Retrying {
-        job: 1,
-        slot: 0,
-        attempt: 1,
-        end: End::Failed,
-        due,
-        ..
-    }] = d.as_slice()
-    else {
-        panic!("{d:?}")
-    };
-    assert!(*due >= h.at(10) && *due <= h.at(110));
-    assert_eq!(h.core.stats().delayed, 1);
-    // Attempt 2 times out: retried again (a timeout is retryable).
-    assert_eq!(h.dispatched(110), vec![(0, 1)]);
-    let d = h.poll(160);
-    assert!(
-        matches!(
-            d.as_slice(),
-            [
-                Decision::Kill { .. },
-                Decision::Retrying {
-                    attempt: 2,
-                    end: End::TimedOut,
-                    ..
-                }
-            ]
-        ),
-        "{d:?}"
-    );
-    // Attempt 3 crashes: no attempt is left, so the job ends, crashed.
-    h.core.worker_ready(0);
-    assert_eq!(h.dispatched(300), vec![(0, 1)]);
-    h.core.worker_lost(0, None, h.at(301));
-    let d = h.poll(301);
-    let [Decision::Ended {
-        ended,
-        end: End::Crashed,
-        ..
-    }] = d.as_slice()
-    else {
-        panic!("{d:?}")
-    };
-    assert_eq!(ended.meta.attempt, 3);
-    assert_eq!(ended.meta.started, Some(h.at(300)));
-}
-
-#[test]
-fn nothing_is_retried_once_the_core_stops() {
-    let mut h = harness(1, 1, EvictionMode::Off);
-    h.submit(1, retrying(5), "flaky");
-    h.dispatched(0);
-    assert!(!h.core.failure_is_final(1));
-    h.core.stop(End::Cancelled);
-    assert!(h.core.failure_is_final(1));
-    h.core
-        .finished(0, 1, Finish::Failed, None, h.at(5))
-        .unwrap();
-    assert!(matches!(
-        h.poll(5).as_slice(),
-        [Decision::Ended {
-            end: End::Failed,
-            ..
-        }]
-    ));
-}
-
-#[test]
-fn a_slot_given_up_on_still_ends_its_running_job() {
-    // The worker of a running job goes away for good (the supervisor gave
-    // up): the job's end is decided and reported, never dropped.
-    let mut h = harness(2, 1, EvictionMode::Off);
-    h.submit(1, spec(5), "long");
-    h.dispatched(0);
-    h.core.stop(End::Rejected(Rejection::Stopped));
-    h.core.slot_down(0, h.at(5));
-    let d = h.poll(5);
-    assert!(
-        matches!(
-            d.as_slice(),
-            [Decision::Ended {
-                end: End::Crashed,
-                ended: Ended { job: 1, .. },
-                ..
-            }]
-        ),
-        "{d:?}"
-    );
-}
-
-#[test]
-fn push_out_ends_the_victim_through_poll() {
-    let mut core: Core<&str> = Core::new(CoreConfig {
-        capacity: Some(1),
-        push_out: true,
-        ..CoreConfig::default()
-    });
-    let now = Instant::now();
-    core.submit(1, spec(9), "low").unwrap();
-    assert_eq!(
-        core.submit(2, spec(9), "same").unwrap_err().1,
-        Refused::Full
-    );
-    core.submit(3, spec(0), "urgent").unwrap();
-    let mut out = Vec::new();
-    core.poll(now, &mut out);
-    assert!(
-        matches!(
-            out.as_slice(),
-            [Decision::Ended {
-                end: End::Rejected(Rejection::PushedOut),
-                ended: Ended { job: 1, .. },
-                ..
-            }]
-        ),
-        "{out:?}"
-    );
-}
-
-#[test]
-fn the_detail_of_an_ending_comes_back_with_its_decision() {
-    let mut core: Core<&str, String> = Core::new(CoreConfig::default());
-    core.worker_ready(0);
-    let now = Instant::now();
-    core.submit(1, spec(1), "a").unwrap();
-    let mut out = Vec::new();
-    core.poll(now, &mut out);
-    out.clear();
-    core.finished(0, 1, Finish::Completed, Some("42".into()), now)
-        .unwrap();
-    core.poll(now, &mut out);
-    assert!(matches!(
-        out.as_slice(),
-        [Decision::Ended { end: End::Completed, detail: Some(d), .. }] if d == "42"
-    ));
-}
-
-#[test]
-fn demand_says_how_many_jobs_and_what_priority_evicts() {
-    let mut h = harness(2, 2, EvictionMode::Requeue);
-    assert_eq!(
-        h.core.demand(),
-        Demand {
-            free: 4,
-            evict_above: None
-        }
-    );
-    h.submit(1, spec(3), "a");
-    assert_eq!(h.core.demand().free, 3);
-    for id in 2..=4 {
-        h.submit(id, spec(6 - id as u8), "b");
-    }
-    h.dispatched(0);
-    // Running (first in their slots): jobs 4 (priority 2) and 1 (3); the
-    // least urgent running job is what an arrival must beat.
-    assert_eq!(
-        h.core.demand(),
-        Demand {
-            free: 0,
-            evict_above: Some(3)
-        }
-    );
-}
-
-#[test]
-fn a_job_delivered_on_the_fast_path_is_forgotten_after_a_requeue() {
-    let mut h = harness(1, 2, EvictionMode::Requeue);
-    h.submit(1, spec(5), "a");
-    h.submit(2, spec(5), "b");
-    h.dispatched(0);
-    h.core.worker_lost(0, None, h.at(1));
-    h.poll(1);
-    // Job 2 went back to the queue, but its worker had already delivered
-    // its result: the driver says so, and it is never run again.
-    h.core.forget(2);
-    h.core.worker_ready(0);
-    assert!(h.dispatched(2).is_empty());
-    assert_eq!(h.core.waiting(), 0);
 }

@@ -65,11 +65,11 @@ impl SupervisorActor {
                 due,
             } => {
                 let stop_reason = self.stop_reason_text();
+                let timeout = self.core.timeout_of(job);
                 let Some(rec) = self.take_back(job, slot) else {
                     self.core.forget(job);
                     return;
                 };
-                let timeout = rec.timeout;
                 let (outcome, _) = outcome_of(end, detail, timeout, stop_reason);
                 let ended = AttemptEnd {
                     attempt,
@@ -109,7 +109,7 @@ impl SupervisorActor {
             job,
             mut data,
             meta,
-            ..
+            spec,
         } = ended;
         let from_slot = meta.slot.map(|s| &self.slots[s]);
         let reply = match data.target.take() {
@@ -140,7 +140,7 @@ impl SupervisorActor {
             self.counts.record(&outcome);
             return;
         }
-        let (outcome, run) = outcome_of(end, detail, data.timeout, self.stop_reason_text());
+        let (outcome, run) = outcome_of(end, detail, spec.timeout, self.stop_reason_text());
         let ran_for = run.or_else(|| meta.started.map(|t| now.saturating_duration_since(t)));
         self.counts.record(&outcome);
         reply.send(job, outcome, ran_for);

@@ -18,7 +18,6 @@ use crate::wire::{JobId, Payload};
 pub(crate) struct JobRecord {
     pub(crate) kind: Arc<str>,
     pub(crate) payload: Payload,
-    pub(crate) timeout: Option<Duration>,
     /// Where its report goes; moved to its worker's reader while it is held
     /// by a worker.
     pub(crate) target: Option<Target>,

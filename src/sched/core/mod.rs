@@ -48,7 +48,7 @@
 //! The core is split by concern: [`config`] its settings, [`decision`] what
 //! it emits, [`spec`] what it keeps per job, `slots` the worker slots,
 //! `gate` which kinds may start (limits, rates, exclusion window), `evict`
-//! eviction, `timers` deadlines and retries.
+//! eviction, `timers` deadlines and retries, `endings` how jobs end.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -65,6 +65,7 @@ use crate::wire::JobId;
 
 pub mod config;
 pub mod decision;
+mod endings;
 mod evict;
 mod gate;
 mod slots;
@@ -322,6 +323,11 @@ impl<J, O> Core<J, O> {
         Some((meta, running))
     }
 
+    /// The timeout of a job still in the core.
+    pub fn timeout_of(&self, job: JobId) -> Option<std::time::Duration> {
+        self.jobs.get(&job)?.spec.timeout()
+    }
+
     fn meta_of(e: &Entry<J>) -> JobMeta {
         JobMeta {
             priority: e.spec.priority,
@@ -386,138 +392,6 @@ impl<J, O> Core<J, O> {
     /// The state of every slot.
     pub fn slot_states(&self) -> Vec<SlotState> {
         self.slots.iter().map(|s| s.state).collect()
-    }
-
-    /// The worker in `slot` reported, at `at`, that `job` ended so (with
-    /// `detail`, handed back in the decision). The next job it holds starts
-    /// at `at`. If its end was decided before the report came (it is no
-    /// longer in that slot, or was cancelled while in it), the report
-    /// changes nothing and the detail is handed back.
-    pub fn finished(
-        &mut self,
-        slot: SlotId,
-        job: JobId,
-        how: Finish,
-        detail: Option<O>,
-        at: Instant,
-    ) -> Result<(), Option<O>> {
-        let Some(s) = self.slots.get_mut(slot) else {
-            return Err(detail);
-        };
-        let Some(pos) = s.inflight.iter().position(|&j| j == job) else {
-            return Err(detail);
-        };
-        s.inflight.remove(pos);
-        let started = if pos == 0 { s.head_started } else { None };
-        if pos == 0 {
-            self.start_head(slot, at);
-        }
-        let Some(mut entry) = self.jobs.remove(&job) else {
-            return Err(detail);
-        };
-        self.held_per_kind[entry.spec.kind as usize] -= 1;
-        if entry.data.is_none() {
-            // Its end was decided already (cancelled while in the worker):
-            // the report changes nothing.
-            return Err(detail);
-        }
-        entry.place = Place::Slot(slot as u32);
-        let end = match how {
-            Finish::Completed => End::Completed,
-            Finish::Failed => End::Failed,
-            Finish::Cancelled => End::Cancelled,
-        };
-        self.end_attempt(job, entry, end, detail, started, at);
-        Ok(())
-    }
-
-    /// The worker in `slot` died or broke on its own (not killed by a
-    /// decision of the core). Its running job ends as `Crashed` (with
-    /// `detail`), or is retried; the jobs it held but had not started go back
-    /// to the queue.
-    pub fn worker_lost(&mut self, slot: SlotId, detail: Option<O>, now: Instant) {
-        self.settle_slot(slot, Settle::Lost(detail), now);
-        self.slots[slot].state = SlotState::Pending;
-    }
-
-    /// Ask for `job` to be cancelled. A waiting job ends at once; a job in a
-    /// worker ends at once too (its submitter learns `Cancelled`), and its
-    /// worker is told, or killed if it is running and there is no grace.
-    /// Returns false if the job is not (or no longer) in the core.
-    pub fn cancel(&mut self, job: JobId, now: Instant) -> bool {
-        let Some(entry) = self.jobs.get(&job) else {
-            return false;
-        };
-        if entry.data.is_none() {
-            return false;
-        }
-        let Place::Slot(slot) = entry.place else {
-            self.end_waiting(job, End::Cancelled);
-            return true;
-        };
-        let slot = slot as SlotId;
-        let running = self.slots[slot].inflight.front() == Some(&job);
-        if running && self.cfg.cancel_grace.is_zero() {
-            self.kill_slot(slot, KillReason::Cancelled, now);
-            return true;
-        }
-        let entry = self.jobs.get_mut(&job).expect("checked above");
-        let data = entry.data.take().expect("checked above");
-        let mut meta = Self::meta_of(entry);
-        if running {
-            meta.started = self.slots[slot].head_started;
-        }
-        let spec = entry.spec.to_job_spec();
-        self.out.push(Decision::SendCancel { slot, job });
-        if running {
-            self.set_deadline(job, now.checked_add(self.cfg.cancel_grace).unwrap_or(now));
-        }
-        self.out.push(Decision::Ended {
-            ended: Ended {
-                job,
-                data,
-                meta,
-                spec,
-            },
-            end: End::Cancelled,
-            detail: None,
-        });
-        true
-    }
-
-    /// A job's end was delivered on the fast path although the core had put
-    /// it back to wait (see the module docs): drop it without a decision.
-    pub fn forget(&mut self, job: JobId) {
-        let Some(e) = self.jobs.get(&job) else { return };
-        match e.place {
-            Place::Queued(key) => {
-                self.queue.remove(key, job);
-            }
-            Place::Delayed => self.delayed_count -= 1,
-            Place::Slot(_) => return,
-        }
-        self.jobs.remove(&job);
-    }
-
-    /// Stop handing out jobs: every waiting job (queued or waiting for a
-    /// retry) ends with `end` (`Cancelled` at shutdown,
-    /// `Rejected(Stopped)` when giving up). Jobs in workers go on; attempts
-    /// that end from now on are not retried.
-    pub fn stop(&mut self, end: End) {
-        self.dispatching = false;
-        let mut ids = self.queue.drain();
-        ids.extend(self.delayed.drain().map(|Reverse((_, j))| j));
-        self.delayed_count = 0;
-        for job in ids {
-            let Some(e) = self.jobs.get(&job) else {
-                continue;
-            };
-            if matches!(e.place, Place::Slot(_)) {
-                continue;
-            }
-            let e = self.jobs.remove(&job).expect("checked above");
-            self.push_ended(job, e, end, None, None);
-        }
     }
 
     /// Whether the core still hands out jobs (it was not stopped).
@@ -604,88 +478,6 @@ impl<J, O> Core<J, O> {
             self.evict(now);
         }
         out.append(&mut self.out);
-    }
-
-    /// End a waiting (queued or delayed) job with `end`.
-    fn end_waiting(&mut self, job: JobId, end: End) {
-        let Some(e) = self.jobs.get(&job) else { return };
-        match e.place {
-            Place::Queued(key) => {
-                self.queue.remove(key, job);
-            }
-            Place::Delayed => self.delayed_count -= 1,
-            Place::Slot(_) => return,
-        }
-        let e = self.jobs.remove(&job).expect("checked above");
-        self.push_ended(job, e, end, None, None);
-    }
-
-    /// An attempt of a job that left its slot ended so: retry it if its
-    /// policy allows and the core is not stopping, else end it.
-    fn end_attempt(
-        &mut self,
-        job: JobId,
-        mut entry: Entry<J>,
-        end: End,
-        detail: Option<O>,
-        started: Option<Instant>,
-        now: Instant,
-    ) {
-        let retryable = match end {
-            End::Failed => Some(super::retry::Retryable::Failed),
-            End::TimedOut => Some(super::retry::Retryable::TimedOut),
-            End::Crashed => Some(super::retry::Retryable::Crashed),
-            _ => None,
-        };
-        let attempt = entry.attempt as u32;
-        let policy = *self.policy_of(&entry.spec.retry);
-        let retry = self.dispatching && retryable.is_some_and(|r| policy.should_retry(attempt, r));
-        if !retry {
-            return self.push_ended(job, entry, end, detail, started);
-        }
-        let slot = entry.place.slot().unwrap_or(0);
-        let delay = policy.delay(attempt, &mut self.rng).min(MAX_DELAY);
-        let due = now.checked_add(delay).unwrap_or(now);
-        entry.place = Place::Delayed;
-        entry.attempt = entry.attempt.saturating_add(1);
-        self.jobs.insert(job, entry);
-        self.delayed.push(Reverse((due, job)));
-        self.delayed_count += 1;
-        self.out.push(Decision::Retrying {
-            job,
-            slot,
-            attempt,
-            end,
-            detail,
-            due,
-        });
-    }
-
-    /// Emit the end of a job that has left the core (unless its end was
-    /// decided before).
-    fn push_ended(
-        &mut self,
-        job: JobId,
-        mut entry: Entry<J>,
-        end: End,
-        detail: Option<O>,
-        started: Option<Instant>,
-    ) {
-        let Some(data) = entry.data.take() else {
-            return;
-        };
-        let mut meta = Self::meta_of(&entry);
-        meta.started = started;
-        self.out.push(Decision::Ended {
-            ended: Ended {
-                job,
-                data,
-                meta,
-                spec: entry.spec.to_job_spec(),
-            },
-            end,
-            detail,
-        });
     }
 }
 
