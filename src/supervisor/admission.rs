@@ -45,42 +45,36 @@ impl Handler<Submit> for SupervisorActor {
             let _ = self.core.submit(id, spec, record);
             return self.pump(ctx);
         }
+        let waits = matches!(admission, Admission::Wait { .. });
         // Submits already waiting for room keep their turn.
-        if !self.room.is_empty() && matches!(admission, Admission::Wait { .. }) {
-            return self.wait_for_room(
-                Waiting {
-                    id,
-                    spec,
-                    record,
-                    admission,
-                },
-                ctx,
-            );
-        }
-        let keep = self.cfg.core.capacity.map(|_| spec.clone());
-        match self.core.submit(id, spec, record) {
-            Ok(()) => {
-                self.counts.submitted += 1;
-                admission.answer(Ok(()));
-                self.pump(ctx);
-            }
-            Err((record, Refused::Full)) => {
-                if !matches!(admission, Admission::Wait { .. }) {
-                    admission.answer(Err(AdmitError::Full(self.cfg.core.capacity.unwrap_or(0))));
-                    return;
+        let (spec, record) = if waits && !self.room.is_empty() {
+            (spec, record)
+        } else {
+            let keep = self.cfg.core.capacity.map(|_| spec.clone());
+            match self.core.submit(id, spec, record) {
+                Ok(()) => {
+                    self.counts.submitted += 1;
+                    admission.answer(Ok(()));
+                    return self.pump(ctx);
                 }
-                let spec = keep.expect("a full queue has a capacity");
-                self.wait_for_room(
-                    Waiting {
-                        id,
-                        spec,
-                        record,
-                        admission,
-                    },
-                    ctx,
-                );
+                Err((record, Refused::Full)) if waits => {
+                    (keep.expect("a full queue has a capacity"), record)
+                }
+                Err((_, Refused::Full)) => {
+                    let capacity = self.cfg.core.capacity.unwrap_or(0);
+                    return admission.answer(Err(AdmitError::Full(capacity)));
+                }
             }
-        }
+        };
+        self.wait_for_room(
+            Waiting {
+                id,
+                spec,
+                record,
+                admission,
+            },
+            ctx,
+        );
     }
 }
 

@@ -111,15 +111,7 @@ impl<J, O> Core<J, O> {
     /// A job's end was delivered on the fast path although the core had put
     /// it back to wait (see the module docs): drop it without a decision.
     pub fn forget(&mut self, job: JobId) {
-        let Some(e) = self.jobs.get(&job) else { return };
-        match e.place {
-            Place::Queued(key) => {
-                self.queue.remove(key, job);
-            }
-            Place::Delayed => self.delayed_count -= 1,
-            Place::Slot(_) => return,
-        }
-        self.jobs.remove(&job);
+        self.take_waiting(job);
     }
 
     /// Stop handing out jobs: every waiting job (queued or waiting for a
@@ -145,16 +137,22 @@ impl<J, O> Core<J, O> {
 
     /// End a waiting (queued or delayed) job with `end`.
     pub(super) fn end_waiting(&mut self, job: JobId, end: End) {
-        let Some(e) = self.jobs.get(&job) else { return };
-        match e.place {
+        if let Some(e) = self.take_waiting(job) {
+            self.push_ended(job, e, end, None, None);
+        }
+    }
+
+    /// Take a waiting (queued or delayed) job out of the core; `None` if it
+    /// is unknown or in a worker.
+    fn take_waiting(&mut self, job: JobId) -> Option<Entry<J>> {
+        match self.jobs.get(&job)?.place {
             Place::Queued(key) => {
                 self.queue.remove(key, job);
             }
             Place::Delayed => self.delayed_count -= 1,
-            Place::Slot(_) => return,
+            Place::Slot(_) => return None,
         }
-        let e = self.jobs.remove(&job).expect("checked above");
-        self.push_ended(job, e, end, None, None);
+        self.jobs.remove(&job)
     }
 
     /// An attempt of a job that left its slot ended so: retry it if its
