@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use crate::sched::RetryPolicy;
 use crate::supervisor::actor::SupervisorActor;
 use crate::supervisor::protocol::{Cancel, GetJob};
-use crate::supervisor::{JobState, Outcome, Report};
+use crate::supervisor::{JobState, Report};
 use crate::wire::spin::spin_for;
 use crate::wire::{JobId, Payload, PayloadError};
 use crate::worker::Task;
@@ -211,18 +211,7 @@ impl<R: DeserializeOwned> IntoFuture for JobHandle<R> {
         Box::pin(async move {
             match rx.await {
                 Ok(report) => report.decode(),
-                Err(_) => Report {
-                    id,
-                    kind: kind.into(),
-                    outcome: Outcome::Rejected(
-                        "the supervisor stopped before the job ended".into(),
-                    ),
-                    attempts: 0,
-                    evictions: 0,
-                    worker_pid: None,
-                    ran_for: None,
-                    history: Vec::new(),
-                },
+                Err(_) => Report::supervisor_lost(id, kind.into()),
             }
         })
     }

@@ -240,6 +240,25 @@ impl Report<Payload> {
 }
 
 impl<R> Report<R> {
+    /// The report of a job whose supervisor thread ended without reporting
+    /// it: it panicked, or its process is going down. Every job the
+    /// supervisor accepted otherwise gets the one report its scheduling
+    /// core decided; this is no decision, only the fact that none came.
+    pub(crate) fn supervisor_lost(id: JobId, kind: Arc<str>) -> Report<R> {
+        Report {
+            id,
+            kind,
+            outcome: Outcome::Rejected(
+                "the supervisor ended abnormally before the job ended (see its log)".into(),
+            ),
+            attempts: 0,
+            evictions: 0,
+            worker_pid: None,
+            ran_for: None,
+            history: Vec::new(),
+        }
+    }
+
     /// The result if completed, otherwise the outcome as an error.
     pub fn into_result(self) -> Result<R, Outcome<std::convert::Infallible>> {
         match self.outcome {
