@@ -149,3 +149,69 @@ fn test_process_shows_every_way_a_process_ends() {
         assert!(out.contains(expect), "missing {expect:?} in {out}");
     }
 }
+
+/// A `procvisor` copied into `dir`, and a fake `procvisor-worker` planted
+/// at `plant` that leaves a mark if anyone runs it.
+fn planted(
+    dir: &std::path::Path,
+    plant: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = dir.join("procvisor");
+    std::fs::copy(CLI, &exe).unwrap();
+    let mark = plant.join("mark.ran");
+    let fake = plant.join("procvisor-worker");
+    std::fs::write(
+        &fake,
+        format!("#!/bin/sh\ntouch {}\nexit 1\n", mark.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (exe, mark)
+}
+
+#[test]
+fn a_worker_program_is_never_taken_from_a_parent_or_a_shared_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // A `procvisor-worker` one directory up is not looked at.
+    let sub = tmp.path().join("bin");
+    std::fs::create_dir(&sub).unwrap();
+    let (exe, mark) = planted(&sub, tmp.path());
+    let out = Command::new(&exe)
+        .args(["run", "echo", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!mark.exists(), "the worker in the parent directory was run");
+    // Nor one beside the executable in a directory others can write.
+    let shared = tmp.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let (exe, mark) = planted(&shared, &shared);
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new(&exe)
+        .args(["run", "echo", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !mark.exists(),
+        "the worker in a world-writable directory was run"
+    );
+    // Beside it in a private directory, it is the one used.
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(&exe)
+        .args(["run", "echo", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the planted worker fails at start");
+    assert!(mark.exists(), "a worker beside the executable is used");
+}

@@ -184,3 +184,48 @@ fn workers_that_cannot_start_give_a_clear_error() {
         "{m}"
     );
 }
+
+#[test]
+fn what_a_worker_starts_dies_with_it_however_the_worker_ends() {
+    let sup = start(config(1));
+    let tmp = tempfile::tempdir().unwrap();
+    for then in ["segfault", "exit", "return"] {
+        let pid_file = tmp.path().join(format!("{then}.pid"));
+        let job = Job::json(
+            "spawn_then",
+            &serde_json::json!({"pid_file": pid_file, "then": then}),
+        );
+        let report = wait(sup.submit(job).unwrap(), 20);
+        let child: u32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        if then == "return" {
+            // The worker lives on; its child dies when the worker ends.
+            assert!(report.outcome.is_completed(), "{:?}", report.outcome);
+            assert!(!dead(child), "the child runs while its worker does");
+            continue;
+        }
+        assert!(
+            matches!(report.outcome, Outcome::Crashed(_)),
+            "{then}: {:?}",
+            report.outcome
+        );
+        assert!(
+            eventually(Duration::from_secs(5), || dead(child)),
+            "{then}: the worker's child {child} outlived it"
+        );
+    }
+    // At shutdown, the last worker's child goes with it.
+    let child: u32 = std::fs::read_to_string(tmp.path().join("return.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    sup.shutdown_blocking(Duration::from_secs(1));
+    assert!(
+        eventually(Duration::from_secs(5), || dead(child)),
+        "the child {child} outlived its worker's shutdown"
+    );
+}

@@ -49,6 +49,10 @@ pub enum StartError {
     /// A setting is out of its range.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// This process is a worker: starting a supervisor here would start
+    /// workers that start supervisors, without end.
+    #[error("this process was started as a procvisor worker, so it may not start a supervisor (its workers would do the same, without end): call Worker::run_if_worker() first thing in main, before Supervisor::start; in a #[test], point Config at a worker binary instead of the test executable (WorkerCommand::new(env!(\"CARGO_BIN_EXE_your-worker\")))")]
+    InsideWorker,
 }
 
 /// Why a job was refused at submit. Nothing was queued; other jobs are
@@ -179,6 +183,9 @@ impl Supervisor {
     /// Start a supervisor and its workers; returns once every worker has
     /// connected (or with an error saying why they could not).
     pub fn start(config: Config) -> Result<Supervisor, StartError> {
+        if crate::worker::is_worker() {
+            return Err(StartError::InsideWorker);
+        }
         config.check()?;
         if config.tune_allocator {
             crate::wire::spin::tune_allocator();

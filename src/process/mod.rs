@@ -14,6 +14,10 @@
 //! [`Process::wait_until`] kills at a deadline. The [`ProcessOutcome`] says
 //! which of these ended the process.
 //!
+//! When the child's exit is seen, whatever is left of its process group (the
+//! processes it started, unless they moved to a group of their own) is
+//! killed before the child is reaped, so nothing it started outlives it.
+//!
 //! The handle is cheap to clone: one clone can await the exit while another
 //! sends signals. Signals are never sent once the child has been reaped, so a
 //! recycled PID is never hit.
@@ -140,13 +144,33 @@ impl Process {
         let mut state = self.state();
         match &mut *state {
             State::Reaped(s) => Ok(Some(*s)),
-            State::Running(child) => match child.try_wait()? {
-                Some(s) => {
-                    *state = State::Reaped(s);
-                    Ok(Some(s))
+            State::Running(child) => {
+                self.kill_group_if_exited();
+                match child.try_wait()? {
+                    Some(s) => {
+                        *state = State::Reaped(s);
+                        Ok(Some(s))
+                    }
+                    None => Ok(None),
                 }
-                None => Ok(None),
-            },
+            }
+        }
+    }
+
+    /// If the child has exited but is not reaped yet, kill what is left of
+    /// its process group (the processes it started): while the unreaped
+    /// child holds the group's id, that id cannot name anyone else.
+    fn kill_group_if_exited(&self) {
+        let mut fds = [rustix::event::PollFd::new(
+            &self.inner.pidfd,
+            rustix::event::PollFlags::IN,
+        )];
+        let zero = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if rustix::event::poll(&mut fds, Some(&zero)).is_ok_and(|n| n > 0) {
+            let _ = rustix::process::kill_process_group(self.inner.pid, Signal::KILL);
         }
     }
 

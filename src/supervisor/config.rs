@@ -47,17 +47,16 @@ impl WorkerCommand {
         Ok(WorkerCommand::new(std::env::current_exe()?))
     }
 
-    /// The stock `procvisor-worker` found beside the current executable (or
-    /// one directory up, where cargo puts binaries relative to test and
-    /// example executables). `None` if there is none.
+    /// The stock `procvisor-worker` found beside the current executable, in
+    /// the same directory and nowhere else. `None` if there is none, or if
+    /// that directory (or the file) can be written by other users: a program
+    /// is never taken from a place someone else could have put it.
     pub fn stock_beside_current_exe() -> Option<WorkerCommand> {
         let exe = std::env::current_exe().ok()?;
         let dir = exe.parent()?;
-        [dir, dir.parent().unwrap_or(dir)]
-            .iter()
-            .map(|d| d.join(STOCK_WORKER))
-            .find(|p| is_executable(p))
-            .map(WorkerCommand::new)
+        let path = dir.join(STOCK_WORKER);
+        (is_executable(&path) && !writable_by_others(dir) && !writable_by_others(&path))
+            .then(|| WorkerCommand::new(path))
     }
 
     /// Add an argument.
@@ -71,6 +70,17 @@ impl WorkerCommand {
         self.env.push((key.into(), value.into()));
         self
     }
+}
+
+/// Whether users other than the owner may write `p` (group or world
+/// writable), or it belongs to another user than us or root.
+fn writable_by_others(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(p) else {
+        return true;
+    };
+    let me = rustix::process::geteuid().as_raw();
+    m.mode() & 0o022 != 0 || (m.uid() != me && m.uid() != 0)
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -218,7 +218,11 @@ impl Handler<LinkEvent> for SupervisorActor {
                 if !self.pool.is_current(slot, gen) {
                     return;
                 }
+                // The program could not be started at all (missing, not
+                // executable, the process limit): starting it again would
+                // fail the same way, so stop, and say why.
                 tracing::error!(slot, "{error}");
+                self.fail(error.clone(), ctx);
                 self.slots[slot].crash = Some(Crash::ProtocolFault(error));
                 self.pool.spawn_failed(slot, gen, now);
             }

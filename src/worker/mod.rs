@@ -33,6 +33,20 @@ pub mod stock;
 
 pub use serve::ServeError;
 
+/// Set once this process serves a supervisor.
+static SERVING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is a procvisor worker: it serves a supervisor, or a
+/// supervisor started it to (it has the worker's marker in its
+/// environment, whether or not it called `run_if_worker`).
+pub(crate) fn is_worker() -> bool {
+    SERVING.load(Ordering::Relaxed) || std::env::var_os(crate::wire::SERVER_ENV).is_some()
+}
+
+pub(crate) fn mark_serving() {
+    SERVING.store(true, Ordering::Relaxed);
+}
+
 /// A job type known at compile time: its kind name and its output type. Used
 /// by [`Worker::task`] on the worker side and `Job::task` on the submitting
 /// side, so both agree on the kind and the types.

@@ -125,6 +125,7 @@ impl Worker {
             heartbeat,
             spin,
         } = Settings::take_from_env()?;
+        super::mark_serving();
         crate::wire::spin::tune_allocator();
         let handshake_error = |reason: String| ServeError::Handshake {
             name: name.clone(),

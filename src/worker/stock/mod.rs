@@ -14,6 +14,7 @@
 //! | `hang` | `{}` | ignores `SIGTERM` and spins forever |
 //! | `alloc` | `{"mib": 100}` | allocates and touches N MiB, holds it 50 ms; returns `{"mib": n}` |
 //! | `garbage` | `{}` | writes bytes that are not a frame to the supervisor channel, then waits |
+//! | `spawn_then` | `{"pid_file": "...", "then": "segfault"}` | starts a `sleep` child, writes its pid, then segfaults, exits, or returns |
 //! | `hunt` | `{"dir": "...", "first": 0, "count": 100}` | searches files of a treasure-hunt data set (see [`hunt`]) |
 
 use std::time::{Duration, Instant};
@@ -104,11 +105,44 @@ pub fn worker() -> Worker {
             Ok(a)
         })
         .handler("hunt", hunt::hunt)
+        .handler("spawn_then", spawn_then)
         .handler("garbage", |_: Empty, ctx| -> Result<(), String> {
             ctx.send_raw_bytes_for_tests(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xffnot a frame");
             std::thread::sleep(Duration::from_secs(30));
             Err("the supervisor did not notice the garbage".into())
         })
+}
+
+/// Input of `spawn_then`: where to write the child's pid, and how the
+/// worker ends afterwards (`segfault`, `exit`, or `return`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SpawnThen {
+    /// A file to write the started child's pid to.
+    pub pid_file: String,
+    /// `segfault`, `exit` (the worker process exits) or `return`.
+    pub then: String,
+}
+
+/// Start a long-lived child process (as a careless handler might), then end
+/// as asked: for tests that nothing a worker starts outlives it.
+fn spawn_then(a: SpawnThen, _: &JobContext) -> Result<u32, String> {
+    let child = std::process::Command::new("sleep")
+        .arg("1000")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start sleep: {e}"))?;
+    let pid = child.id();
+    std::fs::write(&a.pid_file, pid.to_string()).map_err(|e| e.to_string())?;
+    match a.then.as_str() {
+        "segfault" => {
+            let p = std::ptr::without_provenance_mut::<u8>(16);
+            // SAFETY: not safe at all, on purpose: the process dies of SIGSEGV.
+            unsafe { p.write_volatile(1) };
+            Err("survived".into())
+        }
+        "exit" => std::process::exit(7),
+        _ => Ok(pid),
+    }
 }
 
 fn sleep(a: SleepArgs, ctx: &JobContext) -> Result<Slept, String> {
