@@ -215,3 +215,30 @@ fn a_worker_program_is_never_taken_from_a_parent_or_a_shared_directory() {
     assert!(!out.status.success(), "the planted worker fails at start");
     assert!(mark.exists(), "a worker beside the executable is used");
 }
+
+#[test]
+fn bench_prints_throughput_latency_and_the_fault_figures() {
+    let (code, out, err) = cli(&[
+        "bench",
+        "--jobs",
+        "300",
+        "--latency-jobs",
+        "20",
+        "--fault-reps",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in [
+        "throughput: 300 jobs",
+        "round trip, one job at a time (20 jobs)",
+        "timeout: deadline → reported, worker killed (3 times)",
+        "crash: submitted → crash reported (3 times)",
+        "crash: reported → a replacement served a job (3 times)",
+        "eviction: urgent submitted → urgent done (3 times)",
+    ] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+    let (code, _, err) = cli(&["bench", "--fault-reps", "1000000"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("fault-reps"), "{err}");
+}

@@ -1,10 +1,11 @@
 //! `procvisor bench`: no-op jobs through the supervisor; throughput, then the
-//! round trip of one job at a time.
+//! round trip of one job at a time, then how fast faults are handled: a
+//! timeout's kill, a crash's report and replacement, an eviction.
 
 use std::time::{Duration, Instant};
 
 use procvisor::stock::Empty;
-use procvisor::{Job, Outcome, Supervisor};
+use procvisor::{EvictionMode, Job, JobState, Outcome, RestartPolicy, Supervisor};
 
 use super::WorkerArgs;
 
@@ -27,6 +28,10 @@ pub struct Args {
     /// Jobs for the one-at-a-time latency run.
     #[arg(long, default_value_t = 5_000)]
     latency_jobs: usize,
+    /// Repetitions of each fault measurement (timeout, crash, eviction);
+    /// 0 skips them.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    fault_reps: u32,
     #[command(flatten)]
     worker: WorkerArgs,
     #[command(flatten)]
@@ -79,17 +84,117 @@ pub fn run(a: Args) -> Result<i32, String> {
             failed += 1;
         }
     }
-    rtt.sort();
-    let pct = |p: f64| rtt[((rtt.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6;
     if !rtt.is_empty() {
+        let (p50, p90, p99) = percentiles(&mut rtt);
         println!(
             "round trip, one job at a time ({} jobs): p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs",
             rtt.len(),
-            pct(0.5),
-            pct(0.9),
-            pct(0.99)
+            p50 * 1e3,
+            p90 * 1e3,
+            p99 * 1e3
         );
     }
     sup.shutdown_blocking(Duration::from_secs(1));
+    if a.fault_reps > 0 {
+        failed += faults(&a.worker, a.fault_reps as usize)?;
+    }
     Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// p50, p90 and p99 of `samples`, in milliseconds.
+fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
+    samples.sort();
+    let pct =
+        |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
+    (pct(0.5), pct(0.9), pct(0.99))
+}
+
+fn print(what: &str, samples: &mut [Duration]) {
+    let (p50, p90, p99) = percentiles(samples);
+    println!(
+        "{what} ({} times): p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms",
+        samples.len()
+    );
+}
+
+/// How fast faults are handled, one worker, `reps` times each. Returns how
+/// many repetitions did not end as they must.
+fn faults(worker: &WorkerArgs, reps: usize) -> Result<usize, String> {
+    let restart = RestartPolicy {
+        max_restarts: u32::MAX,
+        within: Duration::from_secs(1),
+        backoff_base: Duration::ZERO,
+        backoff_max: Duration::ZERO,
+    };
+    let cfg = worker
+        .config(1)?
+        .restart(restart)
+        .eviction(EvictionMode::Drop);
+    let sup = Supervisor::start(cfg).map_err(|e| e.to_string())?;
+    let noop = || Job::<()>::new("noop", &Empty {});
+    let json = |kind: &str| Job::json(kind, &serde_json::json!({}));
+    let mut wrong = 0;
+    let serve = |sup: &Supervisor| -> Result<Duration, String> {
+        let t = Instant::now();
+        sup.submit(noop()).map_err(|e| e.to_string())?.wait();
+        Ok(t.elapsed())
+    };
+    serve(&sup)?;
+
+    // A job that ignores SIGTERM and spins, with a 10 ms timeout: from its
+    // deadline to its report (an upper bound: it counts from the submit).
+    let timeout = Duration::from_millis(10);
+    let mut late = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        let r = sup
+            .submit(json("hang").timeout(timeout))
+            .map_err(|e| e.to_string())?
+            .wait();
+        late.push(t.elapsed().saturating_sub(timeout));
+        wrong += usize::from(!matches!(r.outcome, Outcome::TimedOut { .. }));
+        serve(&sup)?;
+    }
+    print("timeout: deadline → reported, worker killed", &mut late);
+
+    // A worker that segfaults: the report, then a replacement serving.
+    let (mut reported, mut replaced) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+    for _ in 0..reps {
+        let t = Instant::now();
+        let r = sup
+            .submit(json("segfault"))
+            .map_err(|e| e.to_string())?
+            .wait();
+        reported.push(t.elapsed());
+        wrong += usize::from(!matches!(r.outcome, Outcome::Crashed(_)));
+        replaced.push(serve(&sup)?);
+    }
+    print("crash: submitted → crash reported", &mut reported);
+    print(
+        "crash: reported → a replacement served a job",
+        &mut replaced,
+    );
+
+    // A long job evicted (dropped) for an urgent one: from the urgent
+    // submit to its report (kill, replacement, run).
+    let mut evicted = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let low = sup
+            .submit(json("hang").priority(10))
+            .map_err(|e| e.to_string())?;
+        while !matches!(low.state_blocking(), JobState::Running { .. }) {
+            std::thread::yield_now();
+        }
+        let t = Instant::now();
+        let r = sup
+            .submit(noop().priority(0))
+            .map_err(|e| e.to_string())?
+            .wait();
+        evicted.push(t.elapsed());
+        wrong += usize::from(!r.outcome.is_completed());
+        wrong += usize::from(!matches!(low.wait().outcome, Outcome::Evicted));
+    }
+    print("eviction: urgent submitted → urgent done", &mut evicted);
+    sup.shutdown_blocking(Duration::from_secs(1));
+    Ok(wrong)
 }
