@@ -242,3 +242,58 @@ fn bench_prints_throughput_latency_and_the_fault_figures() {
     assert_eq!(code, 2);
     assert!(err.contains("fault-reps"), "{err}");
 }
+
+#[test]
+fn test_scheduler_ends_gracefully_with_its_summary_on_sigint_sigterm_and_sighup() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let child = Command::new(CLI)
+            .args(["test-scheduler", "--fast", "-s", "2", "--seed", "5"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "signal {signal}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("summary: "))
+            .unwrap_or_else(|| panic!("signal {signal}: no summary in {stdout}"));
+        assert!(line.contains("produced="), "{line}");
+    }
+}
+
+#[test]
+fn numbers_out_of_range_are_refused_naming_the_flag_and_the_range() {
+    for (args, flag) in [
+        (&["run", "noop", "--timeout", "1e30"][..], "--timeout"),
+        (&["run", "noop", "--timeout=-1"][..], "--timeout"),
+        (&["run", "noop", "--workers", "0"][..], "--workers"),
+        (&["run", "noop", "--workers", "100000"][..], "--workers"),
+        (&["run", "noop", "--priority", "11"][..], "--priority"),
+        (&["run", "noop", "--rate", "0"][..], "--rate"),
+        (&["run", "noop", "--backoff", "inf"][..], "--backoff"),
+        (
+            &["bench", "--latency-jobs", "18446744073709551615"][..],
+            "--latency-jobs",
+        ),
+        (&["bench", "--inflight", "0"][..], "--inflight"),
+        (&["hunt", "--workers", "0"][..], "--workers"),
+        (&["hunt", "--lines", "100000000"][..], "--lines"),
+        (&["test-scheduler", "--period", "0"][..], "--period"),
+        (&["test-scheduler", "--duration", "1e300"][..], "--duration"),
+    ] {
+        let (code, out, err) = cli(args);
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+    }
+}

@@ -12,22 +12,22 @@ use super::WorkerArgs;
 /// Arguments of `bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// No-op jobs for the throughput run.
-    #[arg(long, default_value_t = 100_000)]
-    jobs: usize,
-    /// Worker processes.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
-    /// Jobs a worker may hold at once (prefetch).
-    #[arg(long, default_value_t = 1)]
-    inflight: usize,
+    /// No-op jobs for the throughput run (1 to 100000000).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
+    jobs: u32,
+    /// Worker processes (1 to 4096).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    workers: u16,
+    /// Jobs a worker may hold at once (prefetch, 1 to 1024).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    inflight: u16,
     /// How long waiting threads poll before blocking, in microseconds
-    /// (default: the supervisor's default).
-    #[arg(long, value_name = "US")]
+    /// (default: the supervisor's default; at most 1000000).
+    #[arg(long, value_name = "US", value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     spin_us: Option<u64>,
-    /// Jobs for the one-at-a-time latency run.
-    #[arg(long, default_value_t = 5_000)]
-    latency_jobs: usize,
+    /// Jobs for the one-at-a-time latency run (0 to 10000000).
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    latency_jobs: u32,
     /// Repetitions of each fault measurement (timeout, crash, eviction);
     /// 0 skips them.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
@@ -39,9 +39,11 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
-    let mut cfg = a
-        .sched
-        .apply(a.worker.config(a.workers)?.prefetch(a.inflight))?;
+    let mut cfg = a.sched.apply(
+        a.worker
+            .config(a.workers.into())?
+            .prefetch(a.inflight.into()),
+    )?;
     if let Some(us) = a.spin_us {
         cfg = cfg.spin(Duration::from_micros(us));
     }
@@ -75,7 +77,7 @@ pub fn run(a: Args) -> Result<i32, String> {
         failed
     );
 
-    let mut rtt: Vec<Duration> = Vec::with_capacity(a.latency_jobs);
+    let mut rtt: Vec<Duration> = Vec::with_capacity(a.latency_jobs as usize);
     for _ in 0..a.latency_jobs {
         let t = Instant::now();
         let r = sup.submit(noop()).map_err(|e| e.to_string())?.wait();

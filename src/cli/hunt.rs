@@ -12,12 +12,12 @@ use super::WorkerArgs;
 /// Arguments of `hunt`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Number of files (the original hunt: 10000).
-    #[arg(long, default_value_t = 10_000)]
-    files: usize,
-    /// Lines per file (the original hunt: 10000).
-    #[arg(long, default_value_t = 1_000)]
-    lines: usize,
+    /// Number of files (1 to 1000000; the original hunt: 10000).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    files: u32,
+    /// Lines per file (1 to 100000; the original hunt: 10000).
+    #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    lines: u32,
     /// Where the data set lives (default: a folder in the temp dir named
     /// after its size and seed; reused when it matches).
     #[arg(long)]
@@ -29,12 +29,14 @@ pub struct Args {
     /// parallelism figure, independent of where the treasure lies).
     #[arg(long)]
     full_scan: bool,
-    /// Threads, worker processes and tokio threads (default: CPUs).
-    #[arg(long)]
-    workers: Option<usize>,
-    /// Files per procvisor job (default: enough for 8 jobs per worker).
-    #[arg(long)]
-    chunk: Option<usize>,
+    /// Threads, worker processes and tokio threads (1 to 4096; default:
+    /// CPUs).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    workers: Option<u16>,
+    /// Files per procvisor job (1 to 1000000; default: enough for 8 jobs
+    /// per worker).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    chunk: Option<u32>,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -51,9 +53,11 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
-    let n = a
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let n: usize = a.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    let (files, lines) = (a.files as usize, a.lines as usize);
     let dir = a.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!(
             "procvisor-hunt-{}x{}-seed{}",
@@ -61,10 +65,9 @@ pub fn run(a: Args) -> Result<i32, String> {
         ))
     });
     let pb = bar(a.files as u64, "preparing the data set");
-    let (ds, created) = DataSet::prepare(&dir, a.files, a.lines, a.seed, &|i| {
-        pb.set_position(i as u64)
-    })
-    .map_err(|e| format!("cannot prepare the data set in {}: {e}", dir.display()))?;
+    let (ds, created) =
+        DataSet::prepare(&dir, files, lines, a.seed, &|i| pb.set_position(i as u64))
+            .map_err(|e| format!("cannot prepare the data set in {}: {e}", dir.display()))?;
     pb.finish_and_clear();
     println!(
         "data set: {} files x {} lines in {} ({}); the treasure is file {}",
@@ -81,7 +84,9 @@ pub fn run(a: Args) -> Result<i32, String> {
     pb.finish_and_clear();
     let sup = Supervisor::start(a.worker.config(n)?.cancel_grace(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
-    let chunk = a.chunk.unwrap_or_else(|| a.files.div_ceil(n * 8).max(1));
+    let chunk = a
+        .chunk
+        .map_or_else(|| files.div_ceil(n * 8).max(1), |c| c as usize);
     let with_bar = |name: &str, f: &dyn Fn(Progress<'_>) -> Result<HuntReport, String>| {
         let pb = bar(a.files as u64, name);
         let r = f(&|k| pb.inc(k as u64));

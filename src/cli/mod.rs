@@ -7,6 +7,7 @@ use procvisor::{Config, WorkerCommand};
 
 mod bench;
 mod hunt;
+mod num;
 mod run;
 mod sched_args;
 mod test_process;

@@ -17,16 +17,17 @@ pub struct Args {
     #[arg(default_value = "{}")]
     payload: String,
     /// Priority, 0 (most urgent) to 10.
-    #[arg(long, short, default_value_t = procvisor::DEFAULT_PRIORITY)]
+    #[arg(long, short, default_value_t = procvisor::DEFAULT_PRIORITY, value_parser = clap::value_parser!(u8).range(0..=10))]
     priority: u8,
-    /// Timeout in seconds; the worker is killed when it passes.
-    #[arg(long, short)]
-    timeout: Option<f64>,
-    /// Number of worker processes.
-    #[arg(long, short, default_value_t = 1)]
-    workers: usize,
-    /// Weight for the random policies.
-    #[arg(long, default_value_t = 1.0)]
+    /// Timeout in seconds (more than 0, at most a day); the worker is
+    /// killed when it passes.
+    #[arg(long, short, value_name = "SECS", value_parser = super::num::positive_secs)]
+    timeout: Option<std::time::Duration>,
+    /// Number of worker processes, 1 to 4096.
+    #[arg(long, short, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    workers: u16,
+    /// Weight for the random policies (more than 0, up to 1000000).
+    #[arg(long, default_value_t = 1.0, value_parser = super::num::weight)]
     weight: f64,
     #[command(flatten)]
     worker: WorkerArgs,
@@ -39,12 +40,9 @@ pub fn run(a: Args) -> Result<i32, String> {
         .priority(a.priority)
         .weight(a.weight);
     if let Some(t) = a.timeout {
-        if !t.is_finite() || t < 0.0 {
-            return Err(format!("--timeout must be a number of seconds, got {t}"));
-        }
-        job = job.timeout(Duration::from_secs_f64(t));
+        job = job.timeout(t);
     }
-    let cfg = a.sched.apply(a.worker.config(a.workers)?)?;
+    let cfg = a.sched.apply(a.worker.config(a.workers.into())?)?;
     let sup = Supervisor::start(cfg).map_err(|e| e.to_string())?;
     let handle = sup.submit(job).map_err(|e| e.to_string())?;
     let report = handle.wait();

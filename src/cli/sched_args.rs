@@ -27,13 +27,13 @@ pub struct SchedArgs {
     #[arg(long, value_enum, default_value_t = PolicyArg::Priority)]
     policy: PolicyArg,
     /// Avoid starting a kind among the last K started when another waits.
-    #[arg(long, value_name = "K", default_value_t = 0)]
-    exclusion_window: usize,
-    /// Start at most this many jobs per second (token bucket).
-    #[arg(long, value_name = "PER_SEC")]
+    #[arg(long, value_name = "K", default_value_t = 0, value_parser = clap::value_parser!(u16).range(0..=1024))]
+    exclusion_window: u16,
+    /// Start at most this many jobs per second (token bucket; 0.001 to 1e9).
+    #[arg(long, value_name = "PER_SEC", value_parser = super::num::rate)]
     rate: Option<f64>,
-    /// Burst of the --rate token bucket.
-    #[arg(long, value_name = "N", default_value_t = 1, requires = "rate")]
+    /// Burst of the --rate token bucket (1 to 1000000).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "rate", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     burst: u32,
     /// At most N jobs of KIND at once (repeatable), e.g. --kind-limit sleep=2.
     #[arg(long, value_name = "KIND=N", value_parser = parse_kind_limit)]
@@ -42,20 +42,21 @@ pub struct SchedArgs {
     #[arg(long, value_name = "KIND=RATE[:BURST]", value_parser = parse_kind_rate)]
     kind_rate: Vec<(String, RateLimit)>,
     /// Most jobs waiting; a full queue makes submitters wait.
-    #[arg(long, value_name = "N")]
-    capacity: Option<usize>,
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    capacity: Option<u64>,
     /// With --capacity: a more urgent job pushes out the least urgent waiting one.
     #[arg(long, requires = "capacity")]
     push_out: bool,
-    /// Retries after a failure, timeout or crash (attempts = retries + 1).
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    /// Retries after a failure, timeout or crash (attempts = retries + 1;
+    /// 0 to 9999).
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=9999))]
     retries: u32,
-    /// First retry backoff in seconds (doubles, full jitter).
-    #[arg(long, value_name = "SECS", default_value_t = 0.1)]
-    backoff: f64,
-    /// Longest retry backoff in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    backoff_cap: f64,
+    /// First retry backoff in seconds (doubles, full jitter; 0 to a day).
+    #[arg(long, value_name = "SECS", default_value = "0.1", value_parser = super::num::secs)]
+    backoff: Duration,
+    /// Longest retry backoff in seconds (0 to a day).
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = super::num::secs)]
+    backoff_cap: Duration,
     /// Seed for random choices, for reproducible runs.
     #[arg(long)]
     seed: Option<u64>,
@@ -94,11 +95,6 @@ fn parse_kind_rate(s: &str) -> Result<(String, RateLimit), String> {
     Ok((kind.to_string(), limit))
 }
 
-fn secs(s: f64, what: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| format!("--{what} must be a non-negative number of seconds, got {s}"))
-}
-
 impl SchedArgs {
     /// Apply these options to `cfg`.
     pub fn apply(&self, mut cfg: Config) -> Result<Config, String> {
@@ -108,13 +104,9 @@ impl SchedArgs {
             PolicyArg::Uniform => Policy::Uniform,
             PolicyArg::PriorityWeighted => Policy::PriorityWeighted,
         });
-        cfg = cfg.exclusion_window(self.exclusion_window);
+        cfg = cfg.exclusion_window(self.exclusion_window.into());
         if let Some(rate) = self.rate {
-            let limit = RateLimit::new(rate, self.burst);
-            if !limit.is_valid() {
-                return Err("--rate must be positive and --burst at least 1".into());
-            }
-            cfg = cfg.rate_limit(limit);
+            cfg = cfg.rate_limit(RateLimit::new(rate, self.burst));
         }
         for (kind, n) in &self.kind_limit {
             cfg = cfg.kind_limit(kind, *n);
@@ -122,11 +114,14 @@ impl SchedArgs {
         for (kind, limit) in &self.kind_rate {
             cfg = cfg.kind_rate_limit(kind, *limit);
         }
-        cfg = cfg.capacity(self.capacity).push_out(self.push_out);
+        let capacity = self
+            .capacity
+            .map(|c| usize::try_from(c).unwrap_or(usize::MAX));
+        cfg = cfg.capacity(capacity).push_out(self.push_out);
         cfg = cfg.retry(RetryPolicy::attempts(
             self.retries.saturating_add(1),
-            secs(self.backoff, "backoff")?,
-            secs(self.backoff_cap, "backoff-cap")?,
+            self.backoff,
+            self.backoff_cap,
         ));
         if let Some(seed) = self.seed {
             cfg = cfg.seed(seed);

@@ -20,23 +20,24 @@ use super::WorkerArgs;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Jobs run at once (worker processes).
-    #[arg(short = 's', long, default_value_t = 5)]
-    size: usize,
-    /// Timeout per job, seconds.
-    #[arg(short = 't', long, default_value_t = 10.0)]
-    timeout: f64,
-    /// Seconds between jobs (the mean, with --gauss).
-    #[arg(long, default_value_t = 5.0)]
-    period: f64,
+    #[arg(short = 's', long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    size: u16,
+    /// Timeout per job, seconds (more than 0, at most a day).
+    #[arg(short = 't', long, default_value = "10", value_parser = super::num::positive_secs)]
+    timeout: Duration,
+    /// Seconds between jobs (the mean, with --gauss; more than 0, at most a
+    /// day).
+    #[arg(long, default_value = "5", value_parser = super::num::positive_secs)]
+    period: Duration,
     /// Gaussian gaps instead of a fixed period.
     #[arg(long)]
     gauss: bool,
-    /// Standard deviation of the Gaussian gaps, seconds.
-    #[arg(long, default_value_t = 2.0)]
-    sigma: f64,
+    /// Standard deviation of the Gaussian gaps, seconds (0 to a day).
+    #[arg(long, default_value = "2", value_parser = super::num::secs)]
+    sigma: Duration,
     /// Stop after this many seconds (wall time), as Ctrl-C would.
-    #[arg(long)]
-    duration: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = super::num::positive_secs)]
+    duration: Option<Duration>,
     /// Scale every time (period, sigma, runtimes, timeout) down 100 times.
     #[arg(long)]
     fast: bool,
@@ -47,31 +48,29 @@ pub struct Args {
     worker: WorkerArgs,
 }
 
-fn secs(s: f64, what: &str) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| format!("--{what} must be a non-negative number of seconds, got {s}"))
-}
-
 pub fn run(a: Args) -> Result<i32, String> {
     let scale = if a.fast { 0.01 } else { 1.0 };
-    let timeout = secs(a.timeout, "timeout")?.mul_f64(scale);
-    if timeout.is_zero() {
-        return Err("--timeout must be positive".into());
-    }
+    // At least a millisecond, however small --fast makes it.
+    let timeout = a.timeout.mul_f64(scale).max(Duration::from_millis(1));
     let timing = if a.gauss {
         Timing::Gauss {
-            mean: secs(a.period, "period")?,
-            sigma: secs(a.sigma, "sigma")?,
+            mean: a.period,
+            sigma: a.sigma,
         }
     } else {
-        Timing::Periodic(secs(a.period, "period")?)
+        Timing::Periodic(a.period)
     };
-    let stop_after = a.duration.map(|d| secs(d, "duration")).transpose()?;
-    let sup = Supervisor::start(a.worker.config(a.size)?.default_timeout(Some(timeout)))
-        .map_err(|e| e.to_string())?;
+    let stop_after = a.duration;
+    let sup = Supervisor::start(
+        a.worker
+            .config(a.size.into())?
+            .default_timeout(Some(timeout)),
+    )
+    .map_err(|e| e.to_string())?;
     let interrupted = Arc::new(AtomicBool::new(false));
     {
         let flag = interrupted.clone();
+        // Ctrl-C, SIGTERM and SIGHUP all end it the same graceful way.
         let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
     }
     let live = std::io::stdout().is_terminal();
