@@ -297,3 +297,13 @@ fn numbers_out_of_range_are_refused_naming_the_flag_and_the_range() {
         assert!(out.is_empty(), "{args:?}: {out}");
     }
 }
+
+#[test]
+fn what_a_handler_prints_stays_out_of_runs_json() {
+    let (code, out, err) = cli(&["run", "chatty", r#""hello from the handler""#]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {out:?}"));
+    assert_eq!(v["result"], "hello from the handler");
+    assert!(err.contains("hello from the handler"), "{err}");
+}

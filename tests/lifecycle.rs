@@ -229,3 +229,69 @@ fn what_a_worker_starts_dies_with_it_however_the_worker_ends() {
         "the child {child} outlived its worker's shutdown"
     );
 }
+
+/// The paths of a process's open file descriptors, from /proc.
+fn open_files(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .map(|p| p.display().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A process's environment, from /proc.
+fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .map(|b| {
+            b.split(|&c| c == 0)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn workers_inherit_no_stray_descriptors_and_a_clean_environment_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let leaked = tmp.path().join("left-open-by-the-application");
+    std::fs::write(&leaked, "x").unwrap();
+    // As a careless application would: open without close-on-exec.
+    let path = std::ffi::CString::new(leaked.to_str().unwrap()).unwrap();
+    let first = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY) };
+    assert!(first >= 0);
+    // Far from the descriptors a worker gets (0 to 3), so that nothing
+    // replaces it by chance; dup2 leaves it open across exec.
+    let fd = unsafe { libc::dup2(first, 200) };
+    assert_eq!(fd, 200);
+    unsafe { libc::close(first) };
+    let sup = start(config(1));
+    let pid = worker_pids(&sup)[0];
+    let files = open_files(pid);
+    assert!(!files.is_empty(), "cannot read the worker's descriptors");
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.contains("left-open-by-the-application")),
+        "the worker inherited {files:?}"
+    );
+    assert!(
+        environ(pid)
+            .iter()
+            .any(|v| v.starts_with("CARGO_MANIFEST_DIR=")),
+        "by default a worker inherits the environment"
+    );
+    drop(sup);
+    unsafe { libc::close(fd) };
+
+    let clean = Config::new(worker().clean_env(["PATH"])).workers(1);
+    let sup = start(clean);
+    let env = environ(worker_pids(&sup)[0]);
+    assert!(env.iter().any(|v| v.starts_with("PATH=")), "{env:?}");
+    assert!(
+        !env.iter().any(|v| v.starts_with("CARGO_MANIFEST_DIR=")),
+        "a clean environment keeps only what was named: {env:?}"
+    );
+}

@@ -42,7 +42,10 @@ pub fn run(a: Args) -> Result<i32, String> {
     if let Some(t) = a.timeout {
         job = job.timeout(t);
     }
-    let cfg = a.sched.apply(a.worker.config(a.workers.into())?)?;
+    // What a handler prints must not corrupt the JSON this command prints.
+    let cfg = a.worker.config(a.workers.into())?;
+    let worker = cfg.worker_command().clone().stdout_to_stderr();
+    let cfg = a.sched.apply(cfg.worker(worker))?;
     let sup = Supervisor::start(cfg).map_err(|e| e.to_string())?;
     let handle = sup.submit(job).map_err(|e| e.to_string())?;
     let report = handle.wait();

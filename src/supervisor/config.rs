@@ -26,6 +26,14 @@ pub struct WorkerCommand {
     pub args: Vec<OsString>,
     /// Extra environment variables.
     pub env: Vec<(OsString, OsString)>,
+    /// `None`: the worker inherits this process's environment (the
+    /// default). `Some(keep)`: it starts from an empty one, with only the
+    /// variables named in `keep` (and `env`).
+    pub keep_env: Option<Vec<OsString>>,
+    /// Send the worker's standard output to this process's standard error,
+    /// so that what a handler prints never mixes with this process's own
+    /// output.
+    pub stdout_to_stderr: bool,
 }
 
 /// Name of the stock worker executable.
@@ -38,6 +46,8 @@ impl WorkerCommand {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
+            keep_env: None,
+            stdout_to_stderr: false,
         }
     }
 
@@ -62,6 +72,23 @@ impl WorkerCommand {
     /// Add an argument.
     pub fn arg(mut self, arg: impl Into<OsString>) -> WorkerCommand {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Start the worker with a clean environment: only the variables named
+    /// here (taken from this process's environment, if set) and those added
+    /// with [`env`](Self::env). By default a worker inherits everything.
+    pub fn clean_env<K: Into<OsString>>(
+        mut self,
+        keep: impl IntoIterator<Item = K>,
+    ) -> WorkerCommand {
+        self.keep_env = Some(keep.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Send the worker's standard output to this process's standard error.
+    pub fn stdout_to_stderr(mut self) -> WorkerCommand {
+        self.stdout_to_stderr = true;
         self
     }
 
@@ -392,6 +419,12 @@ impl Config {
     /// reproducible runs; default: from the OS.
     pub fn seed(mut self, seed: u64) -> Config {
         self.core.seed = seed;
+        self
+    }
+
+    /// Change the worker program.
+    pub fn worker(mut self, worker: WorkerCommand) -> Config {
+        self.worker = worker;
         self
     }
 

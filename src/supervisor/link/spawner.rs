@@ -8,7 +8,7 @@
 //! worker's reader thread.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -93,6 +93,19 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
         Err(e) => return failed(format!("cannot set up the results pipe: {e}")),
     };
     let mut command = Command::new(&cmd.program);
+    if let Some(keep) = &cmd.keep_env {
+        command.env_clear();
+        for key in keep {
+            if let Some(v) = std::env::var_os(key) {
+                command.env(key, v);
+            }
+        }
+    }
+    if cmd.stdout_to_stderr {
+        if let Ok(err) = std::io::stderr().as_fd().try_clone_to_owned() {
+            command.stdout(err);
+        }
+    }
     command
         .args(&cmd.args)
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
@@ -131,8 +144,48 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
     }
 }
 
+/// Mark every descriptor from `first` up close-on-exec: the worker inherits
+/// only stdin, stdout, stderr and its results pipe, not whatever the
+/// application left open. (Marked rather than closed: the pipe on which the
+/// standard library reports a failed `exec` must stay open until then.)
+/// Async-signal-safe: only `close_range` or `fcntl`.
+fn close_others_at_exec(first: i32) {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
+    let done = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    } == 0;
+    if done {
+        return;
+    }
+    // Older kernels: one descriptor at a time, up to the limit.
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur.min(1 << 16) as i32
+    } else {
+        1024
+    };
+    for fd in first..max {
+        // SAFETY: fcntl on a descriptor that may not be open fails harmlessly.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
 /// Make the child inherit `fd` as descriptor number `target` (and no other
-/// descriptor of ours: everything we open is close-on-exec).
+/// descriptor but stdin, stdout and stderr).
 fn inherit_as(command: &mut Command, fd: OwnedFd, target: i32) {
     let raw = fd.as_raw_fd();
     // SAFETY: the closure runs between fork and exec and only makes
@@ -151,6 +204,7 @@ fn inherit_as(command: &mut Command, fd: OwnedFd, target: i32) {
             } else if libc::dup2(raw, target) < 0 {
                 return Err(io::Error::last_os_error());
             }
+            close_others_at_exec(target + 1);
             Ok(())
         });
     }

@@ -15,6 +15,7 @@
 //! | `alloc` | `{"mib": 100}` | allocates and touches N MiB, holds it 50 ms; returns `{"mib": n}` |
 //! | `garbage` | `{}` | writes bytes that are not a frame to the supervisor channel, then waits |
 //! | `spawn_then` | `{"pid_file": "...", "then": "segfault"}` | starts a `sleep` child, writes its pid, then segfaults, exits, or returns |
+//! | `chatty` | `"text"` | prints the text to its standard output, returns it |
 //! | `hunt` | `{"dir": "...", "first": 0, "count": 100}` | searches files of a treasure-hunt data set (see [`hunt`]) |
 
 use std::time::{Duration, Instant};
@@ -106,6 +107,11 @@ pub fn worker() -> Worker {
         })
         .handler("hunt", hunt::hunt)
         .handler("spawn_then", spawn_then)
+        .handler("chatty", |text: String, _| -> Result<String, String> {
+            // A handler that prints, as many do.
+            println!("{text}");
+            Ok(text)
+        })
         .handler("garbage", |_: Empty, ctx| -> Result<(), String> {
             ctx.send_raw_bytes_for_tests(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xffnot a frame");
             std::thread::sleep(Duration::from_secs(30));
