@@ -292,7 +292,7 @@ impl Supervisor {
         sink: Arc<dyn JobSink>,
         token: u64,
     ) -> Result<JobId, SubmitError> {
-        let (target, _rx) = (Target::Sink { sink, token }, ());
+        let target = Target::Sink { sink, token };
         let (handle, ack) = self.enqueue_to(job, Mode::Try, Some(target))?;
         if let Some(ack) = ack {
             self.admitted(futures_executor::block_on(ack))?;
