@@ -29,14 +29,21 @@ pub use worker::stock;
 pub use worker::{JobContext, ServeError, Task, Worker};
 
 /// Install a `tracing` subscriber that logs to stderr, filtered by `RUST_LOG`
-/// (default `warn`). Does nothing if one is installed already.
+/// (default `error`), coloured only on a terminal without `NO_COLOR`. Does
+/// nothing if one is installed already.
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub fn init_tracing() {
+    use std::io::IsTerminal;
+    // The command reports every job's end itself: by default only errors
+    // are logged, so nothing is said twice. Colour only on a terminal, and
+    // never under NO_COLOR.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -307,3 +307,48 @@ fn what_a_handler_prints_stays_out_of_runs_json() {
     assert_eq!(v["result"], "hello from the handler");
     assert!(err.contains("hello from the handler"), "{err}");
 }
+
+#[test]
+fn errors_come_once_without_colour_and_job_text_cannot_drive_the_terminal() {
+    let (code, _, err) = cli(&["run", "garbage"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "said more than once: {err}");
+    assert!(!err.contains('\u{1b}'), "colour codes into a pipe: {err:?}");
+    assert!(err.contains("over the limit"), "{err}");
+    // A handler's error text with an escape sequence is shown, not obeyed.
+    let (code, _, err) = cli(&["run", "fail", "{\"message\": \"\\u001b[2J wiped\"}"]);
+    assert_eq!(code, 1);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(err.contains("\\u{1b}[2J wiped"), "{err:?}");
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    use std::io::Read;
+    let mut child = Command::new(CLI)
+        .args([
+            "bench",
+            "--jobs",
+            "500",
+            "--latency-jobs",
+            "10",
+            "--fault-reps",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the first line is printed.
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -67,7 +67,7 @@ pub fn run(a: Args) -> Result<i32, String> {
         }
     }
     let secs = t.elapsed().as_secs_f64();
-    println!(
+    say!(
         "throughput: {} jobs in {:.3} s = {:.0} jobs/s ({} workers, inflight {}, {} not completed)",
         a.jobs,
         secs,
@@ -88,7 +88,7 @@ pub fn run(a: Args) -> Result<i32, String> {
     }
     if !rtt.is_empty() {
         let (p50, p90, p99) = percentiles(&mut rtt);
-        println!(
+        say!(
             "round trip, one job at a time ({} jobs): p50 {:.1} µs, p90 {:.1} µs, p99 {:.1} µs",
             rtt.len(),
             p50 * 1e3,
@@ -113,7 +113,7 @@ fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
 
 fn print(what: &str, samples: &mut [Duration]) {
     let (p50, p90, p99) = percentiles(samples);
-    println!(
+    say!(
         "{what} ({} times): p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms",
         samples.len()
     );

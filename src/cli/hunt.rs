@@ -69,7 +69,7 @@ pub fn run(a: Args) -> Result<i32, String> {
         DataSet::prepare(&dir, files, lines, a.seed, &|i| pb.set_position(i as u64))
             .map_err(|e| format!("cannot prepare the data set in {}: {e}", dir.display()))?;
     pb.finish_and_clear();
-    println!(
+    say!(
         "data set: {} files x {} lines in {} ({}); the treasure is file {}",
         ds.files,
         ds.lines,
@@ -116,7 +116,7 @@ pub fn run(a: Args) -> Result<i32, String> {
 
 fn print_table(reports: &[HuntReport], full_scan: bool) {
     let base = reports[0].wall.as_secs_f64();
-    println!(
+    say!(
         "\ntreasure hunt ({})",
         if full_scan {
             "full scan: every file read"
@@ -124,12 +124,17 @@ fn print_table(reports: &[HuntReport], full_scan: bool) {
             "stop at the first hit"
         }
     );
-    println!(
+    say!(
         "{:<40} {:>10} {:>8} {:>10} {:>12} {:>8}",
-        "strategy", "found", "files", "wall", "files/s", "speedup"
+        "strategy",
+        "found",
+        "files",
+        "wall",
+        "files/s",
+        "speedup"
     );
     for r in reports {
-        println!(
+        say!(
             "{:<40} {:>10} {:>8} {:>9.3}s {:>12.0} {:>7.2}x",
             r.strategy,
             r.found.map_or("-".to_string(), |f| format!("file {f}")),

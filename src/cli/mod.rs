@@ -1,5 +1,50 @@
 //! The `procvisor` command line: one subcommand a module.
 
+/// Print a line on standard output; if standard output is gone (a closed
+/// pipe, a full disk), end quietly with the status a shell gives a process
+/// killed by `SIGPIPE` (141), instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::say_line(format_args!($($arg)*))
+    };
+}
+
+/// See [`say!`].
+pub fn say_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .is_err()
+    {
+        std::process::exit(141);
+    }
+}
+
+/// Job-provided text made safe for a terminal: control characters (escape
+/// sequences among them) are shown escaped, not obeyed.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        text.chars()
+            .map(|c| {
+                if c.is_control() && c != '\n' && c != '\t' {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};

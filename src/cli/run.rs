@@ -72,11 +72,16 @@ pub fn run(a: Args) -> Result<i32, String> {
         }
         other => {
             out["error"] = Value::String(other.to_string());
-            eprintln!("error: job {} ({}) {other}", report.id, report.kind);
+            eprintln!(
+                "error: job {} ({}) {}",
+                report.id,
+                super::printable(&report.kind),
+                super::printable(&other.to_string())
+            );
             1
         }
     };
-    println!("{out}");
+    say!("{out}");
     sup.shutdown_blocking(Duration::from_secs(1));
     Ok(code)
 }

@@ -19,7 +19,7 @@ pub fn run() -> Result<i32, String> {
         .build()
         .map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
     let t0 = Instant::now();
-    let say = |what: String| println!("[{:>6.3} s] {what}", t0.elapsed().as_secs_f64());
+    let say = |what: String| say!("[{:>6.3} s] {what}", t0.elapsed().as_secs_f64());
     rt.block_on(async {
         let p = sh("sleep 0.5")?;
         say(format!(

@@ -94,7 +94,7 @@ pub fn run(a: Args) -> Result<i32, String> {
         },
         if live { " (Ctrl-C to stop)" } else { "" }
     );
-    println!("{header}");
+    say!("{header}");
     loop {
         let now = Instant::now();
         if interrupted.load(Ordering::SeqCst) || stop_after.is_some_and(|d| now >= started + d) {
@@ -130,7 +130,7 @@ pub fn run(a: Args) -> Result<i32, String> {
                 .min(Duration::from_millis(50)),
         );
     }
-    println!("stopping: running jobs get {timeout:?} to finish, queued ones are cancelled");
+    say!("stopping: running jobs get {timeout:?} to finish, queued ones are cancelled");
     let evictions = sup.snapshot_blocking().map_or(0, |s| s.counts.evictions);
     sup.shutdown_blocking(timeout);
     let produced = handles.len();
@@ -182,7 +182,17 @@ fn draw(header: &str, snap: &Snapshot, produced: usize, elapsed: Duration) {
         c.crashed,
         c.cancelled
     ));
-    print!("{out}");
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(out.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            std::process::exit(141);
+        }
+    }
 }
 
 fn print_summary(
@@ -193,8 +203,8 @@ fn print_summary(
 ) {
     let get = |k: &str| tally.get(k).copied().unwrap_or(0);
     let ended: usize = tally.values().sum();
-    println!("\nsummary after {:.1} s:", elapsed.as_secs_f64());
-    println!("  produced    {produced}");
+    say!("\nsummary after {:.1} s:", elapsed.as_secs_f64());
+    say!("  produced    {produced}");
     for k in [
         "completed",
         "timed_out",
@@ -204,10 +214,10 @@ fn print_summary(
         "cancelled",
         "rejected",
     ] {
-        println!("  {k:<11} {}", get(k));
+        say!("  {k:<11} {}", get(k));
     }
-    println!("  (evictions: {evictions}; an evicted job goes back to the queue and ends as one of the above)");
-    println!(
+    say!("  (evictions: {evictions}; an evicted job goes back to the queue and ends as one of the above)");
+    say!(
         "summary: produced={produced} completed={} timed_out={} evicted={} crashed={} failed={} cancelled={} rejected={} ended={ended}",
         get("completed"),
         get("timed_out"),

@@ -172,7 +172,7 @@ pub(crate) enum FromWorker {
 /// A frame that could not be decoded: the peer does not speak this protocol
 /// (or is corrupt).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("undecodable frame of {len} bytes from the peer ({reason}); the peer does not speak procvisor protocol v{PROTOCOL_VERSION}")]
+#[error("it sent {reason}")]
 pub(crate) struct ProtocolError {
     /// Length of the frame.
     pub len: usize,
@@ -197,7 +197,10 @@ pub(crate) fn decode_frame<M: for<'de> Deserialize<'de>>(
         Ok(v) => Ok(v),
         Err(e) => Err(ProtocolError {
             len: bytes.len(),
-            reason: e.to_string(),
+            reason: format!(
+                "an undecodable frame of {} bytes ({e}): it does not speak procvisor protocol v{PROTOCOL_VERSION}",
+                bytes.len()
+            ),
         }),
     }
 }

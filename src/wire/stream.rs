@@ -142,7 +142,7 @@ impl FrameReader {
             return Some(Err(ProtocolError {
                 len,
                 reason: format!(
-                    "the frame's length is over the limit of {} bytes (Config::max_result)",
+                    "a frame of {len} bytes, over the limit of {} bytes (Config::max_result)",
                     self.max_frame
                 ),
             }));
