@@ -180,12 +180,7 @@ impl SupervisorActor {
             let now = Instant::now();
             self.keep_hot(now);
             self.pool_actions(now, ctx);
-            let mut decisions = std::mem::take(&mut self.decisions);
-            self.core.poll(now, &mut decisions);
-            for d in decisions.drain(..) {
-                self.route(d, now, ctx);
-            }
-            self.decisions = decisions;
+            self.route_core(now, ctx);
             self.send_runs();
             if !self.admit_waiting() {
                 break;
@@ -193,6 +188,18 @@ impl SupervisorActor {
         }
         self.arm_timer(ctx);
         self.check_drained(ctx);
+    }
+
+    /// Poll the core and carry out its decisions, in the order made (and
+    /// nothing else: no pool action runs in between, so a worker slot's
+    /// report targets are all routed before the slot can be reused).
+    pub(super) fn route_core(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        let mut decisions = std::mem::take(&mut self.decisions);
+        self.core.poll(now, &mut decisions);
+        for d in decisions.drain(..) {
+            self.route(d, now, ctx);
+        }
+        self.decisions = decisions;
     }
 
     /// One timer, for the earliest of the core's and the pool's deadlines.

@@ -27,6 +27,10 @@ impl SupervisorActor {
                     if self.slots[slot].started {
                         self.counts.restarts += 1;
                     }
+                    debug_assert!(
+                        self.slots[slot].replies.lock().is_empty(),
+                        "slot {slot} reused while it holds report targets"
+                    );
                     self.slots[slot] = WorkerSlot {
                         started: true,
                         ..WorkerSlot::new()
@@ -83,11 +87,11 @@ impl SupervisorActor {
         if death != Death::Expected {
             self.last_crash = Some(crash.to_string());
             // The core ends its running job (or retries it) and puts the
-            // others back; routed at once, while the slot still holds their
-            // targets.
+            // others back; routed at once, before any pool action (a
+            // restart) could reuse the slot and its map of targets.
             self.core
                 .worker_lost(slot, Some(Detail::Crash(crash.clone())), now);
-            self.pump(ctx);
+            self.route_core(now, ctx);
         }
         if death == Death::BeforeReady && !self.pool.ever_ready() {
             let why = format!(

@@ -424,7 +424,9 @@ impl Pool {
                     why: Broke::NoHandshake(self.cfg.start_timeout),
                 });
             }
-            Timer::ClosedGrace if !s.exited && !s.expected && !s.broke => {
+            Timer::ClosedGrace
+                if s.phase == Phase::Ready && !s.exited && !s.expected && !s.broke =>
+            {
                 s.broke = true;
                 self.out.push(PoolAction::Kill {
                     slot,
