@@ -293,11 +293,11 @@ impl Supervisor {
         token: u64,
     ) -> Result<JobId, SubmitError> {
         let target = Target::Sink { sink, token };
-        let (handle, ack) = self.enqueue_to(job, Mode::Try, Some(target))?;
+        let (id, _, ack) = self.enqueue_to(job, Mode::Try, target)?;
         if let Some(ack) = ack {
             self.admitted(futures_executor::block_on(ack))?;
         }
-        Ok(handle.id)
+        Ok(id)
     }
 
     /// How much work the supervisor wants from a job source now: jobs its
@@ -353,21 +353,32 @@ impl Supervisor {
         ),
         SubmitError,
     > {
-        self.enqueue_to(job, mode, None)
+        let (tx, rx) = oneshot::channel();
+        let (id, kind, ack) = self.enqueue_to(job, mode, Target::Local(tx))?;
+        let handle = JobHandle {
+            id,
+            kind,
+            rx,
+            addr: self.inner.addr.clone(),
+            spin: self.inner.spin,
+            _result: PhantomData,
+        };
+        Ok((handle, ack))
     }
 
-    /// Validate a job and send it to the actor, reporting to `target` (or to
-    /// the returned handle); with a bounded queue, also the receiver of the
-    /// admission answer.
+    /// Validate a job and send it to the actor, reporting to `target`;
+    /// returns its id and kind and, with a bounded queue, the receiver of
+    /// the admission answer.
     #[allow(clippy::type_complexity)]
     fn enqueue_to<R: DeserializeOwned>(
         &self,
         job: Job<R>,
         mode: Mode,
-        target: Option<Target>,
+        target: Target,
     ) -> Result<
         (
-            JobHandle<R>,
+            JobId,
+            String,
             Option<oneshot::Receiver<Result<(), AdmitError>>>,
         ),
         SubmitError,
@@ -416,7 +427,6 @@ impl Supervisor {
             });
         }
         let id = inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
         let (admission, ack) = match (inner.bounded, mode) {
             (false, _) => (Admission::Unbounded, None),
             (true, Mode::Try) => {
@@ -439,21 +449,13 @@ impl Supervisor {
             record: JobRecord {
                 kind: job.kind.as_str().into(),
                 payload,
-                target: Some(target.unwrap_or(Target::Local(tx))),
+                target: Some(target),
                 progress: None,
                 history: Vec::new(),
             },
             admission,
         });
-        let handle = JobHandle {
-            id,
-            kind: job.kind,
-            rx,
-            addr: inner.addr.clone(),
-            spin: inner.spin,
-            _result: PhantomData,
-        };
-        Ok((handle, ack))
+        Ok((id, job.kind, ack))
     }
 
     /// Where a job is now.

@@ -13,7 +13,8 @@ use super::actor::SupervisorActor;
 use super::link::{Finish, Incoming, Reply};
 use super::outcome::{AttemptEnd, Crash, Outcome};
 use super::protocol::JobRecord;
-use crate::sched::{Decision, End, Ended, Rejection, SlotId};
+use super::target::Target;
+use crate::sched::{Decision, End, Ended, JobMeta, Rejection, SlotId};
 use crate::wire::{self, JobId, Payload, RunRef, ToWorkerRef};
 
 /// What the actor passes to the core with an ending, and gets back with the
@@ -64,13 +65,12 @@ impl SupervisorActor {
                 detail,
                 due,
             } => {
-                let stop_reason = self.stop_reason_text();
                 let timeout = self.core.timeout_of(job);
+                let (outcome, _) = outcome_of(end, detail, timeout, || self.stop_reason_text());
                 let Some(rec) = self.take_back(job, slot) else {
                     self.core.forget(job);
                     return;
                 };
-                let (outcome, _) = outcome_of(end, detail, timeout, stop_reason);
                 let ended = AttemptEnd {
                     attempt,
                     outcome: outcome.without_result(),
@@ -113,15 +113,13 @@ impl SupervisorActor {
         } = ended;
         let from_slot = meta.slot.map(|s| &self.slots[s]);
         let reply = match data.target.take() {
-            Some(target) => Some(Reply {
+            Some(target) => Some(reply_for(
                 target,
-                kind: data.kind.clone(),
-                attempt: meta.attempt,
-                evictions: meta.evictions,
-                pid: from_slot.and_then(|s| s.pid),
-                history: std::mem::take(&mut data.history),
-                failure_is_final: true,
-            }),
+                &mut data,
+                &meta,
+                from_slot.and_then(|s| s.pid),
+                true,
+            )),
             None => from_slot.and_then(|s| s.replies.take(job)),
         };
         let Some(reply) = reply else {
@@ -140,7 +138,7 @@ impl SupervisorActor {
             self.counts.record(&outcome);
             return;
         }
-        let (outcome, run) = outcome_of(end, detail, spec.timeout, self.stop_reason_text());
+        let (outcome, run) = outcome_of(end, detail, spec.timeout, || self.stop_reason_text());
         let ran_for = run.or_else(|| meta.started.map(|t| now.saturating_duration_since(t)));
         self.counts.record(&outcome);
         reply.send(job, outcome, ran_for);
@@ -159,18 +157,8 @@ impl SupervisorActor {
         };
         tracing::trace!(job, kind = %rec.kind, priority = meta.priority, attempt = meta.attempt, slot, "dispatch");
         if let Some(target) = rec.target.take() {
-            self.slots[slot].replies.lock().insert(
-                job,
-                Reply {
-                    target,
-                    kind: rec.kind.clone(),
-                    attempt: meta.attempt,
-                    evictions: meta.evictions,
-                    pid,
-                    history: std::mem::take(&mut rec.history),
-                    failure_is_final,
-                },
-            );
+            let reply = reply_for(target, rec, &meta, pid, failure_is_final);
+            self.slots[slot].replies.lock().insert(job, reply);
         }
         self.dispatches.0.push((slot, job));
     }
@@ -262,13 +250,34 @@ impl SupervisorActor {
     }
 }
 
+/// A job's report target with what its report says besides the outcome
+/// (its history moves along with it).
+fn reply_for(
+    target: Target,
+    rec: &mut JobRecord,
+    meta: &JobMeta,
+    pid: Option<u32>,
+    failure_is_final: bool,
+) -> Reply {
+    Reply {
+        target,
+        kind: rec.kind.clone(),
+        attempt: meta.attempt,
+        evictions: meta.evictions,
+        pid,
+        history: std::mem::take(&mut rec.history),
+        failure_is_final,
+    }
+}
+
 /// The outcome a decided end stands for, and the run time the worker
-/// measured if it reported one.
+/// measured if it reported one. `stop_reason` is asked only for a job
+/// rejected because the supervisor stopped.
 fn outcome_of(
     end: End,
     detail: Option<Detail>,
     timeout: Option<Duration>,
-    stop_reason: String,
+    stop_reason: impl FnOnce() -> String,
 ) -> (Outcome<Payload>, Option<Duration>) {
     match (end, detail) {
         (End::Completed | End::Failed, Some(Detail::Result(o, run))) => (o, Some(run)),
@@ -291,7 +300,7 @@ fn outcome_of(
             Outcome::Rejected("pushed out of the full queue by a more urgent job".into()),
             None,
         ),
-        (End::Rejected(Rejection::Stopped), _) => (Outcome::Rejected(stop_reason), None),
+        (End::Rejected(Rejection::Stopped), _) => (Outcome::Rejected(stop_reason()), None),
         (End::Completed | End::Failed, _) => (
             Outcome::Failed(super::outcome::JobError::Handler(
                 "the worker's result was lost".into(),
