@@ -170,6 +170,19 @@ fn planted(
     (exe, mark)
 }
 
+/// `exe run echo 1` succeeds.
+fn runs_echo(exe: &std::path::Path) {
+    let out = Command::new(exe)
+        .args(["run", "echo", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_worker_program_is_never_taken_from_a_parent_or_a_shared_directory() {
     use std::os::unix::fs::PermissionsExt;
@@ -178,30 +191,14 @@ fn a_worker_program_is_never_taken_from_a_parent_or_a_shared_directory() {
     let sub = tmp.path().join("bin");
     std::fs::create_dir(&sub).unwrap();
     let (exe, mark) = planted(&sub, tmp.path());
-    let out = Command::new(&exe)
-        .args(["run", "echo", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    runs_echo(&exe);
     assert!(!mark.exists(), "the worker in the parent directory was run");
     // Nor one beside the executable in a directory others can write.
     let shared = tmp.path().join("shared");
     std::fs::create_dir(&shared).unwrap();
     let (exe, mark) = planted(&shared, &shared);
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = Command::new(&exe)
-        .args(["run", "echo", "1"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    runs_echo(&exe);
     assert!(
         !mark.exists(),
         "the worker in a world-writable directory was run"
