@@ -9,7 +9,7 @@ use procvisor::{StartError, Supervisor};
 #[test]
 fn a_worker_that_forgot_run_if_worker_cannot_start_a_supervisor() {
     // What a supervisor sets in the environment of the workers it starts.
-    std::env::set_var("PROCVISOR_WORKER_SERVER", "/nonexistent");
+    std::env::set_var("PROCVISOR_HANDSHAKE_FD", "4");
     match Supervisor::start(common::config(2)) {
         Err(e @ StartError::InsideWorker) => {
             let msg = e.to_string();

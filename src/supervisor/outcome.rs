@@ -174,6 +174,11 @@ pub enum Crash {
     /// It stopped sending heartbeats; it was killed.
     #[error("the worker sent no heartbeat for {0:?} and was killed")]
     Unresponsive(Duration),
+    /// Another process connected to the worker's handshake socket before
+    /// the worker did, without the secret only the worker knows. It was
+    /// refused before any job reached it, and the worker was replaced.
+    #[error("another process of this user connected to the worker's handshake socket first, without the worker's secret; it was refused before any job reached it and the worker was replaced")]
+    HandshakeTaken,
 }
 
 /// How an earlier attempt of a retried job ended.

@@ -93,7 +93,10 @@ impl SupervisorActor {
                 .worker_lost(slot, Some(Detail::Crash(crash.clone())), now);
             self.route_core(now, ctx);
         }
-        if death == Death::BeforeReady && !self.pool.ever_ready() {
+        // A worker that never became ready says the program is not a
+        // worker, unless another process took its handshake.
+        if death == Death::BeforeReady && !self.pool.ever_ready() && crash != Crash::HandshakeTaken
+        {
             let why = format!(
                 "the worker program {} did not start: {crash}, before its handshake; is it a procvisor worker (does its main call Worker::main or run_if_worker)?",
                 self.cfg.worker.program.display()
@@ -261,6 +264,12 @@ impl Handler<LinkEvent> for SupervisorActor {
             LinkEvent::HandshakeFailed { slot, gen, error } => {
                 if self.pool.is_current(slot, gen) {
                     self.kill_broken(slot, Crash::ProtocolFault(error));
+                }
+            }
+            LinkEvent::HandshakeTaken { slot, gen } => {
+                if self.pool.is_current(slot, gen) {
+                    self.kill_broken(slot, Crash::HandshakeTaken);
+                    self.pool.intruded(slot, gen);
                 }
             }
             LinkEvent::Frames {

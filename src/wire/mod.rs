@@ -1,10 +1,12 @@
 //! The wire: every message that crosses between a supervisor and a worker.
 //!
-//! The supervisor and a worker first meet through an `IpcOneShotServer`: the
-//! worker connects and sends a [`Handshake::Hello`] carrying the protocol
-//! version, the job kinds it serves, and the two byte channels the
-//! supervisor sends on from then on: jobs, and control. Results travel back
-//! over a socket the worker inherited at spawn ([`stream`]). Every exchange
+//! The supervisor and a worker first meet through an `IpcOneShotServer`
+//! whose name, with a secret, the worker reads from a pipe it inherited
+//! ([`bootstrap`]): the worker connects and sends a [`Handshake::Hello`]
+//! carrying that secret, the protocol version, the job kinds it serves, and
+//! the two byte channels the supervisor sends on from then on: jobs, and
+//! control. Results travel back over another pipe the worker inherited
+//! ([`stream`]). Every exchange
 //! is a *frame*: a postcard-encoded `Vec` of [`ToWorker`] or [`FromWorker`]
 //! messages, so that several jobs can travel in one IPC message.
 //!
@@ -14,6 +16,7 @@
 use ipc_channel::ipc::IpcBytesSender;
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod bootstrap;
 mod payload;
 pub(crate) mod spin;
 pub(crate) mod stream;
@@ -22,11 +25,7 @@ pub use payload::{Codec, Payload, PayloadError};
 
 /// Version of the supervisor ↔ worker protocol. A worker announcing another
 /// version is refused at the handshake.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
-
-/// Name of the environment variable through which a supervisor tells a worker
-/// process where to connect (the name of its one-shot server).
-pub(crate) const SERVER_ENV: &str = "PROCVISOR_WORKER_SERVER";
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// Name of the environment variable through which a supervisor tells a worker
 /// how often to send heartbeats, in milliseconds.
@@ -53,6 +52,9 @@ pub(crate) struct Hello {
     pub version: u32,
     /// The worker's process id, as the worker sees it.
     pub pid: u32,
+    /// The secret the worker read from its bootstrap pipe, which proves it
+    /// is the process the supervisor started.
+    pub secret: bootstrap::Secret,
     /// The job kinds this worker has handlers for, with their types.
     pub kinds: Vec<KindInfo>,
     /// Where the supervisor sends [`ToWorker::Run`] and

@@ -35,6 +35,26 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
+/// Check that `fd` is an open pipe (what a worker inherits from its
+/// supervisor), before taking ownership of it.
+pub(crate) fn check_pipe(fd: i32) -> io::Result<()> {
+    if fd < 0 {
+        return Err(io::Error::other(format!("{fd} is not a file descriptor")));
+    }
+    // SAFETY: fstat only reads the descriptor's metadata; an invalid
+    // descriptor gives EBADF.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return Err(io::Error::other(format!(
+            "file descriptor {fd} is not a pipe"
+        )));
+    }
+    Ok(())
+}
+
 /// Writes frames (the worker's side).
 #[derive(Debug)]
 pub(crate) struct FrameWriter {
@@ -55,20 +75,7 @@ impl FrameWriter {
     /// [`RESULTS_FD_ENV`]; it is made close-on-exec so that programs a job
     /// starts do not inherit it.
     pub(crate) fn inherited(fd: i32) -> io::Result<FrameWriter> {
-        if fd < 0 {
-            return Err(io::Error::other(format!("{fd} is not a file descriptor")));
-        }
-        // SAFETY: fstat only reads the descriptor's metadata; an invalid
-        // descriptor gives EBADF.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        if unsafe { libc::fstat(fd, &mut st) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
-            return Err(io::Error::other(format!(
-                "file descriptor {fd} is not a pipe"
-            )));
-        }
+        check_pipe(fd)?;
         // SAFETY: the descriptor is open (fstat succeeded), is a pipe, and
         // was handed to this process to own; nothing else in it uses it.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };

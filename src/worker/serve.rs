@@ -19,23 +19,25 @@ use std::time::{Duration, Instant};
 use ipc_channel::ipc::{self, IpcBytesReceiver, IpcSender};
 
 use super::{JobContext, Worker};
+use crate::wire::bootstrap::{Bootstrap, HANDSHAKE_FD_ENV};
 use crate::wire::spin::{recv_spinning, SPIN_ENV};
 use crate::wire::stream::{FrameWriter, RESULTS_FD_ENV};
 use crate::wire::{
     self, FromWorker, Handshake, Hello, JobId, JobResult, Run, ToWorker, HEARTBEAT_ENV,
-    PROTOCOL_VERSION, SERVER_ENV,
+    PROTOCOL_VERSION,
 };
 
 /// Why a worker could not serve.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// Not started by a supervisor.
-    #[error("{SERVER_ENV} is not set: this process was not started by a procvisor supervisor (run it with --once KIND JSON to try a job by hand)")]
+    #[error("{HANDSHAKE_FD_ENV} is not set: this process was not started by a procvisor supervisor (run it with --once KIND JSON to try a job by hand)")]
     NotAWorker,
     /// The handshake failed.
     #[error("could not reach the supervisor at {name:?}: {reason}")]
     Handshake {
-        /// The server name from the environment.
+        /// Where the worker tried to connect (the handshake server's name,
+        /// or the descriptor it should have read the name from).
         name: String,
         /// What went wrong.
         reason: String,
@@ -87,7 +89,7 @@ struct Channels {
 
 /// What the supervisor told this worker through its environment.
 struct Settings {
-    server: String,
+    handshake_fd: Option<i32>,
     results_fd: Option<i32>,
     heartbeat: Duration,
     spin: Duration,
@@ -98,17 +100,20 @@ impl Settings {
     /// programs a job starts neither see them nor mistake themselves for
     /// workers. Runs before this process starts any thread.
     fn take_from_env() -> Result<Settings, ServeError> {
-        let server = std::env::var(SERVER_ENV).map_err(|_| ServeError::NotAWorker)?;
+        if std::env::var_os(HANDSHAKE_FD_ENV).is_none() {
+            return Err(ServeError::NotAWorker);
+        }
         let num = |key: &str| std::env::var(key).ok().and_then(|v| v.parse::<u64>().ok());
+        let fd = |key: &str| num(key).and_then(|fd| i32::try_from(fd).ok());
         let settings = Settings {
-            server,
-            results_fd: num(RESULTS_FD_ENV).and_then(|fd| i32::try_from(fd).ok()),
+            handshake_fd: fd(HANDSHAKE_FD_ENV),
+            results_fd: fd(RESULTS_FD_ENV),
             heartbeat: Duration::from_millis(
                 num(HEARTBEAT_ENV).unwrap_or(1000).clamp(1, 3_600_000),
             ),
             spin: Duration::from_micros(num(SPIN_ENV).unwrap_or(0).min(1_000_000)),
         };
-        for key in [SERVER_ENV, RESULTS_FD_ENV, HEARTBEAT_ENV, SPIN_ENV] {
+        for key in [HANDSHAKE_FD_ENV, RESULTS_FD_ENV, HEARTBEAT_ENV, SPIN_ENV] {
             std::env::remove_var(key);
         }
         Ok(settings)
@@ -120,15 +125,22 @@ impl Worker {
     /// (or goes away).
     pub fn serve(self) -> Result<(), ServeError> {
         let Settings {
-            server: name,
+            handshake_fd,
             results_fd,
             heartbeat,
             spin,
         } = Settings::take_from_env()?;
         super::mark_serving();
         crate::wire::spin::tune_allocator();
+        let boot = handshake_fd
+            .ok_or_else(|| format!("{HANDSHAKE_FD_ENV} is not a descriptor number"))
+            .and_then(Bootstrap::read_inherited)
+            .map_err(|reason| ServeError::Handshake {
+                name: format!("the handshake pipe ({HANDSHAKE_FD_ENV})"),
+                reason,
+            })?;
         let handshake_error = |reason: String| ServeError::Handshake {
-            name: name.clone(),
+            name: boot.server.clone(),
             reason,
         };
         let fd = results_fd.ok_or_else(|| {
@@ -140,7 +152,7 @@ impl Worker {
             tx: Mutex::new(writer),
         };
         let Channels { jobs, control } =
-            handshake(&name, self.kind_infos()).map_err(handshake_error)?;
+            handshake(&boot, self.kind_infos()).map_err(handshake_error)?;
         let link = Arc::new(link);
         let cancels = Arc::new(Mutex::new(Cancels::default()));
         {
@@ -231,21 +243,41 @@ fn decode_or_exit(bytes: &[u8]) -> Vec<ToWorker> {
     }
 }
 
-fn handshake(name: &str, kinds: Vec<crate::wire::KindInfo>) -> Result<Channels, String> {
+fn handshake(boot: &Bootstrap, kinds: Vec<crate::wire::KindInfo>) -> Result<Channels, String> {
     let server: IpcSender<Handshake> =
-        IpcSender::connect(name.to_string()).map_err(|e| format!("connect: {e}"))?;
+        IpcSender::connect(boot.server.clone()).map_err(|e| format!("connect: {e}"))?;
+    // Connected: nobody needs the socket's path any more. Removing it (and
+    // its private folder) now leaves nothing behind even if the supervisor
+    // is killed before it would have.
+    forget_server_path(&boot.server);
     let (to_worker, jobs) = ipc::bytes_channel().map_err(|e| e.to_string())?;
     let (control_tx, control) = ipc::bytes_channel().map_err(|e| e.to_string())?;
     server
         .send(Handshake::Hello(Hello {
             version: PROTOCOL_VERSION,
             pid: std::process::id(),
+            secret: boot.secret,
             kinds,
             to_worker,
             control: control_tx,
         }))
         .map_err(|e| format!("send hello: {e}"))?;
     Ok(Channels { jobs, control })
+}
+
+/// Remove the handshake socket at `path` and its folder, if the folder is
+/// one the supervisor's server created (a private `.tmp…` folder holding
+/// nothing else).
+fn forget_server_path(path: &str) {
+    let path = std::path::Path::new(path);
+    let Some(dir) = path.parent() else { return };
+    let ours = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(".tmp"));
+    if ours && std::fs::remove_file(path).is_ok() {
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 fn control_loop(rx: IpcBytesReceiver, cancels: Arc<Mutex<Cancels>>) {

@@ -142,6 +142,8 @@ struct Life {
     expected: bool,
     /// It broke and is being killed for it.
     broke: bool,
+    /// Another process took its handshake: the program itself may be fine.
+    intruded: bool,
     /// Deaths in a row without a completed job.
     consecutive_deaths: u32,
     /// Its results channel ended.
@@ -177,6 +179,7 @@ impl Pool {
                     last_seen: now,
                     expected: false,
                     broke: false,
+                    intruded: false,
                     consecutive_deaths: 0,
                     drained: false,
                     exited: false,
@@ -231,6 +234,7 @@ impl Pool {
             last_seen: now,
             expected: false,
             broke: false,
+            intruded: false,
             consecutive_deaths,
             drained: false,
             exited: false,
@@ -305,6 +309,17 @@ impl Pool {
     pub fn broke(&mut self, slot: SlotId, gen: u64) {
         if self.is_current(slot, gen) {
             self.slots[slot].broke = true;
+        }
+    }
+
+    /// Another process connected to the worker's handshake first (and was
+    /// refused): kill the worker like a broken one, but its death says
+    /// nothing about the program, so it is restarted even if no worker was
+    /// ever ready.
+    pub fn intruded(&mut self, slot: SlotId, gen: u64) {
+        if self.is_current(slot, gen) {
+            self.slots[slot].broke = true;
+            self.slots[slot].intruded = true;
         }
     }
 
@@ -494,7 +509,7 @@ impl Pool {
             // worker comes at once.
             return self.spawn(slot, now);
         }
-        if !self.ever_ready {
+        if !self.ever_ready && !self.slots[slot].intruded {
             // The program never connected: restarting it would loop.
             return;
         }

@@ -259,3 +259,32 @@ fn news_of_a_replaced_worker_is_ignored() {
     assert!(t.poll(2).is_empty());
     assert_eq!(t.pool.gen(0), old + 1);
 }
+
+#[test]
+fn a_worker_whose_handshake_was_taken_is_restarted_even_before_any_was_ready() {
+    let mut t = T::new(1);
+    t.poll(0);
+    t.pool.spawned(0, 1, t.at(1));
+    t.pool.intruded(0, 1);
+    t.pool.exited(0, 1, t.at(2));
+    t.pool.closed(0, 1, t.at(2));
+    let mut actions = t.poll(2);
+    assert_eq!(
+        actions.first(),
+        Some(&PoolAction::Dead {
+            slot: 0,
+            death: Death::BeforeReady
+        })
+    );
+    // Unlike a program that never connects, it comes back (after its
+    // backoff, if any).
+    for ms in 3..1000 {
+        actions.extend(t.poll(ms));
+    }
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, PoolAction::Spawn { slot: 0, gen: 2 })),
+        "no restart: {actions:?}"
+    );
+}

@@ -2,6 +2,7 @@
 //!
 //! - `spawner`: the thread that forks every worker, and lives as long as the
 //!   supervisor (a child's death signal follows the thread that forked it).
+//! - `leftovers`: removing handshake folders dead supervisors left behind.
 //! - `reader`: one thread per worker that accepts its handshake, reads its
 //!   result frames and hands them to the actor as [`LinkEvent`]s, delivering
 //!   final results to their targets directly.
@@ -19,6 +20,7 @@ use crate::process::Process;
 use crate::sched::SlotId;
 use crate::wire::{JobId, Payload, ProtocolError};
 
+mod leftovers;
 mod reader;
 mod replies;
 mod spawner;
@@ -96,6 +98,9 @@ pub(crate) enum LinkEvent {
         gen: u64,
         error: String,
     },
+    /// Another process connected to the handshake socket first, without
+    /// the secret; it was refused.
+    HandshakeTaken { slot: SlotId, gen: u64 },
     /// Messages from the worker.
     Frames {
         slot: SlotId,

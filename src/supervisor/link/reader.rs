@@ -10,14 +10,22 @@ use ipc_channel::ipc::IpcOneShotServer;
 use super::super::outcome::Outcome;
 use super::{EventSink, Finish, Incoming, LinkEvent, Replies};
 use crate::sched::SlotId;
+use crate::wire::bootstrap::Bootstrap;
 use crate::wire::stream::FrameReader;
 use crate::wire::{self, FromWorker, Handshake, PROTOCOL_VERSION};
 
 /// Most frames gathered into one event.
 const READ_BATCH: usize = 256;
 
+/// Where a new worker knocks: its one-shot handshake server, and the
+/// record that tells the worker from anyone else.
+pub(super) struct Door {
+    pub(super) server: IpcOneShotServer<Handshake>,
+    pub(super) boot: Bootstrap,
+}
+
 pub(super) fn reader_thread(
-    server: IpcOneShotServer<Handshake>,
+    door: Door,
     reader: FrameReader,
     slot: SlotId,
     gen: u64,
@@ -25,6 +33,7 @@ pub(super) fn reader_thread(
     replies: Replies,
     spin: Duration,
 ) {
+    let Door { server, boot } = door;
     let hello = match server.accept() {
         Ok((_, Handshake::Hello(hello))) => hello,
         Ok((_, Handshake::Abandon)) => return,
@@ -37,6 +46,9 @@ pub(super) fn reader_thread(
             return;
         }
     };
+    if !boot.admits(&hello.secret) {
+        return sink(LinkEvent::HandshakeTaken { slot, gen });
+    }
     if hello.version != PROTOCOL_VERSION {
         sink(LinkEvent::HandshakeFailed {
             slot,

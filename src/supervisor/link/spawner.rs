@@ -3,9 +3,11 @@
 //! that forked it ends.
 //!
 //! Each worker gets a one-shot server to connect to (for the channels the
-//! supervisor sends on) and inherits the write end of a fresh pipe as
-//! [`RESULTS_FD`], on which it writes its results; the other end goes to the
-//! worker's reader thread.
+//! supervisor sends on), whose name and a secret it reads from a pipe it
+//! inherits as [`HANDSHAKE_FD`], and inherits the write end of another pipe
+//! as [`RESULTS_FD`], on which it writes its results; the other end goes to
+//! the worker's reader thread. The worker inherits no other descriptor but
+//! stdin, stdout and stderr.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -16,14 +18,15 @@ use std::thread::JoinHandle;
 
 use ipc_channel::ipc::IpcOneShotServer;
 
-use super::reader::reader_thread;
+use super::reader::{reader_thread, Door};
 use super::{EventSink, LinkEvent, Replies, Timing};
 use crate::process::Process;
 use crate::sched::SlotId;
 use crate::supervisor::config::WorkerCommand;
+use crate::wire::bootstrap::{Bootstrap, HANDSHAKE_FD, HANDSHAKE_FD_ENV};
 use crate::wire::spin::SPIN_ENV;
 use crate::wire::stream::{pipe, FrameReader, RESULTS_FD, RESULTS_FD_ENV};
-use crate::wire::{Handshake, HEARTBEAT_ENV, SERVER_ENV};
+use crate::wire::{Handshake, HEARTBEAT_ENV};
 
 struct SpawnRequest {
     slot: SlotId,
@@ -48,6 +51,11 @@ impl Spawner {
         let thread = std::thread::Builder::new()
             .name("procvisor-spawner".into())
             .spawn(move || {
+                let swept =
+                    super::leftovers::sweep(&std::env::temp_dir(), super::leftovers::MIN_AGE);
+                if swept > 0 {
+                    tracing::debug!(swept, "removed handshake folders of dead supervisors");
+                }
                 for req in rx {
                     spawn_one(&cmd, timing, &sink, req);
                 }
@@ -92,6 +100,11 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
         Ok(r) => r,
         Err(e) => return failed(format!("cannot set up the results pipe: {e}")),
     };
+    let boot = Bootstrap::new(name.clone());
+    let boot_fd = match boot.to_pipe() {
+        Ok(fd) => fd,
+        Err(e) => return failed(format!("cannot create the handshake pipe: {e}")),
+    };
     let mut command = Command::new(&cmd.program);
     if let Some(keep) = &cmd.keep_env {
         command.env_clear();
@@ -109,7 +122,7 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
     command
         .args(&cmd.args)
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-        .env(SERVER_ENV, &name)
+        .env(HANDSHAKE_FD_ENV, HANDSHAKE_FD.to_string())
         .env(RESULTS_FD_ENV, RESULTS_FD.to_string())
         .env(
             HEARTBEAT_ENV,
@@ -117,7 +130,10 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
         )
         .env(SPIN_ENV, timing.spin.as_micros().to_string())
         .stdin(Stdio::null());
-    inherit_as(&mut command, theirs, RESULTS_FD);
+    inherit_as(
+        &mut command,
+        [(theirs, RESULTS_FD), (boot_fd, HANDSHAKE_FD)],
+    );
     let process = match Process::spawn(&mut command) {
         Ok(p) => p,
         Err(e) => {
@@ -127,7 +143,7 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
             ))
         }
     };
-    // The child has its copy of the worker's end; ours closes with `command`.
+    // The child has its copies of the pipes' ends; ours close with `command`.
     drop(command);
     sink(LinkEvent::Spawned {
         slot,
@@ -138,7 +154,17 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
     let sink = sink.clone();
     let started = std::thread::Builder::new()
         .name(format!("procvisor-link-{slot}"))
-        .spawn(move || reader_thread(server, reader, slot, gen, sink, replies, timing.spin));
+        .spawn(move || {
+            reader_thread(
+                Door { server, boot },
+                reader,
+                slot,
+                gen,
+                sink,
+                replies,
+                timing.spin,
+            )
+        });
     if let Err(e) = started {
         tracing::error!(slot, "cannot start a link thread: {e}");
     }
@@ -184,27 +210,40 @@ fn close_others_at_exec(first: i32) {
     }
 }
 
-/// Make the child inherit `fd` as descriptor number `target` (and no other
-/// descriptor but stdin, stdout and stderr).
-fn inherit_as(command: &mut Command, fd: OwnedFd, target: i32) {
-    let raw = fd.as_raw_fd();
+/// Make the child inherit each descriptor as the number paired with it
+/// (and no other descriptor but stdin, stdout and stderr). The targets must
+/// be consecutive numbers from 3 up, in order.
+fn inherit_as<const N: usize>(command: &mut Command, fds: [(OwnedFd, i32); N]) {
+    let raws: [(i32, i32); N] = std::array::from_fn(|i| (fds[i].0.as_raw_fd(), fds[i].1));
+    let first_free = 3 + N as i32;
+    debug_assert!(raws
+        .iter()
+        .enumerate()
+        .all(|(i, &(_, t))| t == 3 + i as i32));
     // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe system calls (dup2, fcntl); it allocates nothing.
-    // `fd` stays open in the parent until the command is dropped, after
-    // the fork.
+    // async-signal-safe system calls (dup, dup2, fcntl, close_range); it
+    // allocates nothing. The descriptors stay open in the parent until the
+    // command is dropped, after the fork.
     unsafe {
         command.pre_exec(move || {
-            let _keep = &fd;
-            if raw == target {
-                // dup2 onto itself keeps close-on-exec: clear it instead.
-                let flags = libc::fcntl(raw, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            let _keep = &fds;
+            // First move every source out of the way of every target, so
+            // that placing one cannot clobber another still to be placed.
+            let mut moved = [0i32; N];
+            for (i, &(raw, _)) in raws.iter().enumerate() {
+                let fd = libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, first_free + N as i32);
+                if fd < 0 {
                     return Err(io::Error::last_os_error());
                 }
-            } else if libc::dup2(raw, target) < 0 {
-                return Err(io::Error::last_os_error());
+                moved[i] = fd;
             }
-            close_others_at_exec(target + 1);
+            for (i, &(_, target)) in raws.iter().enumerate() {
+                // dup2 onto another number clears close-on-exec on the copy.
+                if libc::dup2(moved[i], target) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            close_others_at_exec(first_free);
             Ok(())
         });
     }

@@ -1,0 +1,144 @@
+//! Only the process a supervisor started can become its worker: another
+//! process of the same user that finds the handshake socket and connects
+//! first, pretending to be the worker, is refused before any job reaches
+//! it, and the worker's environment names neither the socket nor the
+//! secret. (Its own file: it points TMPDIR at a private folder for the
+//! whole process.)
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use ipc_channel::ipc::{self, IpcSender};
+use procvisor::{Job, WorkerCommand};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The worker's hello, as an impostor that read procvisor's source would
+/// forge it.
+#[derive(Serialize, Deserialize)]
+enum Handshake {
+    Hello(Hello),
+    Abandon,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Hello {
+    version: u32,
+    pid: u32,
+    secret: [u8; 16],
+    kinds: Vec<KindInfo>,
+    to_worker: ipc::IpcBytesSender,
+    control: ipc::IpcBytesSender,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KindInfo {
+    name: String,
+    types: Option<(String, String)>,
+}
+
+/// The first handshake socket that appears under `dir`.
+fn find_socket(dir: &Path, limit: Duration) -> Option<PathBuf> {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let socket = e.path().join("socket");
+            if socket.exists() {
+                return Some(socket);
+            }
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    None
+}
+
+#[test]
+fn a_process_that_connects_first_without_the_secret_gets_no_job() {
+    let tmp = std::env::temp_dir().join(format!("pv-impostor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).unwrap();
+    // SAFETY: set before any thread of this test process starts.
+    unsafe { std::env::set_var("TMPDIR", &tmp) };
+
+    // The real worker waits 0.3 s before it connects, so the impostor wins.
+    let worker = WorkerCommand::new("/bin/sh")
+        .arg("-c")
+        .arg("sleep 0.3; exec \"$0\"")
+        .arg(env!("CARGO_BIN_EXE_procvisor"));
+    let impostor = std::thread::spawn({
+        let tmp = tmp.clone();
+        move || {
+            let socket = find_socket(&tmp, Duration::from_secs(10)).expect("a handshake socket");
+            let server = IpcSender::<Handshake>::connect(socket.to_string_lossy().into_owned())
+                .expect("the impostor connects");
+            let (to_worker, jobs) = ipc::bytes_channel().unwrap();
+            let (control, _control_rx) = ipc::bytes_channel().unwrap();
+            server
+                .send(Handshake::Hello(Hello {
+                    version: 3,
+                    pid: std::process::id(),
+                    secret: [0; 16],
+                    kinds: vec![KindInfo {
+                        name: "echo".into(),
+                        types: None,
+                    }],
+                    to_worker,
+                    control,
+                }))
+                .unwrap();
+            // Whatever the supervisor sends now would be a job's payload.
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(3) {
+                if let Ok(bytes) = jobs.try_recv() {
+                    return Some(bytes);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        }
+    });
+
+    let sup = start(
+        config(1)
+            .worker(worker)
+            .start_timeout(Duration::from_secs(10)),
+    );
+    let report = wait(
+        sup.submit(Job::json("echo", &json!("private"))).unwrap(),
+        30,
+    );
+    assert!(report.outcome.is_completed(), "{report:?}");
+    let stolen = impostor.join().unwrap();
+    assert!(
+        stolen.is_none(),
+        "the impostor received {} bytes",
+        stolen.map_or(0, |b| b.len())
+    );
+    let snap = sup.snapshot_blocking().unwrap();
+    assert!(
+        snap.counts.restarts >= 1,
+        "the worker whose handshake was taken is replaced: {:?}",
+        snap.counts
+    );
+
+    // What another process can read of the serving worker names neither
+    // the socket nor any secret: only descriptor numbers.
+    let pid = worker_pids(&sup)[0];
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(!environ.contains("socket"), "{environ}");
+    for var in environ.split('\0').filter(|v| v.starts_with("PROCVISOR_")) {
+        let value = var.split_once('=').map_or("", |(_, v)| v);
+        assert!(
+            value.bytes().all(|b| b.is_ascii_digit()),
+            "{var} is visible to other processes"
+        );
+    }
+    sup.shutdown_blocking(Duration::from_secs(5));
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
