@@ -19,6 +19,10 @@ pub use api::{Job, JobHandle, StartError, SubmitError, Supervisor, DEFAULT_PRIOR
 pub use sched::{
     Demand, EvictionMode, Policy, RateLimit, RestartPolicy, RetryPolicy, LEAST_URGENT, MOST_URGENT,
 };
+/// The supervisor's reading of worker bytes, for the fuzz target.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub use supervisor::fuzzing;
 pub use supervisor::{
     AttemptEnd, Config, ConfigError, Counts, Crash, JobError, JobSink, JobState, Outcome, Report,
     RunningJob, Snapshot, State, WorkerCommand, WorkerInfo, WorkerPhase, STOCK_WORKER,

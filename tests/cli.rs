@@ -15,6 +15,62 @@ fn cli(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Whether a process is gone or a zombie, from /proc.
+fn dead(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+#[test]
+fn a_killed_supervisor_takes_its_workers_and_their_children_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pid_file = tmp.path().join("child.pid");
+    let args = serde_json::json!({"pid_file": pid_file, "then": "hang"}).to_string();
+    let mut sup = Command::new(CLI)
+        .args(["run", "spawn_then", &args])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let child: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(started.elapsed().as_secs() < 20, "the job never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    // The job's child runs in the worker's process group; SIGKILL the
+    // supervisor, which can clean up nothing.
+    let worker: u32 = std::fs::read_to_string(format!("/proc/{child}/stat"))
+        .unwrap()
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    sup.kill().unwrap();
+    sup.wait().unwrap();
+    let t = std::time::Instant::now();
+    while !(dead(child) && dead(worker)) && t.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(dead(worker), "the worker {worker} outlived its supervisor");
+    assert!(
+        dead(child),
+        "the job's child {child} outlived its supervisor"
+    );
+}
+
 #[test]
 fn run_prints_the_outcome_and_exits_0_only_when_completed() {
     let (code, out, _) = cli(&["run", "echo", r#"{"x": 1}"#]);

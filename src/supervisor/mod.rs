@@ -28,6 +28,8 @@ pub(crate) mod target;
 
 pub use config::ConfigError;
 pub use config::{Config, WorkerCommand, STOCK_WORKER};
+#[cfg(feature = "internals")]
+pub use link::fuzzing;
 pub use outcome::{AttemptEnd, Crash, JobError, Outcome, Report};
 pub use status::{Counts, JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};
 pub use target::JobSink;

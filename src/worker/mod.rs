@@ -26,6 +26,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::wire::{JobId, JobResult, Payload};
 
 mod cli;
+mod guard;
 mod panics;
 mod serve;
 #[cfg(feature = "stock")]

@@ -132,6 +132,12 @@ impl Worker {
         } = Settings::take_from_env()?;
         super::mark_serving();
         crate::wire::spin::tune_allocator();
+        // Processes the jobs start die with this worker, even if the
+        // supervisor is killed; without the guard they would only die
+        // when the supervisor sees this worker exit.
+        if let Err(e) = super::guard::start() {
+            eprintln!("procvisor worker: cannot start the process group's guard: {e}");
+        }
         let boot = handshake_fd
             .ok_or_else(|| format!("{HANDSHAKE_FD_ENV} is not a descriptor number"))
             .and_then(Bootstrap::read_inherited)

@@ -20,6 +20,8 @@ use crate::process::Process;
 use crate::sched::SlotId;
 use crate::wire::{JobId, Payload, ProtocolError};
 
+#[cfg(any(test, feature = "internals"))]
+pub mod fuzzing;
 mod leftovers;
 mod reader;
 mod replies;

@@ -71,7 +71,7 @@ pub(super) fn reader_thread(
     read_frames(reader, slot, gen, &sink, &replies, spin);
 }
 
-fn read_frames(
+pub(super) fn read_frames(
     mut rx: FrameReader,
     slot: SlotId,
     gen: u64,

@@ -120,12 +120,13 @@ pub fn worker() -> Worker {
 }
 
 /// Input of `spawn_then`: where to write the child's pid, and how the
-/// worker ends afterwards (`segfault`, `exit`, or `return`).
+/// worker ends afterwards (`segfault`, `exit`, `return`, or `hang`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SpawnThen {
     /// A file to write the started child's pid to.
     pub pid_file: String,
-    /// `segfault`, `exit` (the worker process exits) or `return`.
+    /// `segfault`, `exit` (the worker process exits), `return`, or `hang`
+    /// (the job runs until it is stopped).
     pub then: String,
 }
 
@@ -147,6 +148,9 @@ fn spawn_then(a: SpawnThen, _: &JobContext) -> Result<u32, String> {
             Err("survived".into())
         }
         "exit" => std::process::exit(7),
+        "hang" => loop {
+            std::thread::sleep(Duration::from_secs(1));
+        },
         _ => Ok(pid),
     }
 }
