@@ -88,6 +88,17 @@ fn run_prints_the_outcome_and_exits_0_only_when_completed() {
         "{out} {err}"
     );
 
+    // Over the memory limit: crashed, saying so.
+    let (code, out, _) = cli(&[
+        "run",
+        "alloc",
+        r#"{"mib": 512, "plain": true}"#,
+        "--memory-limit",
+        "64",
+    ]);
+    assert_eq!(code, 1);
+    assert!(out.contains("memory") && out.contains("64 MiB"), "{out}");
+
     let (code, _, err) = cli(&["run", "nope"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown job kind"), "{err}");
@@ -342,6 +353,18 @@ fn numbers_out_of_range_are_refused_naming_the_flag_and_the_range() {
         (&["hunt", "--lines", "100000000"][..], "--lines"),
         (&["test-scheduler", "--period", "0"][..], "--period"),
         (&["test-scheduler", "--duration", "1e300"][..], "--duration"),
+        (
+            &["run", "noop", "--memory-limit", "8"][..],
+            "--memory-limit",
+        ),
+        (
+            &["run", "noop", "--recycle-after", "0"][..],
+            "--recycle-after",
+        ),
+        (
+            &["hunt", "--recycle-above-rss", "99999999"][..],
+            "--recycle-above-rss",
+        ),
     ] {
         let (code, out, err) = cli(args);
         assert_eq!(code, 2, "{args:?}: {out} {err}");

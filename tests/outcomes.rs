@@ -104,7 +104,10 @@ fn every_stock_failure_gives_its_outcome_and_the_pool_keeps_serving() {
         sup.submit(Job::json("alloc", &json!({"mib": 64}))).unwrap(),
         20,
     );
-    assert_eq!(r.outcome, Outcome::Completed(json!({"mib": 64})));
+    assert_eq!(
+        r.outcome,
+        Outcome::Completed(json!({"mib": 64, "keep": false, "plain": false}))
+    );
 
     let snap = sup.snapshot_blocking().unwrap();
     assert_eq!(snap.counts.crashed, 2);

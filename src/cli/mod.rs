@@ -94,6 +94,19 @@ pub struct WorkerArgs {
     /// this executable serving the stock handlers).
     #[arg(long, value_name = "PATH")]
     worker: Option<PathBuf>,
+    /// Most memory a worker process may use, in MiB (32 to 1048576): a job
+    /// that needs more ends as crashed, with a reason that says so, and the
+    /// worker is replaced. Default: no limit.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(32..=1 << 20))]
+    memory_limit: Option<u64>,
+    /// Replace each worker process after it has run this many jobs (1 to
+    /// 1000000000), for handlers that leak. Default: never.
+    #[arg(long, value_name = "JOBS", value_parser = clap::value_parser!(u32).range(1..=1_000_000_000))]
+    recycle_after: Option<u32>,
+    /// Replace a worker process whose memory in use (resident), measured
+    /// after each job, is over this many MiB (1 to 1048576). Default: never.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    recycle_above_rss: Option<u64>,
 }
 
 impl WorkerArgs {
@@ -111,7 +124,11 @@ impl WorkerArgs {
 
     /// A config with these workers, `n` of them.
     pub fn config(&self, n: usize) -> Result<Config, String> {
-        Ok(Config::new(self.command()?).workers(n))
+        Ok(Config::new(self.command()?)
+            .workers(n)
+            .memory_limit(self.memory_limit.map(|m| m << 20))
+            .recycle_after(self.recycle_after)
+            .recycle_above_rss(self.recycle_above_rss.map(|m| m << 20)))
     }
 }
 

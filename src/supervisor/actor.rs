@@ -288,6 +288,8 @@ impl Actor for SupervisorActor {
             heartbeat: self.cfg.heartbeat,
             spin: self.cfg.spin,
             max_frame: self.cfg.max_frame(),
+            memory_limit: self.cfg.limits.memory,
+            rss_limit: self.cfg.limits.recycle_above_rss,
         };
         match Spawner::start(self.cfg.worker.clone(), timing, sink) {
             Ok(s) => self.spawner = Some(s),

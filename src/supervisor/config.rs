@@ -150,7 +150,25 @@ pub struct Config {
     pub(crate) start_timeout: Duration,
     pub(crate) spin: Duration,
     pub(crate) tune_allocator: bool,
+    pub(crate) limits: WorkerLimits,
 }
+
+/// Per-worker memory and recycling limits (see [`Config::memory_limit`],
+/// [`Config::recycle_after`], [`Config::recycle_above_rss`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct WorkerLimits {
+    /// Bytes of data memory a worker may map (`RLIMIT_DATA`).
+    pub(crate) memory: Option<u64>,
+    /// Jobs after which a worker is replaced.
+    pub(crate) recycle_after: Option<u32>,
+    /// Resident bytes past which a worker is replaced after a job.
+    pub(crate) recycle_above_rss: Option<u64>,
+}
+
+/// The smallest memory limit: what a worker needs before any job.
+pub(crate) const MIN_MEMORY_LIMIT: u64 = 32 << 20;
+/// The largest memory limit (1 TiB).
+pub(crate) const MAX_MEMORY_LIMIT: u64 = 1 << 40;
 
 impl Config {
     /// Defaults, with `worker` as the worker program: one worker per CPU, no
@@ -178,6 +196,7 @@ impl Config {
             start_timeout: Duration::from_secs(10),
             spin: Duration::from_micros(200),
             tune_allocator: true,
+            limits: WorkerLimits::default(),
         }
     }
 
@@ -256,6 +275,37 @@ impl Config {
         self
     }
 
+    /// A hard cap on each worker's memory, in bytes (default none; from
+    /// 32 MiB to 1 TiB): the kernel refuses the worker any data memory
+    /// (heap, anonymous mappings, thread stacks) past it (`RLIMIT_DATA`).
+    /// A job whose allocation is refused ends as `Crashed` with
+    /// [`Crash::MemoryLimit`](crate::Crash::MemoryLimit) when the worker is
+    /// a Rust program (a failed allocation aborts it); the worker is
+    /// replaced and other jobs are untouched. The cap is per worker
+    /// process, so it bounds one job at a time.
+    pub fn memory_limit(mut self, bytes: Option<u64>) -> Config {
+        self.limits.memory = bytes;
+        self
+    }
+
+    /// Replace each worker after it has run `jobs` jobs (default never;
+    /// from 1 to 1,000,000,000), as pebble's and Celery's "max tasks per
+    /// child": a fresh process for code that leaks. The worker takes no
+    /// new job once it reaches the count, finishes what it holds, exits,
+    /// and a new one starts in its place.
+    pub fn recycle_after(mut self, jobs: Option<u32>) -> Config {
+        self.limits.recycle_after = jobs;
+        self
+    }
+
+    /// Replace a worker whose resident memory, measured after each job, is
+    /// over `bytes` (default never; from 1 MiB to 1 TiB), the same way as
+    /// [`Config::recycle_after`]. The job that grew it still completes.
+    pub fn recycle_above_rss(mut self, bytes: Option<u64>) -> Config {
+        self.limits.recycle_above_rss = bytes;
+        self
+    }
+
     /// The pool state machine's settings.
     pub(crate) fn pool(&self) -> crate::sched::pool::PoolConfig {
         crate::sched::pool::PoolConfig {
@@ -267,6 +317,7 @@ impl Config {
             drain_grace: Duration::from_millis(100),
             exit_grace: Duration::from_secs(2),
             restart: self.restart,
+            recycle_after: self.limits.recycle_after,
         }
     }
 
@@ -324,6 +375,28 @@ impl Config {
                     "{what} is {v} bytes; it must be from 1 to {MAX_MESSAGE} (1 GiB)"
                 )));
             }
+        }
+        let l = &self.limits;
+        if let Some(m) = l
+            .memory
+            .filter(|m| !(MIN_MEMORY_LIMIT..=MAX_MEMORY_LIMIT).contains(m))
+        {
+            return Err(err(format!(
+                "memory_limit is {m} bytes; it must be from {MIN_MEMORY_LIMIT} (32 MiB) to {MAX_MEMORY_LIMIT} (1 TiB), or None"
+            )));
+        }
+        if let Some(n) = l.recycle_after.filter(|n| !(1..=1_000_000_000).contains(n)) {
+            return Err(err(format!(
+                "recycle_after is {n} jobs; it must be from 1 to 1000000000, or None"
+            )));
+        }
+        if let Some(m) = l
+            .recycle_above_rss
+            .filter(|m| !((1 << 20)..=MAX_MEMORY_LIMIT).contains(m))
+        {
+            return Err(err(format!(
+                "recycle_above_rss is {m} bytes; it must be from 1048576 (1 MiB) to {MAX_MEMORY_LIMIT} (1 TiB), or None"
+            )));
         }
         let r = &self.restart;
         check_delay("the restart window", r.within).map_err(err)?;

@@ -206,8 +206,9 @@ impl SupervisorActor {
     /// longer serves with (`live` false) only count what the reader
     /// delivered. Returns whether a live worker finished a job (whatever its
     /// outcome: the worker itself is healthy).
-    pub(super) fn on_frames(&mut self, slot: SlotId, live: bool, messages: Vec<Incoming>) -> bool {
-        let mut finished = false;
+    /// Route a worker's messages; returns how many jobs it finished.
+    pub(super) fn on_frames(&mut self, slot: SlotId, live: bool, messages: Vec<Incoming>) -> u32 {
+        let mut finished = 0u32;
         for m in messages {
             match m {
                 Incoming::Finished {
@@ -217,7 +218,7 @@ impl SupervisorActor {
                     at,
                     run,
                 } => {
-                    finished |= live;
+                    finished += u32::from(live);
                     let detail = match end {
                         Finish::Delivered(o) => Detail::Delivered(o),
                         Finish::Pending(o) => Detail::Result(o, run),
@@ -243,7 +244,8 @@ impl SupervisorActor {
                         rec.progress = Some((fraction, note));
                     }
                 }
-                Incoming::Heartbeat => {}
+                // The pool's business (see `pool.rs`).
+                Incoming::Heartbeat | Incoming::MemoryLimit | Incoming::MemoryHigh { .. } => {}
             }
         }
         finished

@@ -179,6 +179,14 @@ pub enum Crash {
     /// refused before any job reached it, and the worker was replaced.
     #[error("another process of this user connected to the worker's handshake socket first, without the worker's secret; it was refused before any job reached it and the worker was replaced")]
     HandshakeTaken,
+    /// The job was refused memory past the worker's cap
+    /// ([`Config::memory_limit`](crate::Config::memory_limit)), and the
+    /// worker died of it.
+    #[error("the job needed more memory than the worker's limit of {} MiB (Config::memory_limit) and the worker was stopped", limit >> 20)]
+    MemoryLimit {
+        /// The cap, in bytes.
+        limit: u64,
+    },
 }
 
 /// How an earlier attempt of a retried job ended.

@@ -11,7 +11,7 @@ use actix::prelude::*;
 
 use super::actor::{SupervisorActor, WorkerSlot};
 use super::jobs::Detail;
-use super::link::{abandon_handshake, LinkEvent, WorkerTx};
+use super::link::{abandon_handshake, Incoming, LinkEvent, WorkerTx};
 use super::outcome::Crash;
 use crate::process::{Exit, ProcessOutcome};
 use crate::sched::pool::{Broke, Death, Phase, PoolAction};
@@ -142,6 +142,37 @@ impl SupervisorActor {
             );
         } else {
             p.kill();
+        }
+    }
+
+    /// What a worker said of its memory.
+    fn on_memory(&mut self, slot: SlotId, gen: u64, messages: &[Incoming]) {
+        for m in messages {
+            match m {
+                Incoming::MemoryLimit => {
+                    let limit = self.cfg.limits.memory.unwrap_or(0);
+                    self.slots[slot]
+                        .crash
+                        .get_or_insert(Crash::MemoryLimit { limit });
+                }
+                Incoming::MemoryHigh { rss } => {
+                    tracing::debug!(slot, rss, "worker memory past the recycling limit");
+                    self.pool.asks_out(slot, gen);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Replace a worker that is due: it takes no new job; once it holds
+    /// none, it is asked to exit, and the pool starts another in its place.
+    fn recycle(&mut self, slot: SlotId) {
+        self.core.retire(slot);
+        if self.core.held(slot) == 0 {
+            tracing::debug!(slot, pid = self.slots[slot].pid, "recycling worker");
+            self.pool.stopping(slot);
+            self.send(slot, &[ToWorkerRef::Shutdown]);
+            self.slots[slot].tx = None;
         }
     }
 
@@ -282,8 +313,15 @@ impl Handler<LinkEvent> for SupervisorActor {
                     self.pool.heard(slot, gen, now);
                 }
                 let live = current && self.pool.phase(slot) == Phase::Ready;
-                if self.on_frames(slot, live, messages) {
-                    self.pool.job_done(slot, gen);
+                if current {
+                    self.on_memory(slot, gen, &messages);
+                }
+                let finished = self.on_frames(slot, live, messages);
+                if finished > 0 {
+                    self.pool.job_done(slot, gen, finished);
+                }
+                if live && self.pool.due_for_recycling(slot) {
+                    self.recycle(slot);
                 }
             }
             LinkEvent::Fault { slot, gen, error } => {

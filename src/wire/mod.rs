@@ -169,7 +169,25 @@ pub(crate) enum FromWorker {
     },
     /// The worker is alive (sent periodically, even while a job runs).
     Heartbeat,
+    /// The running job was refused memory over the worker's limit and the
+    /// worker is aborting (sent from its SIGABRT handler).
+    MemoryLimit,
+    /// After a job, the worker's resident memory was over the limit past
+    /// which it asks to be replaced: `rss` bytes.
+    MemoryHigh {
+        /// Resident bytes.
+        rss: u64,
+    },
 }
+
+/// Name of the environment variable that tells a worker its memory limit
+/// in bytes (the supervisor sets the limit itself; the worker only needs
+/// to know, to say so when it is hit).
+pub(crate) const MEMORY_LIMIT_ENV: &str = "PROCVISOR_MEMORY_LIMIT";
+
+/// Name of the environment variable that tells a worker the resident
+/// memory, in bytes, past which it asks to be replaced after a job.
+pub(crate) const RSS_LIMIT_ENV: &str = "PROCVISOR_RSS_LIMIT";
 
 /// A frame that could not be decoded: the peer does not speak this protocol
 /// (or is corrupt).

@@ -27,6 +27,7 @@ use crate::wire::{JobId, JobResult, Payload};
 
 mod cli;
 mod guard;
+mod memory;
 mod panics;
 mod serve;
 #[cfg(feature = "stock")]

@@ -24,7 +24,7 @@ use crate::wire::spin::{recv_spinning, SPIN_ENV};
 use crate::wire::stream::{FrameWriter, RESULTS_FD_ENV};
 use crate::wire::{
     self, FromWorker, Handshake, Hello, JobId, JobResult, Run, ToWorker, HEARTBEAT_ENV,
-    PROTOCOL_VERSION,
+    MEMORY_LIMIT_ENV, PROTOCOL_VERSION, RSS_LIMIT_ENV,
 };
 
 /// Why a worker could not serve.
@@ -93,6 +93,8 @@ struct Settings {
     results_fd: Option<i32>,
     heartbeat: Duration,
     spin: Duration,
+    memory_limit: Option<u64>,
+    rss_limit: Option<u64>,
 }
 
 impl Settings {
@@ -112,8 +114,17 @@ impl Settings {
                 num(HEARTBEAT_ENV).unwrap_or(1000).clamp(1, 3_600_000),
             ),
             spin: Duration::from_micros(num(SPIN_ENV).unwrap_or(0).min(1_000_000)),
+            memory_limit: num(MEMORY_LIMIT_ENV),
+            rss_limit: num(RSS_LIMIT_ENV),
         };
-        for key in [HANDSHAKE_FD_ENV, RESULTS_FD_ENV, HEARTBEAT_ENV, SPIN_ENV] {
+        for key in [
+            HANDSHAKE_FD_ENV,
+            RESULTS_FD_ENV,
+            HEARTBEAT_ENV,
+            SPIN_ENV,
+            MEMORY_LIMIT_ENV,
+            RSS_LIMIT_ENV,
+        ] {
             std::env::remove_var(key);
         }
         Ok(settings)
@@ -129,6 +140,8 @@ impl Worker {
             results_fd,
             heartbeat,
             spin,
+            memory_limit,
+            rss_limit,
         } = Settings::take_from_env()?;
         super::mark_serving();
         crate::wire::spin::tune_allocator();
@@ -154,6 +167,9 @@ impl Worker {
         })?;
         let writer = FrameWriter::inherited(fd)
             .map_err(|e| handshake_error(format!("the results socket (fd {fd}): {e}")))?;
+        if memory_limit.is_some() {
+            super::memory::report_breaches(fd);
+        }
         let link = Link {
             tx: Mutex::new(writer),
         };
@@ -178,7 +194,7 @@ impl Worker {
                 })
                 .map_err(|e| handshake_error(format!("cannot start the heartbeat thread: {e}")))?;
         }
-        self.job_loop(&link, &jobs, &cancels, spin);
+        self.job_loop(&link, &jobs, &cancels, spin, rss_limit);
         Ok(())
     }
 
@@ -188,8 +204,10 @@ impl Worker {
         jobs: &IpcBytesReceiver,
         cancels: &Mutex<Cancels>,
         spin: Duration,
+        rss_limit: Option<u64>,
     ) {
         let mut queue: VecDeque<ToWorker> = VecDeque::new();
+        let mut asked_out = false;
         loop {
             let run = match queue.pop_front() {
                 Some(ToWorker::Run(run)) => run,
@@ -214,6 +232,12 @@ impl Worker {
                 result,
                 run_us,
             }]);
+            if let (Some(limit), false) = (rss_limit, asked_out) {
+                if let Some(rss) = super::memory::resident_bytes().filter(|&r| r > limit) {
+                    link.send(&[FromWorker::MemoryHigh { rss }]);
+                    asked_out = true;
+                }
+            }
         }
     }
 

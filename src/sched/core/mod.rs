@@ -375,6 +375,14 @@ impl<J, O> Core<J, O> {
         s.state = SlotState::Ready;
     }
 
+    /// The worker in `slot` is to be replaced once it holds no job: it gets
+    /// no new one (its jobs run on, under their timeouts).
+    pub fn retire(&mut self, slot: SlotId) {
+        if self.slots[slot].state == SlotState::Ready {
+            self.slots[slot].state = SlotState::Retiring;
+        }
+    }
+
     /// The slot will get no worker (restart limit hit, or shutting down).
     /// Any job it still held ends as if its worker was lost.
     pub fn slot_down(&mut self, slot: SlotId, now: Instant) {
@@ -448,7 +456,7 @@ impl<J, O> Core<J, O> {
         for s in &self.slots {
             st.assigned += s.inflight.len();
             match s.state {
-                SlotState::Ready => st.ready_slots += 1,
+                SlotState::Ready | SlotState::Retiring => st.ready_slots += 1,
                 SlotState::Pending => st.pending_slots += 1,
                 SlotState::Down => st.down_slots += 1,
             }

@@ -18,6 +18,9 @@ pub enum SlotState {
     Pending,
     /// A worker is ready for jobs.
     Ready,
+    /// Its worker runs the jobs it holds but takes no new one: it is to be
+    /// replaced.
+    Retiring,
     /// No worker and none coming.
     Down,
 }

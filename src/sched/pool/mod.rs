@@ -43,6 +43,8 @@ pub struct PoolConfig {
     pub exit_grace: Duration,
     /// Restart backoff and intensity limit.
     pub restart: RestartPolicy,
+    /// Jobs after which a worker is replaced.
+    pub recycle_after: Option<u32>,
 }
 
 /// Where a slot's worker is in its life.
@@ -144,6 +146,10 @@ struct Life {
     broke: bool,
     /// Another process took its handshake: the program itself may be fine.
     intruded: bool,
+    /// Jobs it finished.
+    jobs: u32,
+    /// It asked to be replaced (its memory grew past the limit).
+    asked_out: bool,
     /// Deaths in a row without a completed job.
     consecutive_deaths: u32,
     /// Its results channel ended.
@@ -180,6 +186,8 @@ impl Pool {
                     expected: false,
                     broke: false,
                     intruded: false,
+                    jobs: 0,
+                    asked_out: false,
                     consecutive_deaths: 0,
                     drained: false,
                     exited: false,
@@ -235,6 +243,8 @@ impl Pool {
             expected: false,
             broke: false,
             intruded: false,
+            jobs: 0,
+            asked_out: false,
             consecutive_deaths,
             drained: false,
             exited: false,
@@ -287,10 +297,28 @@ impl Pool {
 
     /// The worker finished a job (whatever the job's outcome): it is
     /// healthy, and its slot's run of deaths ends.
-    pub fn job_done(&mut self, slot: SlotId, gen: u64) {
+    pub fn job_done(&mut self, slot: SlotId, gen: u64, jobs: u32) {
         if self.is_current(slot, gen) {
-            self.slots[slot].consecutive_deaths = 0;
+            let s = &mut self.slots[slot];
+            s.consecutive_deaths = 0;
+            s.jobs = s.jobs.saturating_add(jobs);
         }
+    }
+
+    /// The worker's memory grew past the limit: it asks to be replaced.
+    pub fn asks_out(&mut self, slot: SlotId, gen: u64) {
+        if self.is_current(slot, gen) {
+            self.slots[slot].asked_out = true;
+        }
+    }
+
+    /// Whether the ready worker in `slot` is due to be replaced (it ran its
+    /// share of jobs, or asked out): it should take no new job, and exit
+    /// once it holds none.
+    pub fn due_for_recycling(&self, slot: SlotId) -> bool {
+        let s = &self.slots[slot];
+        s.phase == Phase::Ready
+            && (s.asked_out || self.cfg.recycle_after.is_some_and(|n| s.jobs >= n))
     }
 
     /// The driver is killing this worker (a decision of the core), or asked

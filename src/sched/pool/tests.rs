@@ -17,6 +17,7 @@ fn cfg(slots: usize) -> PoolConfig {
             backoff_base: Duration::from_millis(10),
             backoff_max: Duration::from_secs(5),
         },
+        recycle_after: None,
     }
 }
 

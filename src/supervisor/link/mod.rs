@@ -56,6 +56,11 @@ pub(crate) enum Incoming {
     },
     /// The worker is alive.
     Heartbeat,
+    /// The running job was refused memory past the worker's cap; the
+    /// worker is dying.
+    MemoryLimit,
+    /// The worker's resident memory is past the recycling limit.
+    MemoryHigh { rss: u64 },
 }
 
 /// What the reader thread did with a job's end.
@@ -136,4 +141,8 @@ pub(crate) struct Timing {
     pub(crate) spin: Duration,
     /// Largest frame accepted from a worker, in bytes.
     pub(crate) max_frame: usize,
+    /// The worker's hard memory cap, in bytes.
+    pub(crate) memory_limit: Option<u64>,
+    /// The resident memory past which the worker asks to be replaced.
+    pub(crate) rss_limit: Option<u64>,
 }

@@ -141,6 +141,8 @@ pub(super) fn read_frames(
                         note,
                     },
                     FromWorker::Heartbeat => Incoming::Heartbeat,
+                    FromWorker::MemoryLimit => Incoming::MemoryLimit,
+                    FromWorker::MemoryHigh { rss } => Incoming::MemoryHigh { rss },
                 });
             }
         }

@@ -26,7 +26,7 @@ use crate::supervisor::config::WorkerCommand;
 use crate::wire::bootstrap::{Bootstrap, HANDSHAKE_FD, HANDSHAKE_FD_ENV};
 use crate::wire::spin::SPIN_ENV;
 use crate::wire::stream::{pipe, FrameReader, RESULTS_FD, RESULTS_FD_ENV};
-use crate::wire::{Handshake, HEARTBEAT_ENV};
+use crate::wire::{Handshake, HEARTBEAT_ENV, MEMORY_LIMIT_ENV, RSS_LIMIT_ENV};
 
 struct SpawnRequest {
     slot: SlotId,
@@ -130,6 +130,13 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
         )
         .env(SPIN_ENV, timing.spin.as_micros().to_string())
         .stdin(Stdio::null());
+    if let Some(limit) = timing.rss_limit {
+        command.env(RSS_LIMIT_ENV, limit.to_string());
+    }
+    if let Some(limit) = timing.memory_limit {
+        command.env(MEMORY_LIMIT_ENV, limit.to_string());
+        cap_data_memory(&mut command, limit);
+    }
     inherit_as(
         &mut command,
         [(theirs, RESULTS_FD), (boot_fd, HANDSHAKE_FD)],
@@ -207,6 +214,24 @@ fn close_others_at_exec(first: i32) {
                 libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
             }
         }
+    }
+}
+
+/// Cap the child's data memory at `bytes` (soft and hard `RLIMIT_DATA`, so
+/// the worker cannot raise it).
+fn cap_data_memory(command: &mut Command, bytes: u64) {
+    let lim = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    // SAFETY: setrlimit is async-signal-safe and reads the struct it is given.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setrlimit(libc::RLIMIT_DATA, &lim) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

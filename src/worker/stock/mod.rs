@@ -58,6 +58,13 @@ pub struct FailArgs {
 pub struct AllocArgs {
     /// How many MiB to allocate.
     pub mib: u64,
+    /// Keep the memory after the job (leak it), as a leaky handler would.
+    #[serde(default)]
+    pub keep: bool,
+    /// Allocate as most code does, where a refused allocation aborts the
+    /// process (by default the handler asks first and fails cleanly).
+    #[serde(default)]
+    pub plain: bool,
 }
 
 /// A worker with every stock handler registered.
@@ -98,11 +105,18 @@ pub fn worker() -> Worker {
                 .and_then(|m| m.checked_mul(1 << 20))
                 .ok_or_else(|| format!("{} MiB does not fit in memory here", a.mib))?;
             let mut v: Vec<u8> = Vec::new();
-            v.try_reserve_exact(bytes)
-                .map_err(|e| format!("cannot allocate {} MiB: {e}", a.mib))?;
-            v.resize(bytes, 1);
+            if a.plain {
+                v = vec![1; bytes];
+            } else {
+                v.try_reserve_exact(bytes)
+                    .map_err(|e| format!("cannot allocate {} MiB: {e}", a.mib))?;
+                v.resize(bytes, 1);
+            }
             std::thread::sleep(Duration::from_millis(50));
             std::hint::black_box(&v);
+            if a.keep {
+                v.leak();
+            }
             Ok(a)
         })
         .handler("hunt", hunt::hunt)
