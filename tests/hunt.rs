@@ -91,3 +91,57 @@ fn a_matching_data_set_is_reused_and_another_seed_rebuilds_it() {
         std::fs::read_to_string(procvisor::stock::hunt::file_path(tmp.path(), other)).unwrap();
     assert_eq!(plain, "Not a treasure\n".repeat(5));
 }
+
+#[test]
+fn hunt_writes_only_into_folders_it_made_never_through_links_and_one_at_a_time() {
+    use procvisor::stock::hunt::file_path;
+    let tmp = tempfile::tempdir().unwrap();
+
+    // A folder with someone else's files is refused, and left as it was.
+    let foreign = tmp.path().join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    std::fs::write(file_path(&foreign, 0), "precious").unwrap();
+    let e = DataSet::prepare(&foreign, 5, 2, 1, &|_| {}).unwrap_err();
+    assert!(e.to_string().contains("hunt did not create it"), "{e}");
+    assert!(DataSet::lock(&foreign).is_err());
+    assert_eq!(
+        std::fs::read_to_string(file_path(&foreign, 0)).unwrap(),
+        "precious"
+    );
+    assert_eq!(std::fs::read_dir(&foreign).unwrap().count(), 2);
+
+    // A link planted where a data file goes is replaced, never written
+    // through: its target is untouched.
+    let ours = tmp.path().join("ours");
+    DataSet::prepare(&ours, 5, 2, 1, &|_| {}).unwrap();
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, "do not touch").unwrap();
+    std::fs::remove_file(file_path(&ours, 3)).unwrap();
+    std::os::unix::fs::symlink(&victim, file_path(&ours, 3)).unwrap();
+    let (ds, created) = DataSet::prepare(&ours, 5, 2, 2, &|_| {}).unwrap();
+    assert!(created);
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "do not touch");
+    assert!(!std::fs::symlink_metadata(file_path(&ours, 3))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(ds.dir, ours);
+
+    // A folder that is itself a link is refused.
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(&ours, &link).unwrap();
+    assert!(DataSet::prepare(&link, 5, 2, 1, &|_| {}).is_err());
+
+    // Two hunts on one folder: the second is told so.
+    let held = DataSet::lock(&ours).unwrap();
+    let e = DataSet::lock(&ours).unwrap_err();
+    assert!(e.to_string().contains("another hunt"), "{e}");
+    drop(held);
+
+    // Clean removes what hunt wrote, and the folder.
+    assert!(DataSet::clean(&ours).unwrap() >= 6);
+    assert!(!ours.exists());
+    assert!(DataSet::clean(&foreign).is_err());
+    assert!(foreign.join("notes.txt").exists());
+}

@@ -18,10 +18,14 @@ pub struct Args {
     /// Lines per file (1 to 100000; the original hunt: 10000).
     #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     lines: u32,
-    /// Where the data set lives (default: a folder in the temp dir named
-    /// after its size and seed; reused when it matches).
+    /// Where the data set lives (default: a folder private to you in the
+    /// temp dir, named after its size and seed; reused when it matches).
+    /// hunt writes only into a new or empty folder, or one it made before.
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Remove the data set (only the files hunt wrote) and stop.
+    #[arg(long)]
+    clean: bool,
     /// Seed that chooses the treasure file.
     #[arg(long, default_value_t = 2024)]
     seed: u64,
@@ -58,12 +62,16 @@ pub fn run(a: Args) -> Result<i32, String> {
         usize::from,
     );
     let (files, lines) = (a.files as usize, a.lines as usize);
-    let dir = a.dir.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!(
-            "procvisor-hunt-{}x{}-seed{}",
-            a.files, a.lines, a.seed
-        ))
-    });
+    let dir = match a.dir.clone() {
+        Some(d) => d,
+        None => DataSet::default_dir(a.files, a.lines, a.seed).map_err(|e| e.to_string())?,
+    };
+    let _lock = DataSet::lock(&dir).map_err(|e| e.to_string())?;
+    if a.clean {
+        let n = DataSet::clean(&dir).map_err(|e| e.to_string())?;
+        say!("removed the data set in {} ({n} files)", dir.display());
+        return Ok(0);
+    }
     let pb = bar(a.files as u64, "preparing the data set");
     let (ds, created) =
         DataSet::prepare(&dir, files, lines, a.seed, &|i| pb.set_position(i as u64))

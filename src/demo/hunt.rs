@@ -8,14 +8,8 @@
 //! and so measures the parallelism honestly, wherever the treasure lies.
 
 use std::future::IntoFuture;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use rand::rngs::SmallRng;
-use rand::{RngExt, SeedableRng};
-use serde::{Deserialize, Serialize};
 
 use crate::api::{Job, Supervisor};
 use crate::supervisor::Outcome;
@@ -24,71 +18,7 @@ use crate::worker::stock::hunt::{file_path, holds_treasure, HuntArgs, HuntFound}
 /// Told how many more files a strategy has read.
 pub type Progress<'a> = &'a (dyn Fn(usize) + Sync);
 
-/// A data set on disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataSet {
-    /// Its folder.
-    pub dir: PathBuf,
-    /// Number of files.
-    pub files: usize,
-    /// Lines per file.
-    pub lines: usize,
-    /// The seed that chose the treasure.
-    pub seed: u64,
-    /// The number of the treasure file.
-    pub treasure: usize,
-}
-
-const MANIFEST: &str = "hunt.json";
-
-impl DataSet {
-    /// Reuse the data set in `dir` if it was made with the same numbers,
-    /// otherwise create it (`progress` is told each file written). Returns
-    /// the data set and whether it was created.
-    pub fn prepare(
-        dir: &Path,
-        files: usize,
-        lines: usize,
-        seed: u64,
-        progress: &dyn Fn(usize),
-    ) -> std::io::Result<(DataSet, bool)> {
-        if files == 0 {
-            return Err(std::io::Error::other(
-                "a treasure hunt needs at least one file",
-            ));
-        }
-        let treasure = SmallRng::seed_from_u64(seed).random_range(0..files);
-        let wanted = DataSet {
-            dir: dir.to_path_buf(),
-            files,
-            lines,
-            seed,
-            treasure,
-        };
-        if let Ok(text) = std::fs::read_to_string(dir.join(MANIFEST)) {
-            if serde_json::from_str::<DataSet>(&text).ok().as_ref() == Some(&wanted)
-                && file_path(dir, files - 1).exists()
-            {
-                return Ok((wanted, false));
-            }
-        }
-        std::fs::create_dir_all(dir)?;
-        // A stale manifest must not vouch for a half-written set.
-        let _ = std::fs::remove_file(dir.join(MANIFEST));
-        let plain = b"Not a treasure\n".repeat(lines);
-        let gold = b"Treasure\n".repeat(lines);
-        for i in 0..files {
-            let body = if i == treasure { &gold } else { &plain };
-            std::fs::File::create(file_path(dir, i))?.write_all(body)?;
-            progress(i + 1);
-        }
-        std::fs::write(
-            dir.join(MANIFEST),
-            serde_json::to_string_pretty(&wanted).map_err(std::io::Error::other)?,
-        )?;
-        Ok((wanted, true))
-    }
-}
+pub use super::dataset::DataSet;
 
 /// What one strategy found, and how fast.
 #[derive(Debug, Clone, PartialEq)]
