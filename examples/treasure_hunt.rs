@@ -12,7 +12,8 @@ fn main() -> Result<(), String> {
     // Started by the supervisor below: serve the stock handlers (hunt among them).
     procvisor::stock::worker().run_if_worker();
 
-    let dir = std::env::temp_dir().join("procvisor-example-hunt");
+    let dir = DataSet::default_dir(5_000, 1_000, 7).map_err(|e| e.to_string())?;
+    let _lock = DataSet::lock(&dir).map_err(|e| e.to_string())?;
     let (ds, _) = DataSet::prepare(&dir, 5_000, 1_000, 7, &|_| {}).map_err(|e| e.to_string())?;
     println!(
         "{} files in {}; the treasure is file {}",
