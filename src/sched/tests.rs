@@ -281,6 +281,31 @@ fn the_latest_started_among_equals_is_evicted() {
 }
 
 #[test]
+fn a_job_whose_frame_never_reached_its_worker_is_requeued_not_crashed() {
+    let mut h = harness(1, 1, EvictionMode::Off);
+    h.submit(1, spec(5), "j");
+    assert_eq!(h.dispatched(0).len(), 1);
+    h.core.undelivered(1, 0);
+    h.core.worker_lost(0, None, h.at(1));
+    let d = h.poll(1);
+    assert!(
+        matches!(d.as_slice(), [Decision::Requeued { job: 1, slot: 0 }]),
+        "{d:?}"
+    );
+    // It runs on the next worker, and a loss there is a crash as usual.
+    h.core.worker_ready(0);
+    assert_eq!(h.dispatched(2).len(), 1);
+    h.core.worker_lost(0, None, h.at(3));
+    assert!(matches!(
+        h.poll(3).as_slice(),
+        [Decision::Ended {
+            end: End::Crashed,
+            ..
+        }]
+    ));
+}
+
+#[test]
 fn prefetched_jobs_are_requeued_when_their_worker_dies() {
     let mut h = harness(2, 3, EvictionMode::Off);
     for id in 1..=6 {

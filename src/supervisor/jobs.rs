@@ -194,8 +194,16 @@ impl SupervisorActor {
                 continue;
             }
             wire::encode_frame(&messages, &mut self.frame);
-            if let Some(tx) = self.slots[slot].tx.as_mut() {
-                tx.send(&self.frame);
+            let delivered = match self.slots[slot].tx.as_mut() {
+                Some(tx) => tx.send(&self.frame),
+                None => true,
+            };
+            if !delivered {
+                // The worker is gone and its exit not yet seen: these jobs
+                // never ran there.
+                for &(_, job) in group {
+                    self.core.undelivered(job, slot);
+                }
             }
         }
         dispatched.clear();

@@ -227,16 +227,23 @@ impl Worker {
             let started = Instant::now();
             let result = self.run_one(&run, link, cancels);
             let run_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            link.send(&[FromWorker::Finished {
+            let finished = FromWorker::Finished {
                 job: run.job,
                 result,
                 run_us,
-            }]);
-            if let (Some(limit), false) = (rss_limit, asked_out) {
-                if let Some(rss) = super::memory::resident_bytes().filter(|&r| r > limit) {
-                    link.send(&[FromWorker::MemoryHigh { rss }]);
+            };
+            // Past the memory limit, say so in the same frame as the
+            // result, so that the supervisor sends no job in between.
+            let high = match (rss_limit, asked_out) {
+                (Some(limit), false) => super::memory::resident_bytes().filter(|&r| r > limit),
+                _ => None,
+            };
+            match high {
+                Some(rss) => {
                     asked_out = true;
+                    link.send(&[finished, FromWorker::MemoryHigh { rss }]);
                 }
+                None => link.send(&[finished]),
             }
         }
     }

@@ -284,6 +284,7 @@ impl<J, O> Core<J, O> {
                 place: Place::Queued(key),
                 attempt: 1,
                 evictions: 0,
+                undelivered: false,
             },
         );
         Ok(())
@@ -373,6 +374,18 @@ impl<J, O> Core<J, O> {
         let s = &mut self.slots[slot];
         debug_assert!(s.inflight.is_empty());
         s.state = SlotState::Ready;
+    }
+
+    /// The frame that carried `job` to its worker in `slot` could not be written: the
+    /// worker was already gone, so the job never ran there. When the
+    /// worker's loss is known, such a job goes back to the queue rather
+    /// than ending `Crashed`.
+    pub fn undelivered(&mut self, job: JobId, slot: SlotId) {
+        if let Some(e) = self.jobs.get_mut(&job) {
+            if e.place.slot() == Some(slot) {
+                e.undelivered = true;
+            }
+        }
     }
 
     /// The worker in `slot` is to be replaced once it holds no job: it gets

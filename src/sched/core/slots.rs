@@ -142,7 +142,10 @@ impl<J, O> Core<J, O> {
             if e.data.is_none() {
                 continue;
             }
-            if i == 0 {
+            // A lost worker's first job ran there, unless its frame never
+            // reached the worker.
+            let never_ran = killed.is_none() && std::mem::take(&mut e.undelivered);
+            if i == 0 && !never_ran {
                 let end = match killed {
                     None => End::Crashed,
                     Some(KillReason::Timeout) => End::TimedOut,

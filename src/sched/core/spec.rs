@@ -116,6 +116,8 @@ pub(super) struct Entry<J> {
     pub(super) place: Place,
     pub(super) attempt: u16,
     pub(super) evictions: u16,
+    /// Its frame never reached its worker (see `Core::undelivered`).
+    pub(super) undelivered: bool,
 }
 
 #[cfg(test)]

@@ -35,17 +35,18 @@ impl WorkerTx {
         let _ = self.control.send(frame);
     }
 
-    /// Send a frame, in order with the frames sent before. Errors (a dead
-    /// worker) are ignored: the worker's exit is noticed on its own.
-    pub(crate) fn send(&mut self, frame: &[u8]) {
+    /// Send a frame, in order with the frames sent before. Returns false if
+    /// the frame certainly did not reach the worker (it is gone: its exit
+    /// will be noticed on its own); true if it was written, or handed to
+    /// the writer thread.
+    pub(crate) fn send(&mut self, frame: &[u8]) -> bool {
         let queued = self
             .writer
             .as_ref()
             .map(|(_, n)| n.load(Ordering::Acquire))
             .unwrap_or(0);
         if frame.len() <= DIRECT_MAX && queued == 0 {
-            let _ = self.tx.send(frame);
-            return;
+            return self.tx.send(frame).is_ok();
         }
         let (tx, n) = self.writer.get_or_insert_with(|| {
             let (tx, rx) = crossbeam_channel::unbounded::<Vec<u8>>();
@@ -66,6 +67,7 @@ impl WorkerTx {
         if tx.send(frame.to_vec()).is_err() {
             n.fetch_sub(1, Ordering::AcqRel);
         }
+        true
     }
 }
 
