@@ -55,6 +55,18 @@ pub(crate) fn check_pipe(fd: i32) -> io::Result<()> {
     Ok(())
 }
 
+/// `messages` as one frame (length prefix, then the postcard body), in
+/// `buf`'s allocation (its old contents are dropped).
+pub(crate) fn frame_into<M: Serialize>(messages: &[M], mut buf: Vec<u8>) -> io::Result<Vec<u8>> {
+    buf.clear();
+    buf.extend_from_slice(&[0; HEADER]);
+    let mut buf = postcard::to_extend(messages, buf).map_err(io::Error::other)?;
+    let len = u32::try_from(buf.len() - HEADER)
+        .map_err(|_| io::Error::other("a frame over 4 GiB cannot be sent"))?;
+    buf[..HEADER].copy_from_slice(&len.to_le_bytes());
+    Ok(buf)
+}
+
 /// Writes frames (the worker's side).
 #[derive(Debug)]
 pub(crate) struct FrameWriter {
@@ -85,13 +97,7 @@ impl FrameWriter {
 
     /// Encode `messages` as one frame and write it.
     pub(crate) fn send<M: Serialize>(&mut self, messages: &[M]) -> io::Result<()> {
-        self.buf.clear();
-        self.buf.extend_from_slice(&[0; HEADER]);
-        let buf = std::mem::take(&mut self.buf);
-        self.buf = postcard::to_extend(messages, buf).map_err(io::Error::other)?;
-        let len = u32::try_from(self.buf.len() - HEADER)
-            .map_err(|_| io::Error::other("a frame over 4 GiB cannot be sent"))?;
-        self.buf[..HEADER].copy_from_slice(&len.to_le_bytes());
+        self.buf = frame_into(messages, std::mem::take(&mut self.buf))?;
         self.stream.write_all(&self.buf)
     }
 

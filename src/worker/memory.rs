@@ -16,6 +16,7 @@
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::OnceLock;
 
+use crate::wire::stream::frame_into;
 use crate::wire::FromWorker;
 
 /// The results pipe's descriptor, for the signal handler.
@@ -28,10 +29,7 @@ static FRAME: OnceLock<Vec<u8>> = OnceLock::new();
 pub(crate) fn report_breaches(results_fd: i32) {
     // SAFETY: no other thread exists yet to read the environment.
     unsafe { std::env::remove_var("RUST_BACKTRACE") };
-    let mut frame = vec![0u8; 4];
-    let body = postcard::to_stdvec(&[FromWorker::MemoryLimit][..]).expect("a fixed frame encodes");
-    frame[..4].copy_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend(body);
+    let frame = frame_into(&[FromWorker::MemoryLimit], Vec::new()).expect("a fixed frame encodes");
     if FRAME.set(frame).is_err() {
         return;
     }

@@ -95,10 +95,7 @@ mod tests {
     use crate::wire::{FromWorker, JobResult};
 
     fn framed(messages: &[FromWorker]) -> Vec<u8> {
-        let body = postcard::to_stdvec(messages).unwrap();
-        let mut out = (body.len() as u32).to_le_bytes().to_vec();
-        out.extend(body);
-        out
+        crate::wire::stream::frame_into(messages, Vec::new()).unwrap()
     }
 
     #[test]
