@@ -29,6 +29,15 @@ pub(crate) type Secret = [u8; 16];
 /// Largest bootstrap record read (a server name is a short path).
 const MAX_RECORD: u64 = 4096;
 
+/// Whether `name` is the name of a folder a handshake server makes for its
+/// socket: `.tmp` and six letters or digits (ipc-channel's temporary
+/// folders).
+pub(crate) fn is_server_folder_name(name: &str) -> bool {
+    name.len() == 10
+        && name.starts_with(".tmp")
+        && name[4..].bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
 /// What a worker learns privately at start.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Bootstrap {

@@ -311,7 +311,7 @@ fn forget_server_path(path: &str) {
     let ours = dir
         .file_name()
         .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with(".tmp"));
+        .is_some_and(crate::wire::bootstrap::is_server_folder_name);
     if ours && std::fs::remove_file(path).is_ok() {
         let _ = std::fs::remove_dir(dir);
     }

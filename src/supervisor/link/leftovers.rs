@@ -17,6 +17,8 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use crate::wire::bootstrap::is_server_folder_name;
+
 /// How old a dead socket must be to be removed.
 pub(crate) const MIN_AGE: Duration = Duration::from_secs(10);
 
@@ -30,16 +32,9 @@ pub(crate) fn sweep(dir: &Path, min_age: Duration) -> usize {
     let me = unsafe { libc::geteuid() };
     entries
         .flatten()
-        .filter(|e| is_candidate_name(&e.file_name().to_string_lossy()))
+        .filter(|e| is_server_folder_name(&e.file_name().to_string_lossy()))
         .filter(|e| remove_if_dead(&e.path(), me, min_age).unwrap_or(false))
         .count()
-}
-
-/// `.tmp` and six letters or digits: the folders the handshake server makes.
-fn is_candidate_name(name: &str) -> bool {
-    name.len() == 10
-        && name.starts_with(".tmp")
-        && name[4..].bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 fn remove_if_dead(folder: &Path, me: u32, min_age: Duration) -> io::Result<bool> {
