@@ -23,6 +23,13 @@
 )]
 
 pub mod core;
+
+/// `by` after `now`; `now` itself if that instant is past what an
+/// `Instant` can hold (no panic on overflow).
+pub(crate) fn later(now: std::time::Instant, by: std::time::Duration) -> std::time::Instant {
+    now.checked_add(by).unwrap_or(now)
+}
+
 pub mod pool;
 pub mod queue;
 pub mod rate;

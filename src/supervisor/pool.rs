@@ -93,10 +93,7 @@ impl SupervisorActor {
                 .worker_lost(slot, Some(Detail::Crash(crash.clone())), now);
             self.route_core(now, ctx);
         }
-        // A worker that never became ready says the program is not a
-        // worker, unless another process took its handshake.
-        if death == Death::BeforeReady && !self.pool.ever_ready() && crash != Crash::HandshakeTaken
-        {
+        if death == (Death::BeforeReady { not_a_worker: true }) {
             let why = format!(
                 "the worker program {} did not start: {crash}, before its handshake; is it a procvisor worker (does its main call Worker::main or run_if_worker)?",
                 self.cfg.worker.program.display()

@@ -93,7 +93,7 @@ impl<J, O> Core<J, O> {
         let spec = entry.spec.to_job_spec();
         self.out.push(Decision::SendCancel { slot, job });
         if running {
-            self.set_deadline(job, now.checked_add(self.cfg.cancel_grace).unwrap_or(now));
+            self.set_deadline(job, crate::sched::later(now, self.cfg.cancel_grace));
         }
         self.out.push(Decision::Ended {
             ended: Ended {
@@ -180,7 +180,7 @@ impl<J, O> Core<J, O> {
         }
         let slot = entry.place.slot().unwrap_or(0);
         let delay = policy.delay(attempt, &mut self.rng).min(MAX_DELAY);
-        let due = now.checked_add(delay).unwrap_or(now);
+        let due = crate::sched::later(now, delay);
         entry.place = Place::Delayed;
         entry.attempt = entry.attempt.saturating_add(1);
         self.jobs.insert(job, entry);

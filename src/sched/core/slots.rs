@@ -104,7 +104,7 @@ impl<J, O> Core<J, O> {
             (Some(_), None) => None,
         };
         if let Some(limit) = limit {
-            self.set_deadline(job, now.checked_add(limit).unwrap_or(now));
+            self.set_deadline(job, crate::sched::later(now, limit));
         }
     }
 

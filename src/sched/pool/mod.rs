@@ -84,8 +84,14 @@ pub enum Death {
     /// Died on its own (or was killed because it broke) after it connected:
     /// its jobs crashed.
     Lost,
-    /// Died before it ever connected.
-    BeforeReady,
+    /// Died before it ever connected. `not_a_worker`: no worker of the
+    /// program has ever connected and nothing else explains this death
+    /// (another process did not take its handshake), so the program is
+    /// probably no procvisor worker; the slot is not restarted.
+    BeforeReady {
+        /// See the variant's docs.
+        not_a_worker: bool,
+    },
 }
 
 /// What the pool asks its driver to do.
@@ -222,11 +228,6 @@ impl Pool {
         self.slots[slot].gen
     }
 
-    /// Whether any worker has ever connected.
-    pub fn ever_ready(&self) -> bool {
-        self.ever_ready
-    }
-
     /// Whether `gen` is the slot's current worker.
     pub fn is_current(&self, slot: SlotId, gen: u64) -> bool {
         self.slots.get(slot).is_some_and(|s| s.gen == gen)
@@ -266,7 +267,7 @@ impl Pool {
         if self.closed {
             s.expected = true;
         }
-        let at = now.checked_add(self.cfg.start_timeout).unwrap_or(now);
+        let at = crate::sched::later(now, self.cfg.start_timeout);
         self.arm(at, Timer::StartTimeout, slot, gen);
     }
 
@@ -341,12 +342,11 @@ impl Pool {
     }
 
     /// Another process connected to the worker's handshake first (and was
-    /// refused): kill the worker like a broken one, but its death says
-    /// nothing about the program, so it is restarted even if no worker was
-    /// ever ready.
+    /// refused): the worker is killed as a broken one ([`Pool::broke`]),
+    /// but its death says nothing about the program, so it is restarted
+    /// even if no worker was ever ready.
     pub fn intruded(&mut self, slot: SlotId, gen: u64) {
         if self.is_current(slot, gen) {
-            self.slots[slot].broke = true;
             self.slots[slot].intruded = true;
         }
     }
@@ -361,7 +361,7 @@ impl Pool {
         if s.exited {
             self.dead(slot, now);
         } else {
-            let at = now.checked_add(self.cfg.closed_grace).unwrap_or(now);
+            let at = crate::sched::later(now, self.cfg.closed_grace);
             self.arm(at, Timer::ClosedGrace, slot, gen);
         }
     }
@@ -376,7 +376,7 @@ impl Pool {
         if s.drained || s.phase != Phase::Ready {
             self.dead(slot, now);
         } else {
-            let at = now.checked_add(self.cfg.drain_grace).unwrap_or(now);
+            let at = crate::sched::later(now, self.cfg.drain_grace);
             self.arm(at, Timer::DrainGrace, slot, gen);
         }
     }
@@ -421,7 +421,7 @@ impl Pool {
                 Phase::Backoff | Phase::Down => s.phase = Phase::Down,
             }
         }
-        let at = now.checked_add(self.cfg.exit_grace).unwrap_or(now);
+        let at = crate::sched::later(now, self.cfg.exit_grace);
         self.arm(at, Timer::ExitGrace, 0, 0);
         ask
     }
@@ -507,7 +507,7 @@ impl Pool {
                 });
             }
         }
-        let at = now.checked_add(every).unwrap_or(now);
+        let at = crate::sched::later(now, every);
         self.arm(at, Timer::Heartbeats, 0, 0);
     }
 
@@ -523,7 +523,9 @@ impl Pool {
         } else if was == Phase::Ready {
             Death::Lost
         } else {
-            Death::BeforeReady
+            Death::BeforeReady {
+                not_a_worker: !self.ever_ready && !s.intruded,
+            }
         };
         s.phase = Phase::Down;
         s.drained = true;
@@ -537,7 +539,7 @@ impl Pool {
             // worker comes at once.
             return self.spawn(slot, now);
         }
-        if !self.ever_ready && !self.slots[slot].intruded {
+        if death == (Death::BeforeReady { not_a_worker: true }) {
             // The program never connected: restarting it would loop.
             return;
         }
@@ -548,7 +550,7 @@ impl Pool {
             RestartDecision::After(delay) => {
                 self.slots[slot].phase = Phase::Backoff;
                 let gen = self.slots[slot].gen;
-                let at = now.checked_add(delay).unwrap_or(now);
+                let at = crate::sched::later(now, delay);
                 self.arm(at, Timer::Restart, slot, gen);
             }
             RestartDecision::GiveUp { deaths, within } => {

@@ -109,7 +109,7 @@ fn a_worker_that_does_not_connect_is_killed_at_the_start_timeout() {
         t.poll(10_002),
         vec![PoolAction::Dead {
             slot: 0,
-            death: Death::BeforeReady
+            death: Death::BeforeReady { not_a_worker: true }
         }]
     );
     assert!(t.pool.next_timer().is_some_and(|at| at > t.at(10_002)));
@@ -266,6 +266,7 @@ fn a_worker_whose_handshake_was_taken_is_restarted_even_before_any_was_ready() {
     let mut t = T::new(1);
     t.poll(0);
     t.pool.spawned(0, 1, t.at(1));
+    t.pool.broke(0, 1);
     t.pool.intruded(0, 1);
     t.pool.exited(0, 1, t.at(2));
     t.pool.closed(0, 1, t.at(2));
@@ -274,7 +275,9 @@ fn a_worker_whose_handshake_was_taken_is_restarted_even_before_any_was_ready() {
         actions.first(),
         Some(&PoolAction::Dead {
             slot: 0,
-            death: Death::BeforeReady
+            death: Death::BeforeReady {
+                not_a_worker: false
+            }
         })
     );
     // Unlike a program that never connects, it comes back (after its
