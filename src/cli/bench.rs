@@ -111,6 +111,12 @@ fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
     (pct(0.5), pct(0.9), pct(0.99))
 }
 
+/// The middle sample, in seconds.
+fn median(samples: &mut [Duration]) -> f64 {
+    samples.sort();
+    samples[samples.len() / 2].as_secs_f64()
+}
+
 fn print(what: &str, samples: &mut [Duration]) {
     let (p50, p90, p99) = percentiles(samples);
     say!(
@@ -118,6 +124,9 @@ fn print(what: &str, samples: &mut [Duration]) {
         samples.len()
     );
 }
+
+/// Fresh starts measured at most (each starts and stops a supervisor).
+const FRESH_REPS: usize = 50;
 
 /// How fast faults are handled, one worker, `reps` times each. Returns how
 /// many repetitions did not end as they must.
@@ -176,6 +185,22 @@ fn faults(worker: &WorkerArgs, reps: usize) -> Result<usize, String> {
         "crash: reported → a replacement served a job",
         &mut replaced,
     );
+    // What a replacement is measured against: a whole fresh start (a new
+    // supervisor, its worker spawned and connected, one job served).
+    let mut fresh = Vec::with_capacity(reps.min(FRESH_REPS));
+    for _ in 0..reps.min(FRESH_REPS) {
+        let t = Instant::now();
+        let one = Supervisor::start(worker.config(1)?).map_err(|e| e.to_string())?;
+        serve(&one)?;
+        fresh.push(t.elapsed());
+        one.shutdown_blocking(Duration::from_secs(1));
+    }
+    let ratio = median(&mut replaced) / median(&mut fresh);
+    print(
+        "fresh start: a new supervisor's first worker served a job",
+        &mut fresh,
+    );
+    say!("replacement / fresh start, p50: {ratio:.2}×");
 
     // A long job evicted (dropped) for an urgent one: from the urgent
     // submit to its report (kill, replacement, run).
