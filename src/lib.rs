@@ -11,6 +11,8 @@ pub mod process;
 pub mod sched;
 #[cfg(not(feature = "internals"))]
 mod sched;
+#[cfg(feature = "store")]
+pub mod store;
 mod supervisor;
 mod wire;
 mod worker;

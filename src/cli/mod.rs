@@ -51,6 +51,7 @@ use clap::{Parser, Subcommand};
 use procvisor::{Config, WorkerCommand};
 
 mod bench;
+mod db;
 mod hunt;
 mod num;
 mod run;
@@ -84,6 +85,21 @@ enum Command {
     /// A showcase of the process handle: wait, notify, time out,
     /// terminate.
     TestProcess,
+    /// The job queue in PostgreSQL: create or update its tables, or show
+    /// their version.
+    Db(db::DbCommand),
+    /// Run jobs from the PostgreSQL job queue until stopped (Ctrl-C,
+    /// SIGTERM): as many supervisors as you like, on any machines.
+    Supervise(db::supervise::Args),
+    /// Put a job in the PostgreSQL job queue; prints its id.
+    Submit(db::jobs::SubmitArgs),
+    /// Cancel a job in the PostgreSQL job queue, waiting or running.
+    Cancel(db::jobs::CancelArgs),
+    /// What happened to jobs in the PostgreSQL job queue.
+    Events(db::watch::EventsArgs),
+    /// Jobs in the PostgreSQL job queue by state and priority, and the
+    /// supervisors serving it.
+    Status(db::watch::StatusArgs),
 }
 
 /// Where the workers come from: `--worker PATH`, else the stock
@@ -141,6 +157,12 @@ pub fn main() -> i32 {
         Command::Hunt(a) => hunt::run(a),
         Command::TestScheduler(a) => test_scheduler::run(a),
         Command::TestProcess => test_process::run(),
+        Command::Db(a) => db::db(a),
+        Command::Supervise(a) => db::supervise::run(a),
+        Command::Submit(a) => db::jobs::submit(a),
+        Command::Cancel(a) => db::jobs::cancel(a),
+        Command::Events(a) => db::watch::events(a),
+        Command::Status(a) => db::watch::status(a),
     };
     match result {
         Ok(code) => code,

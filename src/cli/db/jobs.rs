@@ -1,0 +1,118 @@
+//! `procvisor submit` and `procvisor cancel`: put a job in the store, take
+//! one out.
+
+use std::time::{Duration, SystemTime};
+
+use procvisor::store::{Cancelled, NewJob};
+
+use super::DbArgs;
+
+/// Arguments of `submit`.
+#[derive(clap::Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The job kind (a handler name the workers serve).
+    kind: String,
+    /// Its input, as JSON.
+    #[arg(default_value = "{}")]
+    args: String,
+    /// Priority, 0 (most urgent) to 10.
+    #[arg(long, short, default_value_t = procvisor::DEFAULT_PRIORITY, value_parser = clap::value_parser!(u8).range(0..=10))]
+    priority: u8,
+    /// The queue (supervisors take jobs from the queues they are given).
+    #[arg(long, short, default_value = "default")]
+    queue: String,
+    /// Run no earlier than this many seconds from now (up to 10 years).
+    #[arg(long, value_name = "SECS", conflicts_with = "at", value_parser = crate::cli::num::secs)]
+    delay: Option<Duration>,
+    /// Run no earlier than this time: 2026-12-01T09:00:00Z, or a local
+    /// 2026-12-01T09:00 (in the system's time zone).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<SystemTime>,
+    /// Kill an attempt that runs longer than this many seconds (more than
+    /// 0, at most a day).
+    #[arg(long, short, value_name = "SECS", value_parser = crate::cli::num::positive_secs)]
+    timeout: Option<Duration>,
+    /// Try again this many times after a failure, timeout or crash (0 to
+    /// 9999), with exponential backoff and jitter.
+    #[arg(long, short, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=9999))]
+    retries: u32,
+    /// Wait for the job to end; print its ending as JSON, and exit 0 only
+    /// if it completed.
+    #[arg(long)]
+    wait: bool,
+}
+
+/// A time from the command line: RFC 3339 with an offset, or a civil
+/// date-time in the system's time zone.
+fn parse_time(s: &str) -> Result<SystemTime, String> {
+    if let Ok(ts) = s.parse::<jiff::Timestamp>() {
+        return Ok(SystemTime::from(ts));
+    }
+    let civil: jiff::civil::DateTime = s.parse().map_err(|_| {
+        format!("{s:?} is not a time: write 2026-12-01T09:00:00Z, or 2026-12-01T09:00 for the local time zone")
+    })?;
+    civil
+        .to_zoned(jiff::tz::TimeZone::system())
+        .map(|z| SystemTime::from(z.timestamp()))
+        .map_err(|e| format!("{s:?} is not a time in the local time zone: {e}"))
+}
+
+pub fn submit(a: SubmitArgs) -> Result<i32, String> {
+    let value: serde_json::Value = serde_json::from_str(&a.args).map_err(|e| {
+        format!("the job's input is not valid JSON ({e}): quote it, e.g. '{{\"secs\": 1}}'")
+    })?;
+    let mut job = NewJob::new(&a.kind, value)
+        .priority(a.priority)
+        .queue(&a.queue)
+        .retries(a.retries);
+    if let Some(t) = a.timeout {
+        job = job.timeout(t);
+    }
+    if let Some(d) = a.delay {
+        job = job.run_after(d);
+    }
+    if let Some(t) = a.at {
+        job = job.run_at(t);
+    }
+    job.check().map_err(|e| e.to_string())?;
+    super::block_on(async move {
+        let store = a.db.connect(2).await?;
+        let id = store.submit(&job).await.map_err(|e| e.to_string())?;
+        say!("{id}");
+        if !a.wait {
+            return Ok(0);
+        }
+        let end = store.wait(id).await.map_err(|e| e.to_string())?;
+        say!("{}", end.to_json());
+        Ok(if end.event == "completed" { 0 } else { 1 })
+    })?
+}
+
+/// Arguments of `cancel`.
+#[derive(clap::Args, Debug)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The job's id (as `submit` printed it).
+    id: i64,
+}
+
+pub fn cancel(a: CancelArgs) -> Result<i32, String> {
+    super::block_on(async move {
+        let store = a.db.connect(1).await?;
+        match store.cancel(a.id).await.map_err(|e| e.to_string())? {
+            Cancelled::Ended => say!("job {} cancelled before it ran", a.id),
+            Cancelled::Requested => say!(
+                "job {} is running: its supervisor was asked to stop it",
+                a.id
+            ),
+            Cancelled::AlreadyEnded => {
+                say!("job {} had already ended", a.id);
+                return Ok(1);
+            }
+        }
+        Ok(0)
+    })?
+}

@@ -1,0 +1,273 @@
+//! The event history: what happened to each job, read once per job or
+//! followed as a stream.
+//!
+//! Following by event id alone would skip events: ids are taken when a
+//! row is inserted, but rows become visible when their transaction
+//! commits, and those orders differ. So a reader takes the events of
+//! *finished* transactions only: those whose transaction id is below the
+//! oldest one still running (the snapshot's horizon). Each read covers the
+//! transactions from the previous horizon to the current one; none is
+//! read twice and none is skipped. (A transaction left open elsewhere holds
+//! the horizon back, and the stream with it, until it ends.)
+
+use std::time::{Duration, SystemTime};
+
+use super::{Store, StoreError, ENDED_CHANNEL};
+
+/// One thing that happened to a job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The event's id (increasing in insert order).
+    pub id: i64,
+    /// The job's id.
+    pub job_id: i64,
+    /// What happened. Terminal events are the job's outcome: `completed`,
+    /// `failed`, `timed_out`, `crashed`, `evicted`, `cancelled`,
+    /// `rejected`. Others: `retrying` (an attempt failed and another is
+    /// due), `preempted` (evicted by a more urgent job and put back in
+    /// the queue, keeping its place), `reclaimed` (its supervisor stopped
+    /// heartbeating, or it ran past its deadline; it is queued again),
+    /// `released` (its supervisor stopped and gave it back),
+    /// `cancel_requested`.
+    pub event: String,
+    /// Whether this is the job's one ending.
+    pub terminal: bool,
+    /// When, by the database's clock.
+    pub at: SystemTime,
+    /// The job's queue.
+    pub queue: String,
+    /// The job's kind.
+    pub kind: String,
+    /// The job's priority.
+    pub priority: u8,
+    /// The lease under which it happened.
+    pub lease: i64,
+    /// The attempt (1 = the first; 0 = never claimed).
+    pub attempt: u32,
+    /// Evictions before this.
+    pub evictions: u32,
+    /// Reclaims before this (including this one, for `reclaimed`).
+    pub reclaims: u32,
+    /// The supervisor that held the job, if one did.
+    pub supervisor: Option<i64>,
+    /// The worker process that ran it, if known.
+    pub worker_pid: Option<u32>,
+    /// A completed job's result.
+    pub result: Option<serde_json::Value>,
+    /// What went wrong, for endings other than `completed`.
+    pub error: Option<String>,
+}
+
+impl Event {
+    /// The event as a JSON object (time as RFC 3339).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "job_id": self.job_id,
+            "event": self.event,
+            "terminal": self.terminal,
+            "at": rfc3339(self.at),
+            "queue": self.queue,
+            "kind": self.kind,
+            "priority": self.priority,
+            "lease": self.lease,
+            "attempt": self.attempt,
+            "evictions": self.evictions,
+            "reclaims": self.reclaims,
+            "supervisor": self.supervisor,
+            "worker_pid": self.worker_pid,
+            "result": self.result,
+            "error": self.error,
+        })
+    }
+
+    fn from_row(r: &tokio_postgres::Row) -> Event {
+        Event {
+            id: r.get("id"),
+            job_id: r.get("job_id"),
+            event: r.get("event"),
+            terminal: r.get("terminal"),
+            at: r.get("at"),
+            queue: r.get("queue"),
+            kind: r.get("kind"),
+            priority: r.get::<_, i16>("priority").clamp(0, 255) as u8,
+            lease: r.get("lease"),
+            attempt: r.get::<_, i32>("attempt").max(0) as u32,
+            evictions: r.get::<_, i32>("evictions").max(0) as u32,
+            reclaims: r.get::<_, i32>("reclaims").max(0) as u32,
+            supervisor: r.get("supervisor"),
+            worker_pid: r
+                .get::<_, Option<i32>>("worker_pid")
+                .map(|p| p.max(0) as u32),
+            result: r.get("result"),
+            error: r.get("error"),
+        }
+    }
+}
+
+/// A time as RFC 3339 text, UTC.
+pub(crate) fn rfc3339(t: SystemTime) -> String {
+    jiff::Timestamp::try_from(t)
+        .map(|ts| ts.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+const COLUMNS: &str = "id, job_id, event, terminal, at, queue, kind, priority, lease, attempt, \
+                       evictions, reclaims, supervisor, worker_pid, result, error";
+
+/// Where a follower of the event stream is (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCursor {
+    /// Events of transactions from this id up are still to be read.
+    from: u64,
+    /// The horizon of the read in progress, if one is.
+    to: Option<u64>,
+    /// Within the read in progress: events after this id are still to be read.
+    after_id: i64,
+    job: Option<i64>,
+}
+
+/// Most events one read returns.
+const PAGE: i64 = 5_000;
+
+impl EventCursor {
+    /// From the first event in the table.
+    pub fn from_start() -> EventCursor {
+        EventCursor {
+            from: 0,
+            to: None,
+            after_id: 0,
+            job: None,
+        }
+    }
+
+    /// Only the events of job `id`.
+    pub fn only_job(mut self, id: i64) -> EventCursor {
+        self.job = Some(id);
+        self
+    }
+}
+
+impl Store {
+    /// A cursor that reads events written from now on.
+    pub async fn event_cursor_now(&self) -> Result<EventCursor, StoreError> {
+        let client = self.client().await?;
+        let horizon: i64 = client
+            .query_one(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                &[],
+            )
+            .await
+            .map_err(|e| StoreError::query("read the event horizon", e))?
+            .get(0);
+        Ok(EventCursor {
+            from: horizon as u64,
+            ..EventCursor::from_start()
+        })
+    }
+
+    /// The next events after `cursor`, oldest first, and the cursor moved
+    /// past them. Empty when nothing new has committed.
+    pub async fn next_events(&self, cursor: &mut EventCursor) -> Result<Vec<Event>, StoreError> {
+        let client = self.client().await?;
+        let to = match cursor.to {
+            Some(to) => to,
+            None => {
+                let h: i64 = client
+                    .query_one(
+                        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| StoreError::query("read the event horizon", e))?
+                    .get(0);
+                cursor.to = Some(h as u64);
+                cursor.after_id = 0;
+                h as u64
+            }
+        };
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM procvisor_events
+                     WHERE tx >= $1::text::xid8 AND tx < $2::text::xid8 AND id > $3
+                       AND ($4::bigint IS NULL OR job_id = $4)
+                     ORDER BY id LIMIT $5"
+                ),
+                &[
+                    &cursor.from.to_string(),
+                    &to.to_string(),
+                    &cursor.after_id,
+                    &cursor.job,
+                    &PAGE,
+                ],
+            )
+            .await
+            .map_err(|e| StoreError::query("read events", e))?;
+        let events: Vec<Event> = rows.iter().map(Event::from_row).collect();
+        if (events.len() as i64) < PAGE {
+            cursor.from = to;
+            cursor.to = None;
+            cursor.after_id = 0;
+        } else if let Some(last) = events.last() {
+            cursor.after_id = last.id;
+        }
+        Ok(events)
+    }
+
+    /// Every event of job `id` so far, oldest first.
+    pub async fn events_of(&self, id: i64) -> Result<Vec<Event>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {COLUMNS} FROM procvisor_events WHERE job_id = $1 ORDER BY id"),
+                &[&id],
+            )
+            .await
+            .map_err(|e| StoreError::query("read a job's events", e))?;
+        Ok(rows.iter().map(Event::from_row).collect())
+    }
+
+    /// The terminal event of job `id`, if it has ended.
+    pub async fn ending_of(&self, id: i64) -> Result<Option<Event>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM procvisor_events WHERE job_id = $1 AND terminal"),
+                &[&id],
+            )
+            .await
+            .map_err(|e| StoreError::query("read a job's ending", e))?;
+        Ok(row.as_ref().map(Event::from_row))
+    }
+
+    /// Wait until job `id` ends; returns its terminal event. Woken by the
+    /// store's notifications, and checks at least every second besides.
+    pub async fn wait(&self, id: i64) -> Result<Event, StoreError> {
+        let (_listener, mut woken) = self.listener(&[ENDED_CHANNEL]).await?;
+        loop {
+            if let Some(end) = self.ending_of(id).await? {
+                return Ok(end);
+            }
+            let alive = self.client().await?;
+            let live: bool = alive
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM procvisor_jobs WHERE id = $1)",
+                    &[&id],
+                )
+                .await
+                .map_err(|e| StoreError::query("find a job", e))?
+                .get(0);
+            drop(alive);
+            if !live {
+                // Ended between the two reads, or never existed.
+                return match self.ending_of(id).await? {
+                    Some(end) => Ok(end),
+                    None => Err(StoreError::NoSuchJob(id)),
+                };
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), woken.recv()).await;
+            while woken.try_recv().is_ok() {}
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! A supervisor's life in the store: its row and heartbeat, the upkeep
+//! every supervisor shares (reclaiming the jobs of lost supervisors,
+//! making due jobs available), cancels asked of it, and giving its jobs
+//! back when it stops.
+
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+
+use crate::store::{millis, StoreError, JOBS_CHANNEL};
+
+/// Register a supervisor; returns its id.
+pub(crate) async fn register(
+    client: &impl GenericClient,
+    queues: &[String],
+    workers: usize,
+    lease: Duration,
+) -> Result<i64, StoreError> {
+    let host = hostname();
+    let row = client
+        .query_one(
+            "INSERT INTO procvisor_supervisors (host, pid, queues, workers, lease_ms)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            &[
+                &host,
+                &(std::process::id() as i32),
+                &queues,
+                &(workers.min(i32::MAX as usize) as i32),
+                &millis(lease),
+            ],
+        )
+        .await
+        .map_err(|e| StoreError::query("register this supervisor", e))?;
+    Ok(row.get(0))
+}
+
+/// The machine's name, for status displays.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Heartbeat; false if this supervisor was declared lost (its jobs were
+/// taken over; it must register again).
+pub(crate) async fn heartbeat(client: &impl GenericClient, me: i64) -> Result<bool, StoreError> {
+    let n = client
+        .execute(
+            "UPDATE procvisor_supervisors SET heartbeat_at = now()
+             WHERE id = $1 AND stopped_at IS NULL",
+            &[&me],
+        )
+        .await
+        .map_err(|e| StoreError::query("heartbeat", e))?;
+    Ok(n == 1)
+}
+
+/// Declare lost the supervisors whose heartbeat is older than their lease,
+/// and put back in the queue (under a new lease, with a `reclaimed` event)
+/// the running jobs of lost or stopped supervisors and those past their
+/// deadline. Returns how many jobs were reclaimed.
+pub(crate) async fn reclaim(client: &impl GenericClient) -> Result<u64, StoreError> {
+    client
+        .execute(
+            "UPDATE procvisor_supervisors SET stopped_at = now()
+             WHERE stopped_at IS NULL AND heartbeat_at < now() - lease_ms * interval '1 millisecond'",
+            &[],
+        )
+        .await
+        .map_err(|e| StoreError::query("declare lost supervisors", e))?;
+    let row = client
+        .query_one(
+            "WITH lost AS (
+                SELECT j.id, j.lease AS old_lease, j.supervisor AS old_supervisor,
+                       CASE WHEN j.deadline_at < now()
+                            THEN 'it ran past its deadline (its timeout plus a grace) without an ending'
+                            ELSE 'its supervisor stopped heartbeating' END AS why
+                FROM procvisor_jobs j LEFT JOIN procvisor_supervisors s ON s.id = j.supervisor
+                WHERE j.state = 'running'
+                  AND (s.id IS NULL OR s.stopped_at IS NOT NULL OR j.deadline_at < now())
+                ORDER BY j.id LIMIT 1000
+                FOR UPDATE OF j SKIP LOCKED
+             ), up AS (
+                UPDATE procvisor_jobs j
+                SET state = 'available', lease = j.lease + 1, reclaims = j.reclaims + 1,
+                    supervisor = NULL, claimed_at = NULL, deadline_at = NULL
+                FROM lost WHERE j.id = lost.id
+                RETURNING j.*, lost.old_lease, lost.old_supervisor, lost.why
+             ), ev AS (
+                INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
+                                              attempt, evictions, reclaims, supervisor, error)
+                SELECT id, 'reclaimed', false, queue, kind, priority, old_lease, attempt, evictions,
+                       reclaims, old_supervisor, why FROM up
+                RETURNING 1
+             ), wake AS (
+                SELECT pg_notify($1, '') FROM (SELECT 1 FROM up LIMIT 1) AS any
+             )
+             SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake)",
+            &[&JOBS_CHANNEL],
+        )
+        .await
+        .map_err(|e| StoreError::query("reclaim the jobs of lost supervisors", e))?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// Make delayed jobs and retries that came due available; wake claimers
+/// if any did. Returns how many.
+pub(crate) async fn promote(client: &impl GenericClient) -> Result<u64, StoreError> {
+    let row = client
+        .query_one(
+            "WITH due AS (
+                SELECT id FROM procvisor_jobs
+                WHERE state IN ('scheduled', 'retryable') AND run_at <= now()
+                ORDER BY run_at LIMIT 10000
+                FOR UPDATE SKIP LOCKED
+             ), up AS (
+                UPDATE procvisor_jobs j SET state = 'available' FROM due WHERE j.id = due.id
+                RETURNING 1
+             ), wake AS (
+                SELECT pg_notify($1, '') FROM (SELECT 1 FROM up LIMIT 1) AS any
+             )
+             SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM wake)",
+            &[&JOBS_CHANNEL],
+        )
+        .await
+        .map_err(|e| StoreError::query("make due jobs available", e))?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// The running jobs of supervisor `me` whose cancel was asked for: id and
+/// lease.
+pub(crate) async fn cancels(
+    client: &impl GenericClient,
+    me: i64,
+) -> Result<Vec<(i64, i64)>, StoreError> {
+    Ok(client
+        .query(
+            "SELECT id, lease FROM procvisor_jobs
+             WHERE state = 'running' AND supervisor = $1 AND cancel_requested",
+            &[&me],
+        )
+        .await
+        .map_err(|e| StoreError::query("look for cancels", e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// Give back every job supervisor `me` still holds and mark it stopped.
+/// Returns how many jobs were given back.
+pub(crate) async fn stop(client: &impl GenericClient, me: i64) -> Result<u64, StoreError> {
+    let row = client
+        .query_one(
+            "WITH up AS (
+                UPDATE procvisor_jobs j
+                SET state = 'available', lease = j.lease + 1, attempt = j.attempt - 1,
+                    supervisor = NULL, claimed_at = NULL, deadline_at = NULL
+                WHERE j.state = 'running' AND j.supervisor = $1
+                RETURNING j.*
+             ), ev AS (
+                INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
+                                              attempt, evictions, reclaims, supervisor, error)
+                SELECT id, 'released', false, queue, kind, priority, lease - 1, attempt + 1,
+                       evictions, reclaims, $1, 'its supervisor stopped; it is queued again'
+                FROM up
+                RETURNING 1
+             ), gone AS (
+                UPDATE procvisor_supervisors SET stopped_at = now() WHERE id = $1 RETURNING 1
+             ), wake AS (
+                SELECT pg_notify($2, '') FROM (SELECT 1 FROM up LIMIT 1) AS any
+             )
+             SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM gone),
+                    (SELECT count(*) FROM wake)",
+            &[&me, &JOBS_CHANNEL],
+        )
+        .await
+        .map_err(|e| StoreError::query("give back this supervisor's jobs", e))?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}

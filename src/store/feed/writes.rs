@@ -1,0 +1,277 @@
+//! The statements a supervisor writes with: the claim, and the batched,
+//! fenced endings. Every write names the lease it holds; a row whose lease
+//! moved on (the job was reclaimed and claimed elsewhere) is left alone and
+//! the write is counted as stale.
+
+use std::time::Duration;
+
+use deadpool_postgres::GenericClient;
+
+use super::endings::{Claimed, Write};
+use crate::store::{millis, StoreError, ENDED_CHANNEL, JOBS_CHANNEL};
+
+/// Claim up to `$4` available jobs of the queues `$1` and kinds `$2` more
+/// urgent than `$3`, in priority then due-time order, for supervisor `$5`;
+/// a job's deadline is its timeout plus the grace `$6` (ms).
+const CLAIM: &str = "
+WITH picked AS MATERIALIZED (
+    SELECT id FROM procvisor_jobs
+    WHERE state = 'available' AND priority < $3 AND run_at <= now()
+      AND queue = ANY($1) AND kind = ANY($2)
+    ORDER BY priority, run_at, id
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE procvisor_jobs j
+SET state = 'running', lease = j.lease + 1, attempt = j.attempt + 1, supervisor = $5,
+    claimed_at = now(), cancel_requested = false,
+    deadline_at = CASE WHEN j.timeout_ms IS NULL THEN NULL
+                       ELSE now() + (j.timeout_ms + $6) * interval '1 millisecond' END
+FROM picked WHERE j.id = picked.id
+RETURNING j.id, j.lease, j.kind, j.args::text, j.priority, j.timeout_ms, j.attempt,
+          j.max_attempts, j.backoff_ms, j.backoff_cap_ms";
+
+/// A claimed job with what the supervisor needs to run it.
+#[derive(Debug)]
+pub(crate) struct Grant {
+    pub(crate) job: Claimed,
+    pub(crate) kind: String,
+    pub(crate) args: String,
+    pub(crate) priority: u8,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// What to claim.
+pub(crate) struct Ask<'a> {
+    pub(crate) queues: &'a [String],
+    pub(crate) kinds: &'a [String],
+    /// Only jobs more urgent than this (11: any).
+    pub(crate) below: u8,
+    pub(crate) limit: usize,
+    pub(crate) supervisor: i64,
+    pub(crate) grace: Duration,
+}
+
+pub(crate) async fn claim(
+    client: &impl GenericClient,
+    ask: &Ask<'_>,
+) -> Result<Vec<Grant>, StoreError> {
+    let stmt = client
+        .prepare_cached(CLAIM)
+        .await
+        .map_err(|e| StoreError::query("prepare the claim", e))?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &ask.queues,
+                &ask.kinds,
+                &i16::from(ask.below),
+                &(ask.limit.min(i64::MAX as usize) as i64),
+                &ask.supervisor,
+                &millis(ask.grace),
+            ],
+        )
+        .await
+        .map_err(|e| StoreError::query("claim jobs", e))?;
+    let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
+    Ok(rows
+        .iter()
+        .map(|r| Grant {
+            job: Claimed {
+                id: r.get(0),
+                lease: r.get(1),
+                attempt: r.get::<_, i32>(6).max(1) as u32,
+                max_attempts: r.get::<_, i32>(7).max(1) as u32,
+                backoff: ms(r.get(8)),
+                backoff_cap: ms(r.get(9)),
+                local: None,
+                cancel_requested: false,
+            },
+            kind: r.get(2),
+            args: r.get(3),
+            priority: r.get::<_, i16>(4).clamp(0, crate::LEAST_URGENT.into()) as u8,
+            timeout: r.get::<_, Option<i64>>(5).map(ms),
+        })
+        .collect())
+}
+
+/// Terminal endings: delete the live rows still under their lease and
+/// write each one's terminal event, in one statement; wake waiters.
+const END: &str = "
+WITH d AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                         $6::integer[])
+        AS d(id, lease, event, result, error, pid)
+), gone AS (
+    DELETE FROM procvisor_jobs j USING d
+    WHERE j.id = d.id AND j.lease = d.lease AND j.state = 'running'
+    RETURNING j.*
+), ev AS (
+    INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease, attempt,
+                                  evictions, reclaims, supervisor, worker_pid, result, error)
+    SELECT g.id, d.event, true, g.queue, g.kind, g.priority, g.lease, g.attempt, g.evictions,
+           g.reclaims, g.supervisor, d.pid, d.result::jsonb, d.error
+    FROM gone g JOIN d ON d.id = g.id
+    RETURNING job_id
+), wake AS (
+    SELECT pg_notify($7, '') FROM (SELECT 1 FROM ev LIMIT 1) AS any
+)
+SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake)";
+
+/// Non-terminal endings: the row goes back to waiting under a new lease,
+/// with an event; wake claimers when some are available at once.
+const REQUEUE: &str = "
+WITH d AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
+                         $6::bigint[], $7::integer[], $8::integer[], $9::integer[])
+        AS d(id, lease, event, state, error, delay_ms, uncount, evicted, pid)
+), up AS (
+    UPDATE procvisor_jobs j
+    SET state = d.state,
+        run_at = CASE WHEN d.delay_ms IS NULL THEN j.run_at
+                      ELSE now() + d.delay_ms * interval '1 millisecond' END,
+        lease = j.lease + 1, supervisor = NULL, claimed_at = NULL, deadline_at = NULL,
+        attempt = j.attempt - d.uncount, evictions = j.evictions + d.evicted
+    FROM d WHERE j.id = d.id AND j.lease = d.lease AND j.state = 'running'
+    RETURNING j.*
+), ev AS (
+    INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease, attempt,
+                                  evictions, reclaims, supervisor, worker_pid, error)
+    SELECT u.id, d.event, false, u.queue, u.kind, u.priority, d.lease, u.attempt + d.uncount,
+           u.evictions, u.reclaims, $10, d.pid, d.error
+    FROM up u JOIN d ON d.id = u.id
+    RETURNING job_id
+), wake AS (
+    SELECT pg_notify($11, '') FROM (SELECT 1 FROM up WHERE state = 'available' LIMIT 1) AS any
+)
+SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake)";
+
+/// Write a batch of endings in one transaction (two statements at most).
+/// Returns how many were stale (their lease had moved on).
+pub(crate) async fn write_endings(
+    client: &mut deadpool_postgres::Object,
+    supervisor: i64,
+    batch: &[(Claimed, Write)],
+) -> Result<usize, StoreError> {
+    let mut ends = EndCols::default();
+    let mut requeues = RequeueCols::default();
+    for (job, w) in batch {
+        match w {
+            Write::End {
+                event,
+                result,
+                error,
+                pid,
+            } => {
+                ends.id.push(job.id);
+                ends.lease.push(job.lease);
+                ends.event.push(event);
+                ends.result.push(result.as_deref());
+                ends.error.push(error.as_deref());
+                ends.pid.push(pid.map(|p| p.min(i32::MAX as u32) as i32));
+            }
+            Write::Requeue {
+                event,
+                state,
+                delay,
+                uncount,
+                evicted,
+                error,
+                pid,
+            } => {
+                requeues.id.push(job.id);
+                requeues.lease.push(job.lease);
+                requeues.event.push(event);
+                requeues.state.push(state);
+                requeues.error.push(error.as_deref());
+                requeues.delay.push(delay.map(millis));
+                requeues.uncount.push(i32::from(*uncount));
+                requeues.evicted.push(i32::from(*evicted));
+                requeues
+                    .pid
+                    .push(pid.map(|p| p.min(i32::MAX as u32) as i32));
+            }
+        }
+    }
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| StoreError::query("begin writing endings", e))?;
+    let mut written = 0i64;
+    if !ends.id.is_empty() {
+        let stmt = tx
+            .prepare_cached(END)
+            .await
+            .map_err(|e| StoreError::query("prepare the ending write", e))?;
+        let row = tx
+            .query_one(
+                &stmt,
+                &[
+                    &ends.id,
+                    &ends.lease,
+                    &ends.event,
+                    &ends.result,
+                    &ends.error,
+                    &ends.pid,
+                    &ENDED_CHANNEL,
+                ],
+            )
+            .await
+            .map_err(|e| StoreError::query("write job endings", e))?;
+        written += row.get::<_, i64>(0);
+    }
+    if !requeues.id.is_empty() {
+        let stmt = tx
+            .prepare_cached(REQUEUE)
+            .await
+            .map_err(|e| StoreError::query("prepare the requeue", e))?;
+        let row = tx
+            .query_one(
+                &stmt,
+                &[
+                    &requeues.id,
+                    &requeues.lease,
+                    &requeues.event,
+                    &requeues.state,
+                    &requeues.error,
+                    &requeues.delay,
+                    &requeues.uncount,
+                    &requeues.evicted,
+                    &requeues.pid,
+                    &supervisor,
+                    &JOBS_CHANNEL,
+                ],
+            )
+            .await
+            .map_err(|e| StoreError::query("put jobs back in the queue", e))?;
+        written += row.get::<_, i64>(0);
+    }
+    tx.commit()
+        .await
+        .map_err(|e| StoreError::query("commit job endings", e))?;
+    Ok(batch.len().saturating_sub(written.max(0) as usize))
+}
+
+#[derive(Default)]
+struct EndCols<'a> {
+    id: Vec<i64>,
+    lease: Vec<i64>,
+    event: Vec<&'a str>,
+    result: Vec<Option<&'a str>>,
+    error: Vec<Option<&'a str>>,
+    pid: Vec<Option<i32>>,
+}
+
+#[derive(Default)]
+struct RequeueCols<'a> {
+    id: Vec<i64>,
+    lease: Vec<i64>,
+    event: Vec<&'a str>,
+    state: Vec<&'a str>,
+    error: Vec<Option<&'a str>>,
+    delay: Vec<Option<i64>>,
+    uncount: Vec<i32>,
+    evicted: Vec<i32>,
+    pid: Vec<Option<i32>>,
+}

@@ -1,0 +1,170 @@
+//! The PostgreSQL job store: one durable queue shared by producers and
+//! supervisors on any number of machines.
+//!
+//! A producer [`submit`](Store::submit)s a [`NewJob`]: it is a committed
+//! row from then on, whether or not a supervisor is online. A supervisor
+//! fed by the store ([`Feed`]) claims as many jobs as its workers can take,
+//! under a *lease*: a number raised at every claim that each later write
+//! must name, so a supervisor that lost a job (its heartbeat stopped and
+//! another took the job over) changes nothing when it writes late. Every
+//! job ends in exactly one terminal event, written in the same statement
+//! that removes the job from the live table; the database's unique index
+//! on terminal events refuses a second.
+//!
+//! Running is *at least once*: a job whose supervisor died mid-run is run
+//! again elsewhere, so handlers should be idempotent (see the README).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), procvisor::store::StoreError> {
+//! use procvisor::store::{NewJob, Store};
+//!
+//! let store = Store::connect("postgres://app@localhost/app").await?;
+//! store.migrate().await?;
+//! let id = store
+//!     .submit(&NewJob::new("sleep", serde_json::json!({"secs": 1})).priority(2))
+//!     .await?;
+//! let end = store.wait(id).await?;
+//! println!("job {id} ended {}", end.event);
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod events;
+mod feed;
+mod schema;
+mod status;
+mod submit;
+
+use std::time::Duration;
+
+pub use error::StoreError;
+pub use events::{Event, EventCursor};
+pub use feed::{Feed, FeedOptions, FeedStats};
+pub use schema::SchemaStatus;
+pub use status::{QueueCount, Status, SupervisorRow};
+pub use submit::{Cancelled, NewJob};
+
+/// The environment variable that gives the database URL when `--db` is
+/// not passed.
+pub const DATABASE_URL_ENV: &str = "PROCVISOR_DATABASE_URL";
+
+/// The channel on which the store says "jobs are available" (a wake-up
+/// only: listeners claim from the table).
+pub(crate) const JOBS_CHANNEL: &str = "procvisor_jobs";
+/// The channel on which the store says "a running job's cancel was asked
+/// for" (a wake-up only).
+pub(crate) const CANCEL_CHANNEL: &str = "procvisor_cancel";
+/// The channel on which the store says "jobs ended" (a wake-up only).
+pub(crate) const ENDED_CHANNEL: &str = "procvisor_ended";
+
+/// A handle on the job store: a small pool of connections. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: deadpool_postgres::Pool,
+    config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("at", &error::describe(&self.config))
+            .finish()
+    }
+}
+
+impl Store {
+    /// Connect to the database at `url` (`postgres://user@host:port/db` or
+    /// `host=… user=… dbname=…`), checking that it answers.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Self::connect_with(url, 8).await
+    }
+
+    /// Like [`connect`](Self::connect), with at most `connections` (1 to
+    /// 256) open at once.
+    pub async fn connect_with(url: &str, connections: usize) -> Result<Store, StoreError> {
+        if !(1..=256).contains(&connections) {
+            return Err(StoreError::Invalid(format!(
+                "{connections} connections is out of range: use 1 to 256"
+            )));
+        }
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Invalid(format!(
+                "the database URL does not parse ({e}); write it as postgres://USER@HOST:PORT/DATABASE"
+            ))
+        })?;
+        let mut config = config;
+        // Fail a start against an unreachable host in seconds, not minutes.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("procvisor");
+        }
+        let manager = deadpool_postgres::Manager::from_config(
+            config.clone(),
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(connections)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("cannot build the connection pool: {e}")))?;
+        let store = Store { pool, config };
+        let _ = store.client().await?;
+        Ok(store)
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| error::pool_error(&self.config, e))
+    }
+
+    /// A connection of its own, outside the pool (for `LISTEN`): the
+    /// client, and the connection task's notifications.
+    pub(crate) async fn listener(
+        &self,
+        channels: &[&str],
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio::sync::mpsc::UnboundedReceiver<()>,
+        ),
+        StoreError,
+    > {
+        use futures_util::StreamExt;
+        let (client, mut connection) = self
+            .config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(|e| error::connect_error(&self.config, e))?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(Ok(m)) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notification(_) = m {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        for ch in channels {
+            client
+                .batch_execute(&format!("LISTEN {ch}"))
+                .await
+                .map_err(|e| StoreError::query("listen for wake-ups", e))?;
+        }
+        Ok((client, rx))
+    }
+}
+
+/// Milliseconds in `d`, for the database, saturating.
+pub(crate) fn millis(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}

@@ -1,0 +1,331 @@
+//! Producers' side: a job to insert ([`NewJob`]), inserting one or many,
+//! and cancelling from anywhere.
+
+use std::time::{Duration, SystemTime};
+
+use super::{millis, Store, StoreError, JOBS_CHANNEL};
+use crate::sched::retry::MAX_ATTEMPTS;
+
+/// Longest queue name.
+const MAX_QUEUE_LEN: usize = 100;
+/// Longest kind name.
+const MAX_KIND_LEN: usize = 200;
+/// Longest timeout or backoff the table accepts: a day.
+const MAX_DELAY: Duration = Duration::from_secs(86_400);
+
+/// A job to insert into the store.
+///
+/// ```
+/// use std::time::Duration;
+/// use procvisor::store::NewJob;
+///
+/// let job = NewJob::new("resize", serde_json::json!({"path": "a.png"}))
+///     .queue("images")
+///     .priority(1)
+///     .timeout(Duration::from_secs(30))
+///     .retries(3)
+///     .run_after(Duration::from_secs(60));
+/// assert!(job.check().is_ok());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    pub(crate) kind: String,
+    pub(crate) args: serde_json::Value,
+    pub(crate) queue: String,
+    pub(crate) priority: u8,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Duration,
+    pub(crate) backoff_cap: Duration,
+    pub(crate) run_at: Option<When>,
+}
+
+/// When a delayed job comes due.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum When {
+    /// At this time.
+    At(SystemTime),
+    /// This long after the database's clock at insert.
+    After(Duration),
+}
+
+impl NewJob {
+    /// A job of `kind` with JSON `args`, in the `default` queue, priority 5,
+    /// no timeout, one attempt, due now.
+    pub fn new(kind: &str, args: serde_json::Value) -> NewJob {
+        NewJob {
+            kind: kind.to_string(),
+            args,
+            queue: "default".into(),
+            priority: crate::DEFAULT_PRIORITY,
+            timeout: None,
+            max_attempts: 1,
+            backoff: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(3600),
+            run_at: None,
+        }
+    }
+
+    /// The queue (supervisors serve the queues they are told to).
+    pub fn queue(mut self, queue: &str) -> NewJob {
+        self.queue = queue.to_string();
+        self
+    }
+
+    /// 0 (most urgent) to 10.
+    pub fn priority(mut self, priority: u8) -> NewJob {
+        self.priority = priority;
+        self
+    }
+
+    /// Kill the job's worker when an attempt runs longer (1 ms to a day).
+    pub fn timeout(mut self, timeout: Duration) -> NewJob {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Try again this many times after a failure, a timeout or a crash
+    /// (attempts in all: `retries + 1`), waiting an exponential backoff
+    /// with jitter between attempts.
+    pub fn retries(mut self, retries: u32) -> NewJob {
+        self.max_attempts = retries.saturating_add(1);
+        self
+    }
+
+    /// The backoff before the first retry (doubling after each, at most
+    /// `cap`; both at most a day). Defaults: 1 s and 1 h.
+    pub fn backoff(mut self, base: Duration, cap: Duration) -> NewJob {
+        self.backoff = base;
+        self.backoff_cap = cap;
+        self
+    }
+
+    /// Run no earlier than `at`.
+    pub fn run_at(mut self, at: SystemTime) -> NewJob {
+        self.run_at = Some(When::At(at));
+        self
+    }
+
+    /// Run no earlier than `delay` from now (by the database's clock).
+    pub fn run_after(mut self, delay: Duration) -> NewJob {
+        self.run_at = Some(When::After(delay));
+        self
+    }
+
+    /// Check every value against its range, with a message that names it.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let bad = |m: String| Err(StoreError::Invalid(m));
+        if self.kind.is_empty() || self.kind.len() > MAX_KIND_LEN {
+            return bad(format!(
+                "a job kind must be 1 to {MAX_KIND_LEN} bytes long, not {}",
+                self.kind.len()
+            ));
+        }
+        if self.queue.is_empty() || self.queue.len() > MAX_QUEUE_LEN {
+            return bad(format!(
+                "a queue name must be 1 to {MAX_QUEUE_LEN} bytes long, not {}",
+                self.queue.len()
+            ));
+        }
+        if self.priority > crate::LEAST_URGENT {
+            return bad(format!(
+                "priority {} is out of range: use 0 (most urgent) to {}",
+                self.priority,
+                crate::LEAST_URGENT
+            ));
+        }
+        if let Some(t) = self.timeout {
+            if t < Duration::from_millis(1) || t > MAX_DELAY {
+                return bad(format!(
+                    "a timeout of {t:?} is out of range: use 1 ms to 1 day"
+                ));
+            }
+        }
+        if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
+            return bad(format!(
+                "{} retries is out of range: use 0 to {}",
+                self.max_attempts.saturating_sub(1),
+                MAX_ATTEMPTS - 1
+            ));
+        }
+        if self.backoff > MAX_DELAY || self.backoff_cap > MAX_DELAY {
+            return bad("a backoff must be at most a day".into());
+        }
+        if let Some(When::After(d)) = self.run_at {
+            if d > Duration::from_secs(10 * 365 * 86_400) {
+                return bad(format!(
+                    "a delay of {d:?} is out of range: at most 10 years"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The delay in milliseconds and the absolute time, as the insert takes
+    /// them (at most one is set).
+    fn due(&self) -> (Option<i64>, Option<SystemTime>) {
+        match self.run_at {
+            None => (None, None),
+            Some(When::After(d)) => (Some(millis(d)), None),
+            Some(When::At(t)) => (None, Some(t)),
+        }
+    }
+}
+
+/// The insert of many jobs from parallel arrays; a job with a due time in
+/// the future is `scheduled`, else `available`.
+const INSERT: &str = "
+WITH rows AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::bigint[],
+                         $6::integer[], $7::bigint[], $8::bigint[], $9::bigint[], $10::timestamptz[])
+        AS r(queue, kind, args, priority, timeout_ms, max_attempts, backoff_ms, backoff_cap_ms,
+             delay_ms, at)
+), due AS (
+    SELECT *, COALESCE(at, now() + COALESCE(delay_ms, 0) * interval '1 millisecond') AS run_at
+    FROM rows
+), ins AS (
+    INSERT INTO procvisor_jobs (queue, kind, args, priority, timeout_ms, max_attempts,
+                                backoff_ms, backoff_cap_ms, run_at, state)
+    SELECT queue, kind, args::jsonb, priority, timeout_ms, max_attempts, backoff_ms,
+           backoff_cap_ms, run_at,
+           CASE WHEN run_at > now() THEN 'scheduled' ELSE 'available' END
+    FROM due
+    RETURNING id, state
+), wake AS (
+    SELECT pg_notify($11, '') FROM (SELECT 1 FROM ins WHERE state = 'available' LIMIT 1) AS any
+)
+SELECT id FROM ins, (SELECT count(*) FROM wake) AS w ORDER BY id";
+
+/// Most jobs in one insert statement.
+const INSERT_BATCH: usize = 10_000;
+
+/// What [`Store::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The job was waiting; it is now ended `cancelled`.
+    Ended,
+    /// The job is running; its supervisor was asked to stop it, and will
+    /// end it `cancelled` (within its heartbeat period).
+    Requested,
+    /// The job had already ended.
+    AlreadyEnded,
+}
+
+impl Store {
+    /// Insert one job; returns its id. It is committed when this returns.
+    pub async fn submit(&self, job: &NewJob) -> Result<i64, StoreError> {
+        Ok(self.submit_many(std::slice::from_ref(job)).await?[0])
+    }
+
+    /// Insert many jobs in as few statements as possible (batches of
+    /// 10,000, each its own transaction); returns their ids in order.
+    pub async fn submit_many(&self, jobs: &[NewJob]) -> Result<Vec<i64>, StoreError> {
+        for j in jobs {
+            j.check()?;
+        }
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(INSERT)
+            .await
+            .map_err(|e| StoreError::query("prepare the insert", e))?;
+        let mut ids = Vec::with_capacity(jobs.len());
+        for chunk in jobs.chunks(INSERT_BATCH) {
+            let queue: Vec<&str> = chunk.iter().map(|j| j.queue.as_str()).collect();
+            let kind: Vec<&str> = chunk.iter().map(|j| j.kind.as_str()).collect();
+            let args: Vec<String> = chunk.iter().map(|j| j.args.to_string()).collect();
+            let priority: Vec<i16> = chunk.iter().map(|j| j.priority.into()).collect();
+            let timeout: Vec<Option<i64>> = chunk.iter().map(|j| j.timeout.map(millis)).collect();
+            let attempts: Vec<i32> = chunk.iter().map(|j| j.max_attempts as i32).collect();
+            let backoff: Vec<i64> = chunk.iter().map(|j| millis(j.backoff)).collect();
+            let cap: Vec<i64> = chunk.iter().map(|j| millis(j.backoff_cap)).collect();
+            let (delay, at): (Vec<Option<i64>>, Vec<Option<SystemTime>>) =
+                chunk.iter().map(NewJob::due).unzip();
+            let rows = client
+                .query(
+                    &stmt,
+                    &[
+                        &queue,
+                        &kind,
+                        &args,
+                        &priority,
+                        &timeout,
+                        &attempts,
+                        &backoff,
+                        &cap,
+                        &delay,
+                        &at,
+                        &JOBS_CHANNEL,
+                    ],
+                )
+                .await
+                .map_err(|e| StoreError::query("insert jobs", e))?;
+            ids.extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+        }
+        Ok(ids)
+    }
+
+    /// Cancel a job: a waiting one ends `cancelled` at once; a running one
+    /// is stopped by its supervisor, which ends it `cancelled`.
+    pub async fn cancel(&self, id: i64) -> Result<Cancelled, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| StoreError::query("begin a cancel", e))?;
+        let row = tx
+            .query_opt(
+                "SELECT state FROM procvisor_jobs WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await
+            .map_err(|e| StoreError::query("find the job to cancel", e))?;
+        let (outcome, channel) = match row.map(|r| r.get::<_, String>(0)) {
+            None => {
+                let ended = tx
+                    .query_opt(
+                        "SELECT 1 FROM procvisor_events WHERE job_id = $1 AND terminal",
+                        &[&id],
+                    )
+                    .await
+                    .map_err(|e| StoreError::query("find the job to cancel", e))?;
+                return match ended {
+                    Some(_) => Ok(Cancelled::AlreadyEnded),
+                    None => Err(StoreError::NoSuchJob(id)),
+                };
+            }
+            Some(state) if state == "running" => {
+                tx.execute(
+                    "WITH j AS (UPDATE procvisor_jobs SET cancel_requested = true WHERE id = $1 RETURNING *)
+                     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
+                         attempt, evictions, reclaims, supervisor)
+                     SELECT id, 'cancel_requested', false, queue, kind, priority, lease, attempt,
+                         evictions, reclaims, supervisor FROM j",
+                    &[&id],
+                )
+                .await
+                .map_err(|e| StoreError::query("ask for a cancel", e))?;
+                (Cancelled::Requested, super::CANCEL_CHANNEL)
+            }
+            Some(_) => {
+                tx.execute(
+                    "WITH j AS (DELETE FROM procvisor_jobs WHERE id = $1 RETURNING *)
+                     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
+                         attempt, evictions, reclaims, error)
+                     SELECT id, 'cancelled', true, queue, kind, priority, lease, attempt, evictions,
+                         reclaims, 'cancelled before it ran' FROM j",
+                    &[&id],
+                )
+                .await
+                .map_err(|e| StoreError::query("cancel the job", e))?;
+                (Cancelled::Ended, super::ENDED_CHANNEL)
+            }
+        };
+        tx.execute("SELECT pg_notify($1, '')", &[&channel])
+            .await
+            .map_err(|e| StoreError::query("cancel the job", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::query("commit the cancel", e))?;
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,283 @@
+//! A real, throwaway PostgreSQL for the store's tests: `initdb` into a
+//! private temporary folder, the server on a free loopback port (and a
+//! socket only in that folder), a random password, and a fresh database
+//! per test. One server per test program, started on first use, run as a
+//! non-root user (`nobody`, or `PROCVISOR_PG_USER`) when the tests run as
+//! root. The server is stopped and its folder removed when the test
+//! program ends, however it ends: a small shell keeps it, and stops it
+//! when the test program's end closes its standard input.
+//!
+//! With no PostgreSQL on the machine a test says so on stderr and skips,
+//! unless `PROCVISOR_REQUIRE_PG` is set (as CI sets it), when it fails.
+
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// A server of this test program.
+pub struct Server {
+    pub port: u16,
+    pub password: String,
+    pub dir: PathBuf,
+    pub bin: PathBuf,
+    pub user: Option<(u32, u32)>,
+    keeper: Mutex<Child>,
+}
+
+static SERVER: OnceLock<Option<Server>> = OnceLock::new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(1);
+
+/// A fresh database's URL on this program's server; `None` (after saying
+/// so loudly) when no PostgreSQL can be had and it is not required.
+pub fn database(test: &str) -> Option<String> {
+    let server = SERVER.get_or_init(|| match Server::start() {
+        Ok(s) => Some(s),
+        Err(why) => {
+            if std::env::var_os("PROCVISOR_REQUIRE_PG").is_some() {
+                panic!("PostgreSQL is required (PROCVISOR_REQUIRE_PG is set) but cannot be started: {why}");
+            }
+            eprintln!(
+                "\n*** SKIPPED: no PostgreSQL for the store tests: {why}\n*** install it (apt-get install postgresql) or set PROCVISOR_PG_BIN\n"
+            );
+            None
+        }
+    });
+    let server = server.as_ref()?;
+    let name = format!(
+        "t{}_{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed),
+        test.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(30)
+            .collect::<String>()
+    );
+    server.psql("postgres", &format!("CREATE DATABASE {name}"));
+    Some(server.url(&name))
+}
+
+/// The server, if one was started.
+pub fn server() -> Option<&'static Server> {
+    SERVER.get().and_then(|s| s.as_ref())
+}
+
+fn find_bin() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("PROCVISOR_PG_BIN") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        if dir.join("initdb").exists() && dir.join("postgres").exists() {
+            return Ok(dir);
+        }
+    }
+    Err("initdb and postgres were not found (in PROCVISOR_PG_BIN, /usr/lib/postgresql/*/bin or PATH)".into())
+}
+
+/// The user to run the server as: `None` for ourselves, or the uid and gid
+/// of an unprivileged user when we are root.
+fn run_as() -> Result<Option<(u32, u32)>, String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = std::env::var("PROCVISOR_PG_USER").unwrap_or_else(|_| "nobody".into());
+    let cname = std::ffi::CString::new(name.clone()).map_err(|e| e.to_string())?;
+    // SAFETY: getpwnam returns a pointer into static storage or null; we
+    // copy the two numbers out at once, from this one thread's call.
+    let pw = unsafe { libc::getpwnam(cname.as_ptr()) };
+    if pw.is_null() {
+        return Err(format!("running as root, and there is no user {name:?} to run PostgreSQL as (set PROCVISOR_PG_USER)"));
+    }
+    // SAFETY: pw is non-null and points to a valid passwd record.
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    Ok(Some((uid, gid)))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("read /dev/urandom");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl Server {
+    fn command(&self, program: &str) -> Command {
+        as_user(Command::new(self.bin.join(program)), self.user)
+    }
+
+    fn start() -> Result<Server, String> {
+        let bin = find_bin()?;
+        let user = run_as()?;
+        let dir = std::env::temp_dir().join(format!("procvisor-pg-{}-{}", std::process::id(), random_hex(4)));
+        std::fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| e.to_string())?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+        }
+        let password = random_hex(16);
+        let pwfile = dir.join("pw");
+        std::fs::write(&pwfile, &password).map_err(|e| e.to_string())?;
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+        }
+        let data = dir.join("data");
+        let init = as_user(Command::new(bin.join("initdb")), user)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .map_err(|e| format!("cannot run initdb: {e}"))?;
+        if !init.status.success() {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&init.stderr)
+            ));
+        }
+        let _ = std::fs::remove_file(&pwfile);
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let server = Server::launch(&bin, user, &dir, &data, port, &password)?;
+            match server.await_ready() {
+                Ok(()) => return Ok(server),
+                Err(e) => last = e,
+            }
+        }
+        Err(format!("the server did not start: {last}"))
+    }
+
+    fn launch(
+        bin: &Path,
+        user: Option<(u32, u32)>,
+        dir: &Path,
+        data: &Path,
+        port: u16,
+        password: &str,
+    ) -> Result<Server, String> {
+        // The keeper: runs the server, and on the end of its input (this
+        // test program's end) stops it and removes the folder.
+        let script = format!(
+            r#"{postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 \
+  -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+  -c shared_buffers=128MB >{dir}/server.log 2>&1 &
+pg=$!
+cat >/dev/null
+kill -INT $pg 2>/dev/null
+wait $pg
+rm -rf {dir}"#,
+            postgres = bin.join("postgres").display(),
+            data = data.display(),
+            dir = dir.display(),
+        );
+        let keeper = as_user(Command::new("/bin/sh"), user)
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        Ok(Server {
+            port,
+            password: password.to_string(),
+            dir: dir.to_path_buf(),
+            bin: bin.to_path_buf(),
+            user,
+            keeper: Mutex::new(keeper),
+        })
+    }
+
+    fn await_ready(&self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.keeper.lock().unwrap().try_wait() {
+                return Err(format!("it exited with {status}: {}", self.log()));
+            }
+            let ok = Command::new(self.bin.join("pg_isready"))
+                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("not ready within 60 s: {}", self.log()))
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// The URL of database `db`.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{db}",
+            self.password, self.port
+        )
+    }
+
+    /// Run one SQL statement with psql; panics with its error.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &self.url(db), "-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The postmaster's pid.
+    pub fn postmaster_pid(&self) -> u32 {
+        std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse().ok()))
+            .expect("postmaster.pid")
+    }
+}
+
+fn as_user(mut cmd: Command, user: Option<(u32, u32)>) -> Command {
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+        // Somewhere the unprivileged user may be.
+        cmd.current_dir("/");
+    }
+    cmd
+}
