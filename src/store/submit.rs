@@ -192,7 +192,7 @@ WITH rows AS (
     FROM due
     RETURNING id, state
 ), wake AS (
-    SELECT pg_notify($11, '') FROM (SELECT 1 FROM ins WHERE state = 'available' LIMIT 1) AS any
+    SELECT pg_notify($11, '') FROM (SELECT 1 FROM ins WHERE state = 'available' LIMIT 1) AS hit
 )
 SELECT id FROM ins, (SELECT count(*) FROM wake) AS w ORDER BY id";
 

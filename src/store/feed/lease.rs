@@ -93,7 +93,7 @@ pub(crate) async fn reclaim(client: &impl GenericClient) -> Result<u64, StoreErr
                        reclaims, old_supervisor, why FROM up
                 RETURNING 1
              ), wake AS (
-                SELECT pg_notify($1, '') FROM (SELECT 1 FROM up LIMIT 1) AS any
+                SELECT pg_notify($1, '') FROM (SELECT 1 FROM up LIMIT 1) AS hit
              )
              SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake)",
             &[&JOBS_CHANNEL],
@@ -117,7 +117,7 @@ pub(crate) async fn promote(client: &impl GenericClient) -> Result<u64, StoreErr
                 UPDATE procvisor_jobs j SET state = 'available' FROM due WHERE j.id = due.id
                 RETURNING 1
              ), wake AS (
-                SELECT pg_notify($1, '') FROM (SELECT 1 FROM up LIMIT 1) AS any
+                SELECT pg_notify($1, '') FROM (SELECT 1 FROM up LIMIT 1) AS hit
              )
              SELECT (SELECT count(*) FROM up), (SELECT count(*) FROM wake)",
             &[&JOBS_CHANNEL],
@@ -167,7 +167,7 @@ pub(crate) async fn stop(client: &impl GenericClient, me: i64) -> Result<u64, St
              ), gone AS (
                 UPDATE procvisor_supervisors SET stopped_at = now() WHERE id = $1 RETURNING 1
              ), wake AS (
-                SELECT pg_notify($2, '') FROM (SELECT 1 FROM up LIMIT 1) AS any
+                SELECT pg_notify($2, '') FROM (SELECT 1 FROM up LIMIT 1) AS hit
              )
              SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM gone),
                     (SELECT count(*) FROM wake)",

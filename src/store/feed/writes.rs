@@ -115,7 +115,7 @@ WITH d AS (
     FROM gone g JOIN d ON d.id = g.id
     RETURNING job_id
 ), wake AS (
-    SELECT pg_notify($7, '') FROM (SELECT 1 FROM ev LIMIT 1) AS any
+    SELECT pg_notify($7, '') FROM (SELECT 1 FROM ev LIMIT 1) AS hit
 )
 SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake)";
 
@@ -143,7 +143,7 @@ WITH d AS (
     FROM up u JOIN d ON d.id = u.id
     RETURNING job_id
 ), wake AS (
-    SELECT pg_notify($11, '') FROM (SELECT 1 FROM up WHERE state = 'available' LIMIT 1) AS any
+    SELECT pg_notify($11, '') FROM (SELECT 1 FROM up WHERE state = 'available' LIMIT 1) AS hit
 )
 SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake)";
 

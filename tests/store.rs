@@ -1,0 +1,327 @@
+//! The PostgreSQL store against a real server: durability with no
+//! supervisor online, fenced writes, retries in the table, cancels,
+//! delays and eviction across the store, with a supervisor in this
+//! process fed by the store and running real worker processes.
+
+mod common;
+mod pg;
+
+use std::time::{Duration, Instant};
+
+use procvisor::store::{Cancelled, Event, EventCursor, Feed, FeedOptions, NewJob, Store};
+use procvisor::{EvictionMode, Supervisor};
+use serde_json::json;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A migrated store on a fresh database, or `None` (said loudly) when no
+/// PostgreSQL can be had.
+async fn store(test: &str) -> Option<Store> {
+    let url = pg::database(test)?;
+    let store = Store::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Some(store)
+}
+
+fn supervisor(workers: usize) -> Supervisor {
+    common::start(common::config(workers).eviction(EvictionMode::Drop))
+}
+
+fn fast() -> FeedOptions {
+    FeedOptions::default()
+        .poll(Duration::from_millis(50))
+        .lease(Duration::from_secs(2))
+}
+
+/// Whether a worker runs a job.
+async fn busy(sup: &Supervisor) -> bool {
+    sup.snapshot()
+        .await
+        .is_some_and(|s| s.workers.iter().any(|w| w.running.is_some()))
+}
+
+/// Every event so far.
+async fn all_events(store: &Store) -> Vec<Event> {
+    let mut cursor = EventCursor::from_start();
+    let mut all = Vec::new();
+    loop {
+        let batch = store.next_events(&mut cursor).await.unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch);
+    }
+}
+
+async fn ended(store: &Store, id: i64, limit: Duration) -> Event {
+    tokio::time::timeout(limit, store.wait(id))
+        .await
+        .unwrap_or_else(|_| panic!("job {id} did not end within {limit:?}"))
+        .unwrap()
+}
+
+#[test]
+fn jobs_submitted_with_no_supervisor_wait_then_all_run_once() {
+    rt().block_on(async {
+        let Some(store) = store("durable").await else { return };
+        let mut jobs: Vec<NewJob> = (0..300).map(|_| NewJob::new("noop", json!({}))).collect();
+        jobs.push(NewJob::new("echo", json!({"hello": [1, 2]})).priority(0));
+        let ids = store.submit_many(&jobs).await.unwrap();
+        assert_eq!(ids.len(), 301);
+        // Nobody runs them: they wait as committed rows.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let status = store.status().await.unwrap();
+        let waiting: i64 = status
+            .jobs
+            .iter()
+            .filter(|q| q.state == "available")
+            .map(|q| q.jobs)
+            .sum();
+        assert_eq!(waiting, 301, "{status:?}");
+        assert!(all_events(&store).await.is_empty());
+
+        let sup = supervisor(2);
+        let feed = Feed::start(&store, &sup, fast()).await.unwrap();
+        let echo = ended(&store, ids[300], Duration::from_secs(30)).await;
+        assert_eq!(echo.event, "completed");
+        assert_eq!(echo.result, Some(json!({"hello": [1, 2]})));
+        for id in &ids {
+            ended(&store, *id, Duration::from_secs(30)).await;
+        }
+        let events = all_events(&store).await;
+        assert_eq!(events.len(), 301, "one event per job, and no other");
+        let mut seen: Vec<i64> = events.iter().map(|e| e.job_id).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 301);
+        assert!(events
+            .iter()
+            .all(|e| e.terminal && e.event == "completed" && e.attempt == 1));
+        assert!(events.iter().all(|e| e.worker_pid.is_some()
+            && e.supervisor == Some(feed.supervisor_id())));
+        assert!(store.status().await.unwrap().jobs.is_empty());
+        let stats = feed.stop(Duration::from_secs(1)).await.unwrap();
+        assert_eq!(stats.claimed, 301);
+        assert_eq!(stats.written, 301);
+        assert_eq!(stats.stale, 0);
+    });
+}
+
+#[test]
+fn a_write_under_a_lease_that_moved_on_changes_nothing_and_is_reported_stale() {
+    rt().block_on(async {
+        let Some(url) = pg::database("stale") else { return };
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let db = db_name(&url);
+        let sup = supervisor(1);
+        let feed = Feed::start(&store, &sup, fast()).await.unwrap();
+        let id = store
+            .submit(&NewJob::new("sleep", json!({"secs": 1.0})))
+            .await
+            .unwrap();
+        let server = pg::server().unwrap();
+        assert!(common::eventually(Duration::from_secs(20), || {
+            server.psql(&db, &format!("SELECT state FROM procvisor_jobs WHERE id = {id}"))
+                == "running"
+        }));
+        // As if another supervisor had reclaimed and claimed it meanwhile.
+        server.psql(
+            &db,
+            &format!("UPDATE procvisor_jobs SET lease = lease + 1 WHERE id = {id}"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while feed.stats().stale == 0 {
+            assert!(Instant::now() < deadline, "the late write was not reported stale");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.ending_of(id).await.unwrap(), None, "no ending written");
+        assert_eq!(
+            server.psql(&db, &format!("SELECT state || ' ' || lease FROM procvisor_jobs WHERE id = {id}")),
+            "running 2",
+            "the row is as the newer lease holder left it"
+        );
+        feed.stop(Duration::ZERO).await.unwrap();
+    });
+}
+
+/// The database name in a test database's URL.
+fn db_name(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_string()
+}
+
+#[test]
+fn retries_wait_in_the_table_with_backoff_then_the_job_ends_failed() {
+    rt().block_on(async {
+        let Some(store) = store("retries").await else { return };
+        let sup = supervisor(1);
+        let feed = Feed::start(&store, &sup, fast()).await.unwrap();
+        let id = store
+            .submit(
+                &NewJob::new("fail", json!({"message": "nope"}))
+                    .retries(2)
+                    .backoff(Duration::from_millis(200), Duration::from_millis(400)),
+            )
+            .await
+            .unwrap();
+        let end = ended(&store, id, Duration::from_secs(30)).await;
+        assert_eq!(end.event, "failed");
+        assert_eq!(end.attempt, 3);
+        assert!(end.error.as_deref().unwrap_or("").contains("nope"), "{end:?}");
+        let events = store.events_of(id).await.unwrap();
+        let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(names, ["retrying", "retrying", "failed"]);
+        assert_eq!(
+            events.iter().map(|e| e.attempt).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+        feed.stop(Duration::ZERO).await.unwrap();
+    });
+}
+
+#[test]
+fn a_waiting_job_and_a_running_job_are_cancelled_from_anywhere() {
+    rt().block_on(async {
+        let Some(store) = store("cancel").await else { return };
+        let waiting = store
+            .submit(&NewJob::new("noop", json!({})).run_after(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        assert_eq!(store.cancel(waiting).await.unwrap(), Cancelled::Ended);
+        assert_eq!(store.ending_of(waiting).await.unwrap().unwrap().event, "cancelled");
+        assert_eq!(store.cancel(waiting).await.unwrap(), Cancelled::AlreadyEnded);
+        assert!(store.cancel(999_999).await.is_err());
+
+        let sup = supervisor(1);
+        let feed = Feed::start(&store, &sup, fast()).await.unwrap();
+        let running = store
+            .submit(&NewJob::new("sleep", json!({"secs": 60.0})))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if busy(&sup).await {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the job never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(store.cancel(running).await.unwrap(), Cancelled::Requested);
+        let end = ended(&store, running, Duration::from_secs(10)).await;
+        assert_eq!(end.event, "cancelled");
+        let names: Vec<String> = store
+            .events_of(running)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(names, ["cancel_requested", "cancelled"]);
+        feed.stop(Duration::ZERO).await.unwrap();
+    });
+}
+
+#[test]
+fn a_delayed_job_runs_only_once_due() {
+    rt().block_on(async {
+        let Some(store) = store("delay").await else { return };
+        let sup = supervisor(1);
+        let feed = Feed::start(&store, &sup, fast()).await.unwrap();
+        let t = Instant::now();
+        let id = store
+            .submit(&NewJob::new("noop", json!({})).run_after(Duration::from_millis(1500)))
+            .await
+            .unwrap();
+        let end = ended(&store, id, Duration::from_secs(20)).await;
+        assert_eq!(end.event, "completed");
+        assert!(
+            t.elapsed() >= Duration::from_millis(1500),
+            "ran after {:?}",
+            t.elapsed()
+        );
+        feed.stop(Duration::ZERO).await.unwrap();
+    });
+}
+
+#[test]
+fn an_urgent_job_evicts_the_least_urgent_running_one_which_goes_back_to_the_table() {
+    rt().block_on(async {
+        let Some(store) = store("evict").await else { return };
+        let sup = supervisor(1);
+        let feed = Feed::start(&store, &sup, fast()).await.unwrap();
+        let low = store
+            .submit(&NewJob::new("sleep", json!({"secs": 1.0})).priority(9))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !busy(&sup).await {
+            assert!(Instant::now() < deadline, "the low job never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let urgent = store
+            .submit(&NewJob::new("noop", json!({})).priority(0))
+            .await
+            .unwrap();
+        let u = ended(&store, urgent, Duration::from_secs(10)).await;
+        assert_eq!(u.event, "completed");
+        let l = ended(&store, low, Duration::from_secs(20)).await;
+        assert_eq!(l.event, "completed");
+        assert_eq!(l.evictions, 1);
+        assert_eq!(l.attempt, 1, "an eviction does not count as an attempt");
+        let names: Vec<String> = store
+            .events_of(low)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.event)
+            .collect();
+        assert_eq!(names, ["preempted", "completed"]);
+        let u_at = u.at;
+        let l_at = l.at;
+        assert!(u_at < l_at);
+        feed.stop(Duration::ZERO).await.unwrap();
+    });
+}
+
+#[test]
+fn a_stopping_supervisor_gives_its_jobs_back_at_once() {
+    rt().block_on(async {
+        let Some(store) = store("release").await else { return };
+        let sup = supervisor(1);
+        let feed = Feed::start(&store, &sup, fast()).await.unwrap();
+        let id = store
+            .submit(&NewJob::new("sleep", json!({"secs": 60.0})))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !busy(&sup).await {
+            assert!(Instant::now() < deadline, "the job never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        feed.stop(Duration::from_millis(100)).await.unwrap();
+        let events = store.events_of(id).await.unwrap();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].event, "released");
+        let status = store.status().await.unwrap();
+        assert_eq!(status.jobs.len(), 1);
+        assert_eq!(status.jobs[0].state, "available");
+        assert!(status.supervisors.iter().all(|s| s.stopped));
+        // Another supervisor takes it at once.
+        let sup2 = supervisor(1);
+        let feed2 = Feed::start(&store, &sup2, fast()).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !busy(&sup2).await {
+            assert!(Instant::now() < deadline, "the job was not taken again");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(store.cancel(id).await.unwrap(), Cancelled::Requested);
+        assert_eq!(ended(&store, id, Duration::from_secs(10)).await.event, "cancelled");
+        feed2.stop(Duration::ZERO).await.unwrap();
+    });
+}
