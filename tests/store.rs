@@ -69,7 +69,9 @@ async fn ended(store: &Store, id: i64, limit: Duration) -> Event {
 #[test]
 fn jobs_submitted_with_no_supervisor_wait_then_all_run_once() {
     rt().block_on(async {
-        let Some(store) = store("durable").await else { return };
+        let Some(store) = store("durable").await else {
+            return;
+        };
         let mut jobs: Vec<NewJob> = (0..300).map(|_| NewJob::new("noop", json!({}))).collect();
         jobs.push(NewJob::new("echo", json!({"hello": [1, 2]})).priority(0));
         let ids = store.submit_many(&jobs).await.unwrap();
@@ -103,8 +105,9 @@ fn jobs_submitted_with_no_supervisor_wait_then_all_run_once() {
         assert!(events
             .iter()
             .all(|e| e.terminal && e.event == "completed" && e.attempt == 1));
-        assert!(events.iter().all(|e| e.worker_pid.is_some()
-            && e.supervisor == Some(feed.supervisor_id())));
+        assert!(events
+            .iter()
+            .all(|e| e.worker_pid.is_some() && e.supervisor == Some(feed.supervisor_id())));
         assert!(store.status().await.unwrap().jobs.is_empty());
         let stats = feed.stop(Duration::from_secs(1)).await.unwrap();
         assert_eq!(stats.claimed, 301);
@@ -116,7 +119,9 @@ fn jobs_submitted_with_no_supervisor_wait_then_all_run_once() {
 #[test]
 fn a_write_under_a_lease_that_moved_on_changes_nothing_and_is_reported_stale() {
     rt().block_on(async {
-        let Some(url) = pg::database("stale") else { return };
+        let Some(url) = pg::database("stale") else {
+            return;
+        };
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         let db = db_name(&url);
@@ -128,8 +133,10 @@ fn a_write_under_a_lease_that_moved_on_changes_nothing_and_is_reported_stale() {
             .unwrap();
         let server = pg::server().unwrap();
         assert!(common::eventually(Duration::from_secs(20), || {
-            server.psql(&db, &format!("SELECT state FROM procvisor_jobs WHERE id = {id}"))
-                == "running"
+            server.psql(
+                &db,
+                &format!("SELECT state FROM procvisor_jobs WHERE id = {id}"),
+            ) == "running"
         }));
         // As if another supervisor had reclaimed and claimed it meanwhile.
         server.psql(
@@ -138,12 +145,22 @@ fn a_write_under_a_lease_that_moved_on_changes_nothing_and_is_reported_stale() {
         );
         let deadline = Instant::now() + Duration::from_secs(20);
         while feed.stats().stale == 0 {
-            assert!(Instant::now() < deadline, "the late write was not reported stale");
+            assert!(
+                Instant::now() < deadline,
+                "the late write was not reported stale"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(store.ending_of(id).await.unwrap(), None, "no ending written");
         assert_eq!(
-            server.psql(&db, &format!("SELECT state || ' ' || lease FROM procvisor_jobs WHERE id = {id}")),
+            store.ending_of(id).await.unwrap(),
+            None,
+            "no ending written"
+        );
+        assert_eq!(
+            server.psql(
+                &db,
+                &format!("SELECT state || ' ' || lease FROM procvisor_jobs WHERE id = {id}")
+            ),
             "running 2",
             "the row is as the newer lease holder left it"
         );
@@ -159,7 +176,9 @@ fn db_name(url: &str) -> String {
 #[test]
 fn retries_wait_in_the_table_with_backoff_then_the_job_ends_failed() {
     rt().block_on(async {
-        let Some(store) = store("retries").await else { return };
+        let Some(store) = store("retries").await else {
+            return;
+        };
         let sup = supervisor(1);
         let feed = Feed::start(&store, &sup, fast()).await.unwrap();
         let id = store
@@ -173,7 +192,10 @@ fn retries_wait_in_the_table_with_backoff_then_the_job_ends_failed() {
         let end = ended(&store, id, Duration::from_secs(30)).await;
         assert_eq!(end.event, "failed");
         assert_eq!(end.attempt, 3);
-        assert!(end.error.as_deref().unwrap_or("").contains("nope"), "{end:?}");
+        assert!(
+            end.error.as_deref().unwrap_or("").contains("nope"),
+            "{end:?}"
+        );
         let events = store.events_of(id).await.unwrap();
         let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
         assert_eq!(names, ["retrying", "retrying", "failed"]);
@@ -188,14 +210,22 @@ fn retries_wait_in_the_table_with_backoff_then_the_job_ends_failed() {
 #[test]
 fn a_waiting_job_and_a_running_job_are_cancelled_from_anywhere() {
     rt().block_on(async {
-        let Some(store) = store("cancel").await else { return };
+        let Some(store) = store("cancel").await else {
+            return;
+        };
         let waiting = store
             .submit(&NewJob::new("noop", json!({})).run_after(Duration::from_secs(3600)))
             .await
             .unwrap();
         assert_eq!(store.cancel(waiting).await.unwrap(), Cancelled::Ended);
-        assert_eq!(store.ending_of(waiting).await.unwrap().unwrap().event, "cancelled");
-        assert_eq!(store.cancel(waiting).await.unwrap(), Cancelled::AlreadyEnded);
+        assert_eq!(
+            store.ending_of(waiting).await.unwrap().unwrap().event,
+            "cancelled"
+        );
+        assert_eq!(
+            store.cancel(waiting).await.unwrap(),
+            Cancelled::AlreadyEnded
+        );
         assert!(store.cancel(999_999).await.is_err());
 
         let sup = supervisor(1);
@@ -230,7 +260,9 @@ fn a_waiting_job_and_a_running_job_are_cancelled_from_anywhere() {
 #[test]
 fn a_delayed_job_runs_only_once_due() {
     rt().block_on(async {
-        let Some(store) = store("delay").await else { return };
+        let Some(store) = store("delay").await else {
+            return;
+        };
         let sup = supervisor(1);
         let feed = Feed::start(&store, &sup, fast()).await.unwrap();
         let t = Instant::now();
@@ -252,7 +284,9 @@ fn a_delayed_job_runs_only_once_due() {
 #[test]
 fn an_urgent_job_evicts_the_least_urgent_running_one_which_goes_back_to_the_table() {
     rt().block_on(async {
-        let Some(store) = store("evict").await else { return };
+        let Some(store) = store("evict").await else {
+            return;
+        };
         let sup = supervisor(1);
         let feed = Feed::start(&store, &sup, fast()).await.unwrap();
         let low = store
@@ -292,7 +326,9 @@ fn an_urgent_job_evicts_the_least_urgent_running_one_which_goes_back_to_the_tabl
 #[test]
 fn a_stopping_supervisor_gives_its_jobs_back_at_once() {
     rt().block_on(async {
-        let Some(store) = store("release").await else { return };
+        let Some(store) = store("release").await else {
+            return;
+        };
         let sup = supervisor(1);
         let feed = Feed::start(&store, &sup, fast()).await.unwrap();
         let id = store
@@ -321,7 +357,10 @@ fn a_stopping_supervisor_gives_its_jobs_back_at_once() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert_eq!(store.cancel(id).await.unwrap(), Cancelled::Requested);
-        assert_eq!(ended(&store, id, Duration::from_secs(10)).await.event, "cancelled");
+        assert_eq!(
+            ended(&store, id, Duration::from_secs(10)).await.event,
+            "cancelled"
+        );
         feed2.stop(Duration::ZERO).await.unwrap();
     });
 }

@@ -137,7 +137,11 @@ impl Server {
     fn start() -> Result<Server, String> {
         let bin = find_bin()?;
         let user = run_as()?;
-        let dir = std::env::temp_dir().join(format!("procvisor-pg-{}-{}", std::process::id(), random_hex(4)));
+        let dir = std::env::temp_dir().join(format!(
+            "procvisor-pg-{}-{}",
+            std::process::id(),
+            random_hex(4)
+        ));
         std::fs::create_dir(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| e.to_string())?;
@@ -154,7 +158,16 @@ impl Server {
         let init = as_user(Command::new(bin.join("initdb")), user)
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "-A", "scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .output()
             .map_err(|e| format!("cannot run initdb: {e}"))?;
@@ -253,7 +266,18 @@ rm -rf {dir}"#,
     /// Run one SQL statement with psql; panics with its error.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &self.url(db), "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url(db),
+                "-c",
+                sql,
+            ])
             .output()
             .expect("run psql");
         assert!(

@@ -1,0 +1,229 @@
+//! Many supervisor *processes* on one PostgreSQL store (`procvisor
+//! supervise`), many producers: each job claimed by one supervisor at a
+//! time and ended once; a SIGKILLed supervisor's jobs reclaimed and ended
+//! once elsewhere.
+
+mod pg;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use procvisor::store::{Event, EventCursor, NewJob, Store};
+use serde_json::json;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `procvisor supervise` on `url`, its output to the test's stderr.
+fn supervise(url: &str, workers: u32, lease_secs: u32) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_procvisor"))
+        .args([
+            "supervise",
+            "--workers",
+            &workers.to_string(),
+            "--lease",
+            &lease_secs.to_string(),
+            "--poll-ms",
+            "100",
+            "--grace",
+            "1",
+        ])
+        .env("PROCVISOR_DATABASE_URL", url)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start procvisor supervise")
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill with a pid we spawned and have not reaped.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// Stop a supervisor gracefully; it must exit 0 within 30 s.
+fn stop(mut child: Child) {
+    signal(&child, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "supervise exited with {status}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "supervise did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn all_events(store: &Store) -> Vec<Event> {
+    let mut cursor = EventCursor::from_start();
+    let mut all = Vec::new();
+    loop {
+        let batch = store.next_events(&mut cursor).await.unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch);
+    }
+}
+
+/// Wait until `n` jobs have ended; returns every event.
+async fn until_ended(store: &Store, n: usize, limit: Duration) -> Vec<Event> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let events = all_events(store).await;
+        let ended = events.iter().filter(|e| e.terminal).count();
+        if ended >= n {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {ended} of {n} jobs ended within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn four_producers_and_three_supervisor_processes_end_every_job_once() {
+    let Some(url) = pg::database("cluster") else {
+        return;
+    };
+    rt().block_on(async {
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let supervisors: Vec<Child> = (0..3).map(|_| supervise(&url, 2, 5)).collect();
+        let producers: Vec<_> = (0..4)
+            .map(|p| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut ids = Vec::new();
+                    for batch in 0..25 {
+                        let jobs: Vec<NewJob> = (0..50)
+                            .map(|i| {
+                                NewJob::new("noop", json!({}))
+                                    .priority(((p + batch + i) % 11) as u8)
+                            })
+                            .collect();
+                        ids.extend(store.submit_many(&jobs).await.unwrap());
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for p in producers {
+            ids.extend(p.await.unwrap());
+        }
+        assert_eq!(ids.len(), 5000);
+        let events = until_ended(&store, 5000, Duration::from_secs(240)).await;
+        for s in supervisors {
+            stop(s);
+        }
+        let mut ended: Vec<i64> = events
+            .iter()
+            .filter(|e| e.terminal)
+            .map(|e| e.job_id)
+            .collect();
+        ended.sort();
+        let before = ended.len();
+        ended.dedup();
+        assert_eq!(before, ended.len(), "a job ended twice");
+        ids.sort();
+        assert_eq!(ended, ids, "every job submitted ended, and nothing else");
+        assert!(
+            events
+                .iter()
+                .all(|e| e.event == "completed" && e.attempt == 1),
+            "each job ran once: {:?}",
+            events
+                .iter()
+                .find(|e| e.event != "completed" || e.attempt != 1)
+        );
+        let mut by: std::collections::BTreeMap<i64, usize> = Default::default();
+        for e in &events {
+            *by.entry(e.supervisor.unwrap()).or_default() += 1;
+        }
+        assert_eq!(by.len(), 3, "all three supervisors ran jobs: {by:?}");
+        let status = store.status().await.unwrap();
+        assert!(status.jobs.is_empty(), "{status:?}");
+        assert!(status
+            .supervisors
+            .iter()
+            .all(|s| s.stopped && s.running == 0));
+    });
+}
+
+#[test]
+fn a_killed_supervisors_jobs_are_reclaimed_within_its_lease_and_end_once_elsewhere() {
+    let Some(url) = pg::database("reclaim") else {
+        return;
+    };
+    rt().block_on(async {
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let doomed = supervise(&url, 2, 2);
+        let jobs: Vec<NewJob> = (0..4)
+            .map(|_| NewJob::new("sleep", json!({"secs": 1.5})))
+            .collect();
+        let ids = store.submit_many(&jobs).await.unwrap();
+        // Wait until the doomed supervisor holds two running jobs.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let victim = loop {
+            let s = store.status().await.unwrap();
+            if let Some(v) = s.supervisors.iter().find(|v| v.running == 2) {
+                break v.id;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the supervisor never ran two jobs"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let mut doomed = doomed;
+        doomed.kill().unwrap();
+        doomed.wait().unwrap();
+        let killed_at = Instant::now();
+        let rescuer = supervise(&url, 2, 2);
+        let events = until_ended(&store, 4, Duration::from_secs(60)).await;
+        let reclaimed: Vec<&Event> = events.iter().filter(|e| e.event == "reclaimed").collect();
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(30),
+            "reclaimed and rerun within the lease, not {:?}",
+            killed_at.elapsed()
+        );
+        stop(rescuer);
+        assert!(!reclaimed.is_empty(), "{events:?}");
+        assert!(reclaimed.iter().all(|e| e.supervisor == Some(victim)));
+        for id in &ids {
+            let ends: Vec<&Event> = events
+                .iter()
+                .filter(|e| e.job_id == *id && e.terminal)
+                .collect();
+            assert_eq!(ends.len(), 1, "job {id} ended once: {events:?}");
+            assert_eq!(ends[0].event, "completed");
+            assert_ne!(
+                ends[0].supervisor,
+                Some(victim),
+                "not by the dead supervisor"
+            );
+        }
+        for e in &reclaimed {
+            let end = events
+                .iter()
+                .find(|x| x.job_id == e.job_id && x.terminal)
+                .unwrap();
+            assert_eq!(end.reclaims, 1);
+            assert_eq!(
+                end.attempt, 2,
+                "the attempt that died under the lost supervisor counts"
+            );
+        }
+    });
+}
