@@ -227,3 +227,94 @@ fn a_killed_supervisors_jobs_are_reclaimed_within_its_lease_and_end_once_elsewhe
         }
     });
 }
+
+fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_procvisor"))
+        .args(args)
+        .env("PROCVISOR_DATABASE_URL", url)
+        .output()
+        .expect("run procvisor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_command_line_submits_waits_cancels_and_reports_as_json() {
+    let Some(url) = pg::database("cli") else {
+        return;
+    };
+    let (code, out, err) = cli(&url, &["db", "status"]);
+    assert_eq!(code, 1, "an empty database is behind: {out}{err}");
+    assert!(out.contains("procvisor db migrate"), "{out}");
+    let (code, out, _) = cli(&url, &["db", "migrate"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("applied version 1"), "{out}");
+    let (code, out, _) = cli(&url, &["db", "migrate"]);
+    assert_eq!((code, out.trim()), (0, "the database is up to date"));
+
+    // Waiting jobs: a delayed one, cancelled before it runs.
+    let (code, out, _) = cli(&url, &["submit", "noop", "{}", "--delay", "3600"]);
+    assert_eq!(code, 0);
+    let delayed: i64 = out.trim().parse().expect("submit prints the id");
+    let (code, out, _) = cli(&url, &["status", "--json"]);
+    assert_eq!(code, 0);
+    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(line["state"], "scheduled");
+    assert_eq!(line["jobs"], 1);
+    let (code, out, _) = cli(&url, &["cancel", &delayed.to_string()]);
+    assert_eq!(code, 0, "{out}");
+
+    let sup = supervise(&url, 1, 5);
+    let (code, out, err) = cli(
+        &url,
+        &["submit", "echo", r#"{"x": 1}"#, "-p", "2", "--wait"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let mut lines = out.lines();
+    let id: i64 = lines.next().unwrap().parse().unwrap();
+    let end: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(end["job_id"], id);
+    assert_eq!(end["event"], "completed");
+    assert_eq!(end["result"], json!({"x": 1}));
+    assert_eq!(end["attempt"], 1);
+    assert!(end["supervisor"].is_i64());
+
+    let (code, out, _) = cli(&url, &["submit", "fail", "{}", "--wait"]);
+    assert_eq!(code, 1, "a job that did not complete: {out}");
+    assert!(out.contains("\"event\":\"failed\""), "{out}");
+
+    let (code, out, _) = cli(&url, &["events", "--json", "--job", &delayed.to_string()]);
+    assert_eq!(code, 0);
+    let ev: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        (ev["event"].as_str(), ev["terminal"].as_bool()),
+        (Some("cancelled"), Some(true))
+    );
+    let (_, out, _) = cli(&url, &["events", "--json"]);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    stop(sup);
+    let (code, out, _) = cli(&url, &["status"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("(stopped)"), "{out}");
+
+    // Bad input: clear errors, exit 2, nothing written.
+    let (code, _, err) = cli(&url, &["submit", "noop", "{not json"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("not valid JSON"), "{err}");
+    let (code, _, err) = cli(&url, &["submit", "noop", "-p", "11"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("11"), "{err}");
+    let (code, _, err) = cli("postgres://nobody@127.0.0.1:1/none", &["status"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot connect to the database at 127.0.0.1:1/none"),
+        "{err}"
+    );
+    assert!(!err.contains("password"), "{err}");
+    let (code, _, err) = cli("not a url", &["status"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("does not parse"), "{err}");
+}
