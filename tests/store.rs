@@ -8,7 +8,7 @@ mod pg;
 
 use std::time::{Duration, Instant};
 
-use procvisor::store::{Cancelled, Event, EventCursor, Feed, FeedOptions, NewJob, Store};
+use procvisor::store::{Cancelled, Event, Feed, FeedOptions, NewJob, Store};
 use procvisor::{EvictionMode, Supervisor};
 use serde_json::json;
 
@@ -39,23 +39,16 @@ fn fast() -> FeedOptions {
         .lease(Duration::from_secs(2))
 }
 
-/// Whether a worker runs a job.
-async fn busy(sup: &Supervisor) -> bool {
-    sup.snapshot()
+/// Wait (20 s at most, else fail with `what`) until a worker runs a job.
+async fn until_busy(sup: &Supervisor, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sup
+        .snapshot()
         .await
         .is_some_and(|s| s.workers.iter().any(|w| w.running.is_some()))
-}
-
-/// Every event so far.
-async fn all_events(store: &Store) -> Vec<Event> {
-    let mut cursor = EventCursor::from_start();
-    let mut all = Vec::new();
-    loop {
-        let batch = store.next_events(&mut cursor).await.unwrap();
-        if batch.is_empty() {
-            return all;
-        }
-        all.extend(batch);
+    {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -86,7 +79,7 @@ fn jobs_submitted_with_no_supervisor_wait_then_all_run_once() {
             .map(|q| q.jobs)
             .sum();
         assert_eq!(waiting, 301, "{status:?}");
-        assert!(all_events(&store).await.is_empty());
+        assert!(pg::all_events(&store).await.is_empty());
 
         let sup = supervisor(2);
         let feed = Feed::start(&store, &sup, fast()).await.unwrap();
@@ -96,7 +89,7 @@ fn jobs_submitted_with_no_supervisor_wait_then_all_run_once() {
         for id in &ids {
             ended(&store, *id, Duration::from_secs(30)).await;
         }
-        let events = all_events(&store).await;
+        let events = pg::all_events(&store).await;
         assert_eq!(events.len(), 301, "one event per job, and no other");
         let mut seen: Vec<i64> = events.iter().map(|e| e.job_id).collect();
         seen.sort();
@@ -234,14 +227,7 @@ fn a_waiting_job_and_a_running_job_are_cancelled_from_anywhere() {
             .submit(&NewJob::new("sleep", json!({"secs": 60.0})))
             .await
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if busy(&sup).await {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the job never started");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_busy(&sup, "the job never started").await;
         assert_eq!(store.cancel(running).await.unwrap(), Cancelled::Requested);
         let end = ended(&store, running, Duration::from_secs(10)).await;
         assert_eq!(end.event, "cancelled");
@@ -293,11 +279,7 @@ fn an_urgent_job_evicts_the_least_urgent_running_one_which_goes_back_to_the_tabl
             .submit(&NewJob::new("sleep", json!({"secs": 1.0})).priority(9))
             .await
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !busy(&sup).await {
-            assert!(Instant::now() < deadline, "the low job never started");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_busy(&sup, "the low job never started").await;
         let urgent = store
             .submit(&NewJob::new("noop", json!({})).priority(0))
             .await
@@ -335,11 +317,7 @@ fn a_stopping_supervisor_gives_its_jobs_back_at_once() {
             .submit(&NewJob::new("sleep", json!({"secs": 60.0})))
             .await
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !busy(&sup).await {
-            assert!(Instant::now() < deadline, "the job never started");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_busy(&sup, "the job never started").await;
         feed.stop(Duration::from_millis(100)).await.unwrap();
         let events = store.events_of(id).await.unwrap();
         assert_eq!(events.len(), 1, "{events:?}");
@@ -351,11 +329,7 @@ fn a_stopping_supervisor_gives_its_jobs_back_at_once() {
         // Another supervisor takes it at once.
         let sup2 = supervisor(1);
         let feed2 = Feed::start(&store, &sup2, fast()).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !busy(&sup2).await {
-            assert!(Instant::now() < deadline, "the job was not taken again");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_busy(&sup2, "the job was not taken again").await;
         assert_eq!(store.cancel(id).await.unwrap(), Cancelled::Requested);
         assert_eq!(
             ended(&store, id, Duration::from_secs(10)).await.event,

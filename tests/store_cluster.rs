@@ -8,7 +8,7 @@ mod pg;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use procvisor::store::{Event, EventCursor, NewJob, Store};
+use procvisor::store::{Event, NewJob, Store};
 use serde_json::json;
 
 fn rt() -> tokio::runtime::Runtime {
@@ -61,23 +61,11 @@ fn stop(mut child: Child) {
     }
 }
 
-async fn all_events(store: &Store) -> Vec<Event> {
-    let mut cursor = EventCursor::from_start();
-    let mut all = Vec::new();
-    loop {
-        let batch = store.next_events(&mut cursor).await.unwrap();
-        if batch.is_empty() {
-            return all;
-        }
-        all.extend(batch);
-    }
-}
-
 /// Wait until `n` jobs have ended; returns every event.
 async fn until_ended(store: &Store, n: usize, limit: Duration) -> Vec<Event> {
     let deadline = Instant::now() + limit;
     loop {
-        let events = all_events(store).await;
+        let events = pg::all_events(store).await;
         let ended = events.iter().filter(|e| e.terminal).count();
         if ended >= n {
             return events;

@@ -148,20 +148,26 @@ impl EventCursor {
     }
 }
 
+/// The oldest transaction still running: every event of an older one is
+/// committed (or never will be).
+async fn horizon(client: &deadpool_postgres::Object) -> Result<u64, StoreError> {
+    let h: i64 = client
+        .query_one(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            &[],
+        )
+        .await
+        .map_err(|e| StoreError::query("read the event horizon", e))?
+        .get(0);
+    Ok(h.max(0) as u64)
+}
+
 impl Store {
     /// A cursor that reads events written from now on.
     pub async fn event_cursor_now(&self) -> Result<EventCursor, StoreError> {
-        let client = self.client().await?;
-        let horizon: i64 = client
-            .query_one(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-                &[],
-            )
-            .await
-            .map_err(|e| StoreError::query("read the event horizon", e))?
-            .get(0);
+        let horizon = horizon(&self.client().await?).await?;
         Ok(EventCursor {
-            from: horizon as u64,
+            from: horizon,
             ..EventCursor::from_start()
         })
     }
@@ -173,17 +179,10 @@ impl Store {
         let to = match cursor.to {
             Some(to) => to,
             None => {
-                let h: i64 = client
-                    .query_one(
-                        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-                        &[],
-                    )
-                    .await
-                    .map_err(|e| StoreError::query("read the event horizon", e))?
-                    .get(0);
-                cursor.to = Some(h as u64);
+                let h = horizon(&client).await?;
+                cursor.to = Some(h);
                 cursor.after_id = 0;
-                h as u64
+                h
             }
         };
         let rows = client
@@ -230,15 +229,7 @@ impl Store {
 
     /// The terminal event of job `id`, if it has ended.
     pub async fn ending_of(&self, id: i64) -> Result<Option<Event>, StoreError> {
-        let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &format!("SELECT {COLUMNS} FROM procvisor_events WHERE job_id = $1 AND terminal"),
-                &[&id],
-            )
-            .await
-            .map_err(|e| StoreError::query("read a job's ending", e))?;
-        Ok(row.as_ref().map(Event::from_row))
+        Ok(self.events_of(id).await?.into_iter().find(|e| e.terminal))
     }
 
     /// Wait until job `id` ends; returns its terminal event. Woken by the

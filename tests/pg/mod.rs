@@ -305,3 +305,16 @@ fn as_user(mut cmd: Command, user: Option<(u32, u32)>) -> Command {
     }
     cmd
 }
+
+/// Every event in `store` so far, oldest first.
+pub async fn all_events(store: &procvisor::store::Store) -> Vec<procvisor::store::Event> {
+    let mut cursor = procvisor::store::EventCursor::from_start();
+    let mut all = Vec::new();
+    loop {
+        let batch = store.next_events(&mut cursor).await.unwrap();
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch);
+    }
+}
