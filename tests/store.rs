@@ -12,14 +12,6 @@ use procvisor::store::{Cancelled, Event, Feed, FeedOptions, NewJob, Store};
 use procvisor::{EvictionMode, Supervisor};
 use serde_json::json;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A migrated store on a fresh database, or `None` (said loudly) when no
 /// PostgreSQL can be had.
 async fn store(test: &str) -> Option<Store> {
@@ -61,7 +53,7 @@ async fn ended(store: &Store, id: i64, limit: Duration) -> Event {
 
 #[test]
 fn jobs_submitted_with_no_supervisor_wait_then_all_run_once() {
-    rt().block_on(async {
+    pg::runtime().block_on(async {
         let Some(store) = store("durable").await else {
             return;
         };
@@ -111,7 +103,7 @@ fn jobs_submitted_with_no_supervisor_wait_then_all_run_once() {
 
 #[test]
 fn a_write_under_a_lease_that_moved_on_changes_nothing_and_is_reported_stale() {
-    rt().block_on(async {
+    pg::runtime().block_on(async {
         let Some(url) = pg::database("stale") else {
             return;
         };
@@ -168,7 +160,7 @@ fn db_name(url: &str) -> String {
 
 #[test]
 fn retries_wait_in_the_table_with_backoff_then_the_job_ends_failed() {
-    rt().block_on(async {
+    pg::runtime().block_on(async {
         let Some(store) = store("retries").await else {
             return;
         };
@@ -202,7 +194,7 @@ fn retries_wait_in_the_table_with_backoff_then_the_job_ends_failed() {
 
 #[test]
 fn a_waiting_job_and_a_running_job_are_cancelled_from_anywhere() {
-    rt().block_on(async {
+    pg::runtime().block_on(async {
         let Some(store) = store("cancel").await else {
             return;
         };
@@ -245,7 +237,7 @@ fn a_waiting_job_and_a_running_job_are_cancelled_from_anywhere() {
 
 #[test]
 fn a_delayed_job_runs_only_once_due() {
-    rt().block_on(async {
+    pg::runtime().block_on(async {
         let Some(store) = store("delay").await else {
             return;
         };
@@ -269,7 +261,7 @@ fn a_delayed_job_runs_only_once_due() {
 
 #[test]
 fn an_urgent_job_evicts_the_least_urgent_running_one_which_goes_back_to_the_table() {
-    rt().block_on(async {
+    pg::runtime().block_on(async {
         let Some(store) = store("evict").await else {
             return;
         };
@@ -307,7 +299,7 @@ fn an_urgent_job_evicts_the_least_urgent_running_one_which_goes_back_to_the_tabl
 
 #[test]
 fn a_stopping_supervisor_gives_its_jobs_back_at_once() {
-    rt().block_on(async {
+    pg::runtime().block_on(async {
         let Some(store) = store("release").await else {
             return;
         };

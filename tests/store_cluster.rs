@@ -11,14 +11,6 @@ use std::time::{Duration, Instant};
 use procvisor::store::{Event, NewJob, Store};
 use serde_json::json;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// `procvisor supervise` on `url`, its output to the test's stderr.
 fn supervise(url: &str, workers: u32, lease_secs: u32) -> Child {
     Command::new(env!("CARGO_BIN_EXE_procvisor"))
@@ -83,7 +75,7 @@ fn four_producers_and_three_supervisor_processes_end_every_job_once() {
     let Some(url) = pg::database("cluster") else {
         return;
     };
-    rt().block_on(async {
+    pg::runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         let supervisors: Vec<Child> = (0..3).map(|_| supervise(&url, 2, 5)).collect();
@@ -153,7 +145,7 @@ fn a_killed_supervisors_jobs_are_reclaimed_within_its_lease_and_end_once_elsewhe
     let Some(url) = pg::database("reclaim") else {
         return;
     };
-    rt().block_on(async {
+    pg::runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         let doomed = supervise(&url, 2, 2);

@@ -318,3 +318,12 @@ pub async fn all_events(store: &procvisor::store::Store) -> Vec<procvisor::store
         all.extend(batch);
     }
 }
+
+/// A small multi-threaded runtime for a store test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
