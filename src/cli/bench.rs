@@ -111,12 +111,6 @@ fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
     (pct(0.5), pct(0.9), pct(0.99))
 }
 
-/// The middle sample, in seconds.
-fn median(samples: &mut [Duration]) -> f64 {
-    samples.sort();
-    samples[samples.len() / 2].as_secs_f64()
-}
-
 fn print(what: &str, samples: &mut [Duration]) {
     let (p50, p90, p99) = percentiles(samples);
     say!(
@@ -195,7 +189,7 @@ fn faults(worker: &WorkerArgs, reps: usize) -> Result<usize, String> {
         fresh.push(t.elapsed());
         one.shutdown_blocking(Duration::from_secs(1));
     }
-    let ratio = median(&mut replaced) / median(&mut fresh);
+    let ratio = percentiles(&mut replaced).0 / percentiles(&mut fresh).0;
     print(
         "fresh start: a new supervisor's first worker served a job",
         &mut fresh,

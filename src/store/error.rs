@@ -36,16 +36,6 @@ impl StoreError {
     pub(crate) fn query(what: &'static str, source: tokio_postgres::Error) -> StoreError {
         StoreError::Query { what, source }
     }
-
-    /// Whether the connection was lost (the database restarted, the network
-    /// dropped): worth retrying once reconnected.
-    pub fn is_connection_lost(&self) -> bool {
-        match self {
-            StoreError::Connect { .. } => true,
-            StoreError::Query { source, .. } => source.is_closed() || source.code().is_none(),
-            _ => false,
-        }
-    }
 }
 
 /// Host, port, database and user of a config, for messages.

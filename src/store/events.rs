@@ -12,7 +12,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{Store, StoreError, ENDED_CHANNEL};
+use super::{Store, StoreError, Wakeups, ENDED_CHANNEL};
 
 /// One thing that happened to a job.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,13 +235,15 @@ impl Store {
     /// Wait until job `id` ends; returns its terminal event. Woken by the
     /// store's notifications, and checks at least every second besides.
     pub async fn wait(&self, id: i64) -> Result<Event, StoreError> {
-        let (_listener, mut woken) = self.listener(&[ENDED_CHANNEL]).await?;
+        let mut wakeups = Wakeups::new(&[ENDED_CHANNEL]);
+        wakeups.connect(self).await?;
         loop {
-            if let Some(end) = self.ending_of(id).await? {
-                return Ok(end);
-            }
-            let alive = self.client().await?;
-            let live: bool = alive
+            // Live first: a job's ending and the removal of its live row
+            // commit together, so a job not live now has its ending visible
+            // to the next read, or never existed.
+            let live: bool = self
+                .client()
+                .await?
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM procvisor_jobs WHERE id = $1)",
                     &[&id],
@@ -249,16 +251,13 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::query("find a job", e))?
                 .get(0);
-            drop(alive);
-            if !live {
-                // Ended between the two reads, or never existed.
-                return match self.ending_of(id).await? {
-                    Some(end) => Ok(end),
-                    None => Err(StoreError::NoSuchJob(id)),
-                };
+            if let Some(end) = self.ending_of(id).await? {
+                return Ok(end);
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), woken.recv()).await;
-            while woken.try_recv().is_ok() {}
+            if !live {
+                return Err(StoreError::NoSuchJob(id));
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), wakeups.next()).await;
         }
     }
 }

@@ -124,25 +124,39 @@ impl Store {
             .await
             .map_err(|e| error::pool_error(&self.config, e))
     }
+}
 
-    /// A connection of its own, outside the pool (for `LISTEN`): the
-    /// client, and the connection task's notifications.
-    pub(crate) async fn listener(
-        &self,
-        channels: &[&str],
-    ) -> Result<
-        (
-            tokio_postgres::Client,
-            tokio::sync::mpsc::UnboundedReceiver<()>,
-        ),
-        StoreError,
-    > {
+/// Wake-ups from the store: a connection of its own, outside the pool,
+/// that `LISTEN`s on some channels. A notification only says "look at the
+/// table"; the table is the truth.
+pub(crate) struct Wakeups {
+    channels: &'static [&'static str],
+    conn: Option<(
+        tokio_postgres::Client,
+        tokio::sync::mpsc::UnboundedReceiver<()>,
+    )>,
+}
+
+impl Wakeups {
+    /// Not connected yet: see [`connect`](Self::connect).
+    pub(crate) fn new(channels: &'static [&'static str]) -> Wakeups {
+        Wakeups {
+            channels,
+            conn: None,
+        }
+    }
+
+    /// Connect and listen, unless connected already.
+    pub(crate) async fn connect(&mut self, store: &Store) -> Result<(), StoreError> {
         use futures_util::StreamExt;
-        let (client, mut connection) = self
+        if self.conn.is_some() {
+            return Ok(());
+        }
+        let (client, mut connection) = store
             .config
             .connect(tokio_postgres::NoTls)
             .await
-            .map_err(|e| error::connect_error(&self.config, e))?;
+            .map_err(|e| error::connect_error(&store.config, e))?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
@@ -154,13 +168,28 @@ impl Store {
                 }
             }
         });
-        for ch in channels {
+        for ch in self.channels {
             client
                 .batch_execute(&format!("LISTEN {ch}"))
                 .await
                 .map_err(|e| StoreError::query("listen for wake-ups", e))?;
         }
-        Ok((client, rx))
+        self.conn = Some((client, rx));
+        Ok(())
+    }
+
+    /// The next wake-up, after which any others already waiting are
+    /// dropped. Never comes while not connected; a lost connection ends the
+    /// wait and is dropped (`connect` again).
+    pub(crate) async fn next(&mut self) {
+        let Some((_, rx)) = self.conn.as_mut() else {
+            return std::future::pending().await;
+        };
+        if rx.recv().await.is_none() {
+            self.conn = None;
+            return;
+        }
+        while rx.try_recv().is_ok() {}
     }
 }
 

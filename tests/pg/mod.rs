@@ -287,14 +287,6 @@ rm -rf {dir}"#,
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
-
-    /// The postmaster's pid.
-    pub fn postmaster_pid(&self) -> u32 {
-        std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
-            .ok()
-            .and_then(|s| s.lines().next().and_then(|l| l.trim().parse().ok()))
-            .expect("postmaster.pid")
-    }
 }
 
 fn as_user(mut cmd: Command, user: Option<(u32, u32)>) -> Command {

@@ -55,6 +55,22 @@ pub(crate) enum Write {
     },
 }
 
+impl Write {
+    /// Back to the queue, its attempt not counted: this supervisor could
+    /// not finish it (it stopped, or could not take it).
+    pub(crate) fn released(error: String, pid: Option<u32>) -> Write {
+        Write::Requeue {
+            event: "released",
+            state: "available",
+            delay: None,
+            uncount: true,
+            evicted: false,
+            error: Some(error),
+            pid,
+        }
+    }
+}
+
 /// The write for `report`, the end of an attempt of `job`. `stopping`: this
 /// supervisor is shutting down, so a job cut short is given back.
 pub(crate) fn decide<R: Rng + ?Sized>(
@@ -64,18 +80,15 @@ pub(crate) fn decide<R: Rng + ?Sized>(
     rng: &mut R,
 ) -> Write {
     let pid = report.worker_pid;
-    let release = || Write::Requeue {
-        event: "released",
-        state: "available",
-        delay: None,
-        uncount: true,
-        evicted: false,
-        error: Some(if stopping {
-            "its supervisor stopped before it finished; it is queued again".into()
-        } else {
-            "its supervisor could not run it; it is queued again".into()
-        }),
-        pid,
+    let release = || {
+        Write::released(
+            if stopping {
+                "its supervisor stopped before it finished; it is queued again".into()
+            } else {
+                "its supervisor could not run it; it is queued again".into()
+            },
+            pid,
+        )
     };
     let (ending, error) = match &report.outcome {
         Outcome::Completed(p) => {

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use self::endings::{decide, Claimed, Write};
 use self::writes::{Ask, Grant};
-use super::{Store, StoreError, CANCEL_CHANNEL, JOBS_CHANNEL};
+use super::{Store, StoreError, Wakeups, CANCEL_CHANNEL, JOBS_CHANNEL};
 use crate::{Codec, Job, JobSink, Payload, Report, SubmitError, Supervisor};
 
 /// How a store-fed supervisor behaves.
@@ -317,17 +317,14 @@ async fn claim_loop(
     sink: Arc<dyn JobSink>,
     endings: mpsc::UnboundedSender<Ending>,
 ) {
-    let mut listener = None;
+    let mut wakeups = Wakeups::new(&[JOBS_CHANNEL]);
     let mut failures = 0u32;
     loop {
         if shared.stopping.load(Ordering::Acquire) {
             return;
         }
-        if listener.is_none() {
-            match store.listener(&[JOBS_CHANNEL]).await {
-                Ok(l) => listener = Some(l),
-                Err(e) => tracing::warn!("cannot listen for new jobs (polling instead): {e}"),
-            }
+        if let Err(e) = wakeups.connect(&store).await {
+            tracing::warn!("cannot listen for new jobs (polling instead): {e}");
         }
         let demand = sup.demand().await;
         let (limit, below) = if demand.free > 0 {
@@ -372,19 +369,9 @@ async fn claim_loop(
                 }
             }
         }
-        let notified = async {
-            match listener.as_mut() {
-                Some((_, rx)) => rx.recv().await.is_some(),
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = shared.wake.notified() => {}
-            alive = notified => {
-                if !alive {
-                    listener = None;
-                }
-            }
+            _ = wakeups.next() => {}
             _ = tokio::time::sleep(options.poll) => {}
         }
     }
@@ -460,18 +447,9 @@ async fn write_loop(
                             pid: None,
                         },
                     )),
-                    Ending::NotNow(token, why) => Some((
-                        held.remove(&token)?,
-                        Write::Requeue {
-                            event: "released",
-                            state: "available",
-                            delay: None,
-                            uncount: true,
-                            evicted: false,
-                            error: Some(why),
-                            pid: None,
-                        },
-                    )),
+                    Ending::NotNow(token, why) => {
+                        Some((held.remove(&token)?, Write::released(why, None)))
+                    }
                 })
                 .collect()
         };
@@ -519,11 +497,10 @@ async fn upkeep_loop(
 ) {
     let beat_every = options.lease / 3;
     let mut last_beat = Instant::now();
-    let mut listener = None;
+    let mut wakeups = Wakeups::new(&[CANCEL_CHANNEL]);
     loop {
-        if listener.is_none() {
-            listener = store.listener(&[CANCEL_CHANNEL]).await.ok();
-        }
+        // Without the listener, cancels are still seen at the next poll.
+        let _ = wakeups.connect(&store).await;
         if let Err(e) = upkeep(
             &store,
             &sup,
@@ -538,18 +515,8 @@ async fn upkeep_loop(
             shared.errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("store upkeep failed (retrying): {e}");
         }
-        let notified = async {
-            match listener.as_mut() {
-                Some((_, rx)) => rx.recv().await.is_some(),
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            alive = notified => {
-                if !alive {
-                    listener = None;
-                }
-            }
+            _ = wakeups.next() => {}
             _ = tokio::time::sleep(options.poll.min(beat_every)) => {}
         }
     }
