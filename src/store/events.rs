@@ -10,9 +10,9 @@
 //! read twice and none is skipped. (A transaction left open elsewhere holds
 //! the horizon back, and the stream with it, until it ends.)
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use super::{Store, StoreError, Wakeups, ENDED_CHANNEL};
+use super::{Store, StoreError};
 
 /// One thing that happened to a job.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +81,7 @@ impl Event {
         })
     }
 
-    fn from_row(r: &tokio_postgres::Row) -> Event {
+    pub(crate) fn from_row(r: &tokio_postgres::Row) -> Event {
         Event {
             id: r.get("id"),
             job_id: r.get("job_id"),
@@ -112,7 +112,8 @@ pub(crate) fn rfc3339(t: SystemTime) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-const COLUMNS: &str = "id, job_id, event, terminal, at, queue, kind, priority, lease, attempt, \
+pub(crate) const COLUMNS: &str =
+    "id, job_id, event, terminal, at, queue, kind, priority, lease, attempt, \
                        evictions, reclaims, supervisor, worker_pid, result, error";
 
 /// Where a follower of the event stream is (see the module docs).
@@ -219,7 +220,14 @@ impl Store {
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("SELECT {COLUMNS} FROM procvisor_events WHERE job_id = $1 ORDER BY id"),
+                // One lookup in each of the two partial indexes (terminal,
+                // and the rest).
+                &format!(
+                    "SELECT {COLUMNS} FROM procvisor_events WHERE job_id = $1 AND NOT terminal \
+                     UNION ALL \
+                     SELECT {COLUMNS} FROM procvisor_events WHERE job_id = $1 AND terminal \
+                     ORDER BY id"
+                ),
                 &[&id],
             )
             .await
@@ -230,34 +238,5 @@ impl Store {
     /// The terminal event of job `id`, if it has ended.
     pub async fn ending_of(&self, id: i64) -> Result<Option<Event>, StoreError> {
         Ok(self.events_of(id).await?.into_iter().find(|e| e.terminal))
-    }
-
-    /// Wait until job `id` ends; returns its terminal event. Woken by the
-    /// store's notifications, and checks at least every second besides.
-    pub async fn wait(&self, id: i64) -> Result<Event, StoreError> {
-        let mut wakeups = Wakeups::new(&[ENDED_CHANNEL]);
-        wakeups.connect(self).await?;
-        loop {
-            // Live first: a job's ending and the removal of its live row
-            // commit together, so a job not live now has its ending visible
-            // to the next read, or never existed.
-            let live: bool = self
-                .client()
-                .await?
-                .query_one(
-                    "SELECT EXISTS (SELECT 1 FROM procvisor_jobs WHERE id = $1)",
-                    &[&id],
-                )
-                .await
-                .map_err(|e| StoreError::query("find a job", e))?
-                .get(0);
-            if let Some(end) = self.ending_of(id).await? {
-                return Ok(end);
-            }
-            if !live {
-                return Err(StoreError::NoSuchJob(id));
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(1), wakeups.next()).await;
-        }
     }
 }

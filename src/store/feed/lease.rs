@@ -71,15 +71,27 @@ pub(crate) async fn reclaim(client: &impl GenericClient) -> Result<u64, StoreErr
     let row = client
         .query_one(
             "WITH lost AS (
-                SELECT j.id, j.lease AS old_lease, j.supervisor AS old_supervisor,
-                       CASE WHEN j.deadline_at < now()
-                            THEN 'it ran past its deadline (its timeout plus a grace) without an ending'
-                            ELSE 'its supervisor stopped heartbeating' END AS why
-                FROM procvisor_jobs j LEFT JOIN procvisor_supervisors s ON s.id = j.supervisor
-                WHERE j.state = 'running'
-                  AND (s.id IS NULL OR s.stopped_at IS NOT NULL OR j.deadline_at < now())
-                ORDER BY j.id LIMIT 1000
-                FOR UPDATE OF j SKIP LOCKED
+                SELECT DISTINCT ON (id) * FROM (
+                    SELECT * FROM (
+                        SELECT j.id, j.lease AS old_lease, j.supervisor AS old_supervisor,
+                               'its supervisor stopped heartbeating' AS why
+                        FROM procvisor_supervisors s
+                        JOIN procvisor_jobs j ON j.supervisor = s.id AND j.state = 'running'
+                        WHERE s.stopped_at IS NOT NULL
+                        LIMIT 1000
+                        FOR UPDATE OF j SKIP LOCKED
+                    ) AS of_lost
+                    UNION ALL
+                    SELECT * FROM (
+                        SELECT j.id, j.lease, j.supervisor,
+                               'it ran past its deadline (its timeout plus a grace) without an ending'
+                        FROM procvisor_jobs j
+                        WHERE j.state = 'running' AND j.deadline_at < now()
+                        LIMIT 1000
+                        FOR UPDATE SKIP LOCKED
+                    ) AS overdue
+                ) AS both_kinds
+                ORDER BY id
              ), up AS (
                 UPDATE procvisor_jobs j
                 SET state = 'available', lease = j.lease + 1, reclaims = j.reclaims + 1,

@@ -13,14 +13,24 @@ use crate::store::{millis, StoreError, ENDED_CHANNEL, JOBS_CHANNEL};
 /// Claim up to `$4` available jobs of the queues `$1` and kinds `$2` more
 /// urgent than `$3`, in priority then due-time order, for supervisor `$5`;
 /// a job's deadline is its timeout plus the grace `$6` (ms).
+///
+/// Each queue is read in its own ordered index scan (a scan over all the
+/// queues at once would sort every available job of theirs), then the
+/// queues' heads are merged. A queue's head rows that lose the merge stay
+/// locked only until this statement commits.
 const CLAIM: &str = "
 WITH picked AS MATERIALIZED (
-    SELECT id FROM procvisor_jobs
-    WHERE state = 'available' AND priority < $3 AND run_at <= now()
-      AND queue = ANY($1) AND kind = ANY($2)
-    ORDER BY priority, run_at, id
+    SELECT head.id FROM unnest($1::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT id, priority, run_at FROM procvisor_jobs
+        WHERE state = 'available' AND queue = q.name AND priority < $3 AND run_at <= now()
+          AND kind = ANY($2)
+        ORDER BY priority, run_at, id
+        LIMIT $4
+        FOR UPDATE SKIP LOCKED
+    ) AS head
+    ORDER BY head.priority, head.run_at, head.id
     LIMIT $4
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE procvisor_jobs j
 SET state = 'running', lease = j.lease + 1, attempt = j.attempt + 1, supervisor = $5,
@@ -96,6 +106,11 @@ pub(crate) async fn claim(
         .collect())
 }
 
+/// A row still under the lease a write names is running under that claim:
+/// every move out of `running` raises the lease. The writes match on
+/// `(id, lease)` only, so each is a primary-key lookup per job, whatever
+/// the planner's statistics say about how many jobs are running.
+///
 /// Terminal endings: delete the live rows still under their lease and
 /// write each one's terminal event, in one statement; wake waiters.
 const END: &str = "
@@ -105,7 +120,7 @@ WITH d AS (
         AS d(id, lease, event, result, error, pid)
 ), gone AS (
     DELETE FROM procvisor_jobs j USING d
-    WHERE j.id = d.id AND j.lease = d.lease AND j.state = 'running'
+    WHERE j.id = d.id AND j.lease = d.lease
     RETURNING j.*
 ), ev AS (
     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease, attempt,
@@ -133,7 +148,7 @@ WITH d AS (
                       ELSE now() + d.delay_ms * interval '1 millisecond' END,
         lease = j.lease + 1, supervisor = NULL, claimed_at = NULL, deadline_at = NULL,
         attempt = j.attempt - d.uncount, evictions = j.evictions + d.evicted
-    FROM d WHERE j.id = d.id AND j.lease = d.lease AND j.state = 'running'
+    FROM d WHERE j.id = d.id AND j.lease = d.lease
     RETURNING j.*
 ), ev AS (
     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease, attempt,
