@@ -307,6 +307,7 @@ impl Supervisor {
         self.inner.addr.send(GetDemand).await.unwrap_or(Demand {
             free: 0,
             evict_above: None,
+            waiting: 0,
         })
     }
 

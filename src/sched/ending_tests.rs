@@ -172,7 +172,8 @@ fn demand_says_how_many_jobs_and_what_priority_evicts() {
         h.core.demand(),
         Demand {
             free: 4,
-            evict_above: None
+            evict_above: None,
+            waiting: 0
         }
     );
     h.submit(1, spec(3), "a");
@@ -187,9 +188,12 @@ fn demand_says_how_many_jobs_and_what_priority_evicts() {
         h.core.demand(),
         Demand {
             free: 0,
-            evict_above: Some(3)
+            evict_above: Some(3),
+            waiting: 0
         }
     );
+    h.submit(5, spec(7), "c");
+    assert_eq!(h.core.demand().waiting, 1);
 }
 
 #[test]

@@ -99,6 +99,8 @@ pub struct Demand {
     /// job, which an arriving job must be more urgent than (a lower number)
     /// to evict it. `None` when a worker has room or eviction is off.
     pub evict_above: Option<u8>,
+    /// Jobs queued here that no worker holds yet.
+    pub waiting: usize,
 }
 
 /// Counts for status displays.
@@ -441,6 +443,7 @@ impl<J, O> Core<J, O> {
             return Demand {
                 free: 0,
                 evict_above: None,
+                waiting: self.waiting(),
             };
         }
         let room: usize = self
@@ -455,7 +458,11 @@ impl<J, O> Core<J, O> {
         } else {
             self.least_urgent_running().map(|(_, p)| p)
         };
-        Demand { free, evict_above }
+        Demand {
+            free,
+            evict_above,
+            waiting: self.waiting(),
+        }
     }
 
     /// Counts for status displays.

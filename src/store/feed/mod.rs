@@ -8,6 +8,7 @@
 //! writer of endings, and the upkeep (heartbeat, reclaims, due jobs,
 //! cancels).
 
+mod claim;
 mod endings;
 mod lease;
 mod writes;
@@ -20,10 +21,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
+use self::claim::{claim_loop, Claimer};
 use self::endings::{decide, Claimed, Write};
-use self::writes::{Ask, Grant};
-use super::{Store, StoreError, Wakeups, CANCEL_CHANNEL, JOBS_CHANNEL};
-use crate::{Codec, Job, JobSink, Payload, Report, SubmitError, Supervisor};
+use super::{Store, StoreError, Wakeups, CANCEL_CHANNEL};
+use crate::{JobSink, Payload, Report, Supervisor};
 
 /// How a store-fed supervisor behaves.
 ///
@@ -42,17 +43,22 @@ pub struct FeedOptions {
     pub(crate) lease: Duration,
     pub(crate) poll: Duration,
     pub(crate) batch: usize,
+    pub(crate) claim_ahead: usize,
+    pub(crate) retention: Option<Duration>,
 }
 
 impl Default for FeedOptions {
     /// The `default` queue, a 15 s lease, a 1 s poll, endings written in
-    /// batches of up to 1,000.
+    /// batches of up to 1,000, up to 1,000 jobs claimed ahead, events
+    /// kept 7 days.
     fn default() -> Self {
         FeedOptions {
             queues: vec!["default".into()],
             lease: Duration::from_secs(15),
             poll: Duration::from_secs(1),
             batch: 1000,
+            claim_ahead: 1000,
+            retention: Some(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -80,6 +86,25 @@ impl FeedOptions {
         self
     }
 
+    /// At most how many jobs to claim beyond what the workers can take at
+    /// once (0 to 100,000), so they never wait for the database between
+    /// jobs. The feed claims ahead only as much as its workers get through
+    /// in about 50 ms: none for jobs that take seconds, up to this many for
+    /// a stream of short ones. Jobs claimed ahead are run in priority order
+    /// with the rest, and given back if the supervisor stops.
+    pub fn claim_ahead(mut self, jobs: usize) -> FeedOptions {
+        self.claim_ahead = jobs;
+        self
+    }
+
+    /// How long to keep events (the history of every job) and the rows of
+    /// stopped supervisors: 1 minute to 100 years, or `None` to keep them
+    /// all. The supervisor deletes what is older about once a minute.
+    pub fn retention(mut self, keep: Option<Duration>) -> FeedOptions {
+        self.retention = keep;
+        self
+    }
+
     /// Check the values, with a message that names the one out of range.
     pub fn check(&self) -> Result<(), StoreError> {
         let bad = |m: String| Err(StoreError::Invalid(m));
@@ -98,6 +123,15 @@ impl FeedOptions {
                 self.poll
             ));
         }
+        if let Some(keep) = self.retention {
+            super::prune::check_retention(keep)?;
+        }
+        if self.claim_ahead > 100_000 {
+            return bad(format!(
+                "claiming {} jobs ahead is out of range: use 0 to 100000",
+                self.claim_ahead
+            ));
+        }
         if !(1..=100_000).contains(&self.batch) {
             return bad(format!(
                 "a batch of {} is out of range: use 1 to 100000",
@@ -113,8 +147,12 @@ impl FeedOptions {
 pub struct FeedStats {
     /// Jobs claimed.
     pub claimed: u64,
+    /// Claim statements that returned jobs.
+    pub claims: u64,
     /// Endings written (terminal or not).
     pub written: u64,
+    /// Transactions that wrote endings.
+    pub batches: u64,
     /// Writes refused because the job's lease had moved on.
     pub stale: u64,
     /// Jobs of lost supervisors this one put back in the queue.
@@ -152,7 +190,12 @@ struct Shared {
     /// The writer emptied `held`.
     drained: Notify,
     claimed: AtomicU64,
+    /// Claimed jobs whose ending the supervisor reported (or that it did
+    /// not take): `claimed - ended` are in the supervisor.
+    ended: AtomicU64,
+    claims: AtomicU64,
     written: AtomicU64,
+    batches: AtomicU64,
     stale: AtomicU64,
     reclaimed: AtomicU64,
     errors: AtomicU64,
@@ -182,6 +225,7 @@ struct Sink {
 impl JobSink for Sink {
     fn ended(&self, token: u64, report: Report<Payload>) {
         let _ = self.tx.send(Ending::Report(token, report));
+        self.shared.ended.fetch_add(1, Ordering::Relaxed);
         self.shared.wake.notify_one();
     }
 }
@@ -219,7 +263,10 @@ impl Feed {
             wake: Notify::new(),
             drained: Notify::new(),
             claimed: AtomicU64::new(0),
+            ended: AtomicU64::new(0),
+            claims: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
             stale: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -229,15 +276,16 @@ impl Feed {
             tx: tx.clone(),
             shared: shared.clone(),
         });
-        let claimer = tokio::spawn(claim_loop(
-            store.clone(),
-            supervisor.clone(),
-            shared.clone(),
-            options.clone(),
+        let claimer = tokio::spawn(claim_loop(Claimer {
+            store: store.clone(),
+            sup: supervisor.clone(),
+            shared: shared.clone(),
+            options: options.clone(),
             kinds,
             sink,
-            tx,
-        ));
+            endings: tx,
+            workers,
+        }));
         let writer = tokio::spawn(write_loop(store.clone(), shared.clone(), options.batch, rx));
         let upkeep = tokio::spawn(upkeep_loop(
             store.clone(),
@@ -301,117 +349,12 @@ impl Feed {
 fn stats(s: &Shared) -> FeedStats {
     FeedStats {
         claimed: s.claimed.load(Ordering::Relaxed),
+        claims: s.claims.load(Ordering::Relaxed),
         written: s.written.load(Ordering::Relaxed),
+        batches: s.batches.load(Ordering::Relaxed),
         stale: s.stale.load(Ordering::Relaxed),
         reclaimed: s.reclaimed.load(Ordering::Relaxed),
         errors: s.errors.load(Ordering::Relaxed),
-    }
-}
-
-async fn claim_loop(
-    store: Store,
-    sup: Supervisor,
-    shared: Arc<Shared>,
-    options: FeedOptions,
-    kinds: Vec<String>,
-    sink: Arc<dyn JobSink>,
-    endings: mpsc::UnboundedSender<Ending>,
-) {
-    let mut wakeups = Wakeups::new(&[JOBS_CHANNEL]);
-    let mut failures = 0u32;
-    loop {
-        if shared.stopping.load(Ordering::Acquire) {
-            return;
-        }
-        if let Err(e) = wakeups.connect(&store).await {
-            tracing::warn!("cannot listen for new jobs (polling instead): {e}");
-        }
-        let demand = sup.demand().await;
-        let (limit, below) = if demand.free > 0 {
-            (demand.free, crate::LEAST_URGENT + 1)
-        } else if let Some(p) = demand.evict_above {
-            (1, p)
-        } else {
-            (0, 0)
-        };
-        if limit > 0 {
-            let ask = Ask {
-                queues: &options.queues,
-                kinds: &kinds,
-                below,
-                limit,
-                supervisor: shared.me.load(Ordering::Acquire),
-                grace: options.lease,
-            };
-            let claimed = match store.client().await {
-                Ok(c) => writes::claim(&c, &ask).await,
-                Err(e) => Err(e),
-            };
-            match claimed {
-                Ok(grants) => {
-                    failures = 0;
-                    let n = grants.len();
-                    shared.claimed.fetch_add(n as u64, Ordering::Relaxed);
-                    for g in grants {
-                        hand_over(&sup, &shared, &sink, &endings, g);
-                    }
-                    if n == limit {
-                        continue;
-                    }
-                }
-                Err(e) => {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
-                    failures += 1;
-                    tracing::warn!("cannot claim jobs (retrying): {e}");
-                    let pause = Duration::from_millis(50 << failures.min(5));
-                    tokio::time::sleep(pause.min(options.poll)).await;
-                    continue;
-                }
-            }
-        }
-        tokio::select! {
-            _ = shared.wake.notified() => {}
-            _ = wakeups.next() => {}
-            _ = tokio::time::sleep(options.poll) => {}
-        }
-    }
-}
-
-/// Submit one claimed job to the supervisor.
-fn hand_over(
-    sup: &Supervisor,
-    shared: &Arc<Shared>,
-    sink: &Arc<dyn JobSink>,
-    endings: &mpsc::UnboundedSender<Ending>,
-    g: Grant,
-) {
-    let token = shared.next_token.fetch_add(1, Ordering::Relaxed);
-    shared.held().insert(token, g.job);
-    let payload = Payload {
-        codec: Codec::Json,
-        bytes: g.args.into_bytes(),
-    };
-    let mut job = Job::<serde_json::Value>::with_encoded(&g.kind, payload).priority(g.priority);
-    if let Some(t) = g.timeout {
-        job = job.timeout(t);
-    }
-    match sup.submit_for(job, sink.clone(), token) {
-        Ok(local) => {
-            if let Some(c) = shared.held().get_mut(&token) {
-                c.local = Some(local);
-            }
-        }
-        Err(
-            e @ (SubmitError::QueueFull { .. }
-            | SubmitError::ShuttingDown
-            | SubmitError::Failed(_)
-            | SubmitError::UnknownKind { .. }),
-        ) => {
-            let _ = endings.send(Ending::NotNow(token, e.to_string()));
-        }
-        Err(e) => {
-            let _ = endings.send(Ending::Refused(token, e.to_string()));
-        }
     }
 }
 
@@ -462,6 +405,7 @@ async fn write_loop(
             };
             match result {
                 Ok(stale) => {
+                    shared.batches.fetch_add(1, Ordering::Relaxed);
                     shared
                         .written
                         .fetch_add((batch.len() - stale) as u64, Ordering::Relaxed);
@@ -488,6 +432,9 @@ async fn write_loop(
     }
 }
 
+/// How often a supervisor deletes history older than its retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
 async fn upkeep_loop(
     store: Store,
     sup: Supervisor,
@@ -497,6 +444,7 @@ async fn upkeep_loop(
 ) {
     let beat_every = options.lease / 3;
     let mut last_beat = Instant::now();
+    let mut last_prune: Option<Instant> = None;
     let mut wakeups = Wakeups::new(&[CANCEL_CHANNEL]);
     loop {
         // Without the listener, cancels are still seen at the next poll.
@@ -514,6 +462,23 @@ async fn upkeep_loop(
         {
             shared.errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("store upkeep failed (retrying): {e}");
+        }
+        if let Some(keep) = options.retention {
+            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                last_prune = Some(Instant::now());
+                match store.prune(keep).await {
+                    Ok(p) if p.events > 0 || p.supervisors > 0 => tracing::info!(
+                        events = p.events,
+                        supervisors = p.supervisors,
+                        "deleted history older than the retention"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("cannot delete old history (retrying): {e}");
+                    }
+                }
+            }
         }
         tokio::select! {
             _ = wakeups.next() => {}
