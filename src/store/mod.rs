@@ -31,15 +31,18 @@
 mod error;
 mod events;
 mod feed;
+mod prune;
 mod schema;
 mod status;
 mod submit;
+mod waiter;
 
 use std::time::Duration;
 
 pub use error::StoreError;
 pub use events::{Event, EventCursor};
 pub use feed::{Feed, FeedOptions, FeedStats};
+pub use prune::Pruned;
 pub use schema::SchemaStatus;
 pub use status::{QueueCount, Status, SupervisorRow};
 pub use submit::{Cancelled, NewJob};
@@ -62,6 +65,7 @@ pub(crate) const ENDED_CHANNEL: &str = "procvisor_ended";
 pub struct Store {
     pool: deadpool_postgres::Pool,
     config: tokio_postgres::Config,
+    waiter: std::sync::Arc<waiter::Waiter>,
 }
 
 impl std::fmt::Debug for Store {
@@ -112,7 +116,11 @@ impl Store {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Invalid(format!("cannot build the connection pool: {e}")))?;
-        let store = Store { pool, config };
+        let store = Store {
+            pool,
+            config,
+            waiter: Default::default(),
+        };
         let _ = store.client().await?;
         Ok(store)
     }

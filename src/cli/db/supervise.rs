@@ -35,6 +35,11 @@ pub struct Args {
     /// cut short and given back (0 to 3600).
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3600))]
     grace: u64,
+    /// Hours to keep the history of ended jobs (their events) and of
+    /// stopped supervisors before deleting it; 0 keeps it all (0 to
+    /// 876000).
+    #[arg(long, value_name = "HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=876_000))]
+    retention_hours: u64,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -53,7 +58,8 @@ pub fn run(a: Args) -> Result<i32, String> {
     let options = FeedOptions::default()
         .queues(&queues)
         .lease(Duration::from_secs(a.lease))
-        .poll(Duration::from_millis(a.poll_ms));
+        .poll(Duration::from_millis(a.poll_ms))
+        .retention((a.retention_hours > 0).then(|| Duration::from_secs(a.retention_hours * 3600)));
     options.check().map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));
     {
