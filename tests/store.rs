@@ -330,3 +330,113 @@ fn a_stopping_supervisor_gives_its_jobs_back_at_once() {
         feed2.stop(Duration::ZERO).await.unwrap();
     });
 }
+
+#[test]
+fn pruning_deletes_only_history_older_than_the_retention() {
+    pg::runtime().block_on(async {
+        let Some(url) = pg::database("prune") else {
+            return;
+        };
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let db = db_name(&url);
+        let server = pg::server().unwrap();
+        // Ten ended jobs from ten days ago, five from an hour ago; a job
+        // still waiting since ten days ago; a supervisor stopped ten days
+        // ago, and one that stopped then but still (as far as the table
+        // knows) holds a job.
+        server.psql(
+            &db,
+            "INSERT INTO procvisor_events (job_id, event, terminal, at, queue, kind, priority, \
+             lease, attempt, evictions, reclaims) \
+             SELECT g, 'completed', true, now() - CASE WHEN g <= 10 THEN interval '10 days' \
+             ELSE interval '1 hour' END, 'default', 'noop', 5, 1, 1, 0, 0 \
+             FROM generate_series(1, 15) g",
+        );
+        server.psql(
+            &db,
+            "INSERT INTO procvisor_supervisors (host, pid, queues, workers, lease_ms, stopped_at) \
+             VALUES ('gone', 1, '{default}', 1, 1000, now() - interval '10 days'), \
+                    ('holding', 2, '{default}', 1, 1000, now() - interval '10 days')",
+        );
+        server.psql(
+            &db,
+            "INSERT INTO procvisor_jobs (kind, args, created_at, run_at) \
+             VALUES ('noop', '{}', now() - interval '10 days', now() - interval '10 days'); \
+             INSERT INTO procvisor_jobs (kind, args, state, lease, supervisor) \
+             SELECT 'noop', '{}', 'running', 1, id FROM procvisor_supervisors WHERE host = 'holding'",
+        );
+        assert!(store.prune(Duration::from_secs(1)).await.is_err());
+        let pruned = store
+            .prune(Duration::from_secs(7 * 24 * 3600))
+            .await
+            .unwrap();
+        assert_eq!(pruned.events, 10);
+        assert_eq!(pruned.supervisors, 1);
+        assert_eq!(
+            server.psql(&db, "SELECT string_agg(job_id::text, ',' ORDER BY job_id) FROM procvisor_events"),
+            "11,12,13,14,15"
+        );
+        assert_eq!(
+            server.psql(&db, "SELECT string_agg(host, ',') FROM procvisor_supervisors"),
+            "holding"
+        );
+        assert_eq!(server.psql(&db, "SELECT count(*) FROM procvisor_jobs"), "2");
+        // Nothing more to delete the second time.
+        assert_eq!(
+            store.prune(Duration::from_secs(7 * 24 * 3600)).await.unwrap(),
+            procvisor::store::Pruned::default()
+        );
+        assert!(FeedOptions::default()
+            .retention(Some(Duration::from_secs(5)))
+            .check()
+            .is_err());
+    });
+}
+
+#[test]
+fn many_waits_share_one_connection_and_all_resolve_on_their_endings() {
+    pg::runtime().block_on(async {
+        let Some(url) = pg::database("waiters") else {
+            return;
+        };
+        let store = Store::connect_with(&url, 2).await.unwrap();
+        store.migrate().await.unwrap();
+        let db = db_name(&url);
+        let server = pg::server().unwrap();
+        let jobs: Vec<NewJob> = (0..300).map(|_| NewJob::new("noop", json!({}))).collect();
+        let ids = store.submit_many(&jobs).await.unwrap();
+        let waits: Vec<_> = ids
+            .iter()
+            .map(|&id| {
+                let store = store.clone();
+                tokio::spawn(async move { store.wait(id).await })
+            })
+            .collect();
+        // While all 300 wait: the pool (2) and one listener, not 300.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let connections: u32 = server
+            .psql(
+                "postgres",
+                &format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}'"),
+            )
+            .parse()
+            .unwrap();
+        assert!(connections <= 3, "{connections} connections for 300 waits");
+        let sup = supervisor(2);
+        let feed = Feed::start(&store, &sup, fast()).await.unwrap();
+        for (id, w) in ids.iter().zip(waits) {
+            let end = tokio::time::timeout(Duration::from_secs(60), w)
+                .await
+                .expect("every wait resolves")
+                .unwrap()
+                .unwrap();
+            assert_eq!((end.job_id, end.event.as_str()), (*id, "completed"));
+        }
+        assert!(matches!(
+            store.wait(i64::MAX).await,
+            Err(procvisor::store::StoreError::NoSuchJob(_))
+        ));
+        feed.stop(Duration::from_secs(1)).await.unwrap();
+    });
+}

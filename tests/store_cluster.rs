@@ -5,70 +5,11 @@
 
 mod pg;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use procvisor::store::{Event, NewJob, Store};
 use serde_json::json;
-
-/// `procvisor supervise` on `url`, its output to the test's stderr.
-fn supervise(url: &str, workers: u32, lease_secs: u32) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_procvisor"))
-        .args([
-            "supervise",
-            "--workers",
-            &workers.to_string(),
-            "--lease",
-            &lease_secs.to_string(),
-            "--poll-ms",
-            "100",
-            "--grace",
-            "1",
-        ])
-        .env("PROCVISOR_DATABASE_URL", url)
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("start procvisor supervise")
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: kill with a pid we spawned and have not reaped.
-    unsafe { libc::kill(child.id() as i32, sig) };
-}
-
-/// Stop a supervisor gracefully; it must exit 0 within 30 s.
-fn stop(mut child: Child) {
-    signal(&child, libc::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "supervise exited with {status}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "supervise did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Wait until `n` jobs have ended; returns every event.
-async fn until_ended(store: &Store, n: usize, limit: Duration) -> Vec<Event> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let events = pg::all_events(store).await;
-        let ended = events.iter().filter(|e| e.terminal).count();
-        if ended >= n {
-            return events;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {ended} of {n} jobs ended within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[test]
 fn four_producers_and_three_supervisor_processes_end_every_job_once() {
@@ -78,7 +19,7 @@ fn four_producers_and_three_supervisor_processes_end_every_job_once() {
     pg::runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        let supervisors: Vec<Child> = (0..3).map(|_| supervise(&url, 2, 5)).collect();
+        let supervisors: Vec<Child> = (0..3).map(|_| pg::supervise(&url, 2, 5)).collect();
         let producers: Vec<_> = (0..4)
             .map(|p| {
                 let store = store.clone();
@@ -102,9 +43,9 @@ fn four_producers_and_three_supervisor_processes_end_every_job_once() {
             ids.extend(p.await.unwrap());
         }
         assert_eq!(ids.len(), 5000);
-        let events = until_ended(&store, 5000, Duration::from_secs(240)).await;
+        let events = pg::until_ended(&store, 5000, Duration::from_secs(240)).await;
         for s in supervisors {
-            stop(s);
+            pg::stop(s);
         }
         let mut ended: Vec<i64> = events
             .iter()
@@ -148,7 +89,7 @@ fn a_killed_supervisors_jobs_are_reclaimed_within_its_lease_and_end_once_elsewhe
     pg::runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        let doomed = supervise(&url, 2, 2);
+        let doomed = pg::supervise(&url, 2, 2);
         let jobs: Vec<NewJob> = (0..4)
             .map(|_| NewJob::new("sleep", json!({"secs": 1.5})))
             .collect();
@@ -170,15 +111,15 @@ fn a_killed_supervisors_jobs_are_reclaimed_within_its_lease_and_end_once_elsewhe
         doomed.kill().unwrap();
         doomed.wait().unwrap();
         let killed_at = Instant::now();
-        let rescuer = supervise(&url, 2, 2);
-        let events = until_ended(&store, 4, Duration::from_secs(60)).await;
+        let rescuer = pg::supervise(&url, 2, 2);
+        let events = pg::until_ended(&store, 4, Duration::from_secs(60)).await;
         let reclaimed: Vec<&Event> = events.iter().filter(|e| e.event == "reclaimed").collect();
         assert!(
             killed_at.elapsed() < Duration::from_secs(30),
             "reclaimed and rerun within the lease, not {:?}",
             killed_at.elapsed()
         );
-        stop(rescuer);
+        pg::stop(rescuer);
         assert!(!reclaimed.is_empty(), "{events:?}");
         assert!(reclaimed.iter().all(|e| e.supervisor == Some(victim)));
         for id in &ids {
@@ -247,7 +188,7 @@ fn the_command_line_submits_waits_cancels_and_reports_as_json() {
     let (code, out, _) = cli(&url, &["cancel", &delayed.to_string()]);
     assert_eq!(code, 0, "{out}");
 
-    let sup = supervise(&url, 1, 5);
+    let sup = pg::supervise(&url, 1, 5);
     let (code, out, err) = cli(
         &url,
         &["submit", "echo", r#"{"x": 1}"#, "-p", "2", "--wait"],
@@ -275,7 +216,7 @@ fn the_command_line_submits_waits_cancels_and_reports_as_json() {
     );
     let (_, out, _) = cli(&url, &["events", "--json"]);
     assert_eq!(out.lines().count(), 3, "{out}");
-    stop(sup);
+    pg::stop(sup);
     let (code, out, _) = cli(&url, &["status"]);
     assert_eq!(code, 0);
     assert!(out.contains("(stopped)"), "{out}");

@@ -1,6 +1,7 @@
 //! `procvisor bench`: no-op jobs through the supervisor; throughput, then the
 //! round trip of one job at a time, then how fast faults are handled: a
-//! timeout's kill, a crash's report and replacement, an eviction.
+//! timeout's kill, a crash's report and replacement, an eviction. With
+//! `--db`, the PostgreSQL job queue instead (see `db::bench`).
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,16 @@ pub struct Args {
     /// 0 skips them.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     fault_reps: u32,
+    /// Measure the PostgreSQL job queue at this database URL instead:
+    /// enqueue rate, burn-down with one and two supervisors, and the time
+    /// from insert to start. It works in a queue of its own and removes
+    /// what it wrote, but use a database made for it.
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
+    /// With --db: completed jobs to put in the history before measuring
+    /// the time from insert to start again (0 to 10000000).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(0..=10_000_000))]
+    history: u32,
     #[command(flatten)]
     worker: WorkerArgs,
     #[command(flatten)]
@@ -39,6 +50,17 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
+    if let Some(url) = a.db {
+        return super::db::bench::run(super::db::bench::Plan {
+            url,
+            jobs: a.jobs,
+            workers: a.workers.into(),
+            inflight: a.inflight.into(),
+            latency_jobs: a.latency_jobs.min(2_000),
+            history: a.history,
+            worker: a.worker,
+        });
+    }
     let mut cfg = a.sched.apply(
         a.worker
             .config(a.workers.into())?

@@ -17,6 +17,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
+use procvisor::store::{Event, Store};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -199,14 +201,20 @@ impl Server {
         port: u16,
         password: &str,
     ) -> Result<Server, String> {
-        // The keeper: runs the server, and on the end of its input (this
-        // test program's end) stops it and removes the folder.
+        // The keeper: runs the server; restarts it when told `restart` on
+        // its input; on the end of its input (this test program's end)
+        // stops it and removes the folder.
         let script = format!(
-            r#"{postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 \
-  -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
-  -c shared_buffers=128MB >{dir}/server.log 2>&1 &
-pg=$!
-cat >/dev/null
+            r#"start() {{
+  {postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 \
+    -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+    -c shared_buffers=128MB >>{dir}/server.log 2>&1 &
+  pg=$!
+}}
+start
+while read -r order; do
+  if [ "$order" = restart ]; then kill -INT $pg; wait $pg; start; fi
+done
 kill -INT $pg 2>/dev/null
 wait $pg
 rm -rf {dir}"#,
@@ -248,6 +256,31 @@ rm -rf {dir}"#,
             std::thread::sleep(Duration::from_millis(100));
         }
         Err(format!("not ready within 60 s: {}", self.log()))
+    }
+
+    /// Restart the server the way an operator would (a fast shutdown:
+    /// every connection is cut), and wait until it takes connections
+    /// again.
+    pub fn restart(&self) {
+        use std::io::Write;
+        let started = self.log().matches("ready to accept connections").count();
+        {
+            let mut keeper = self.keeper.lock().unwrap();
+            let input = keeper.stdin.as_mut().expect("the keeper's input");
+            input
+                .write_all(b"restart\n")
+                .expect("tell the keeper to restart");
+            input.flush().unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.log().matches("ready to accept connections").count() <= started {
+            assert!(
+                Instant::now() < deadline,
+                "the server did not restart within 60 s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The server's log so far.
@@ -318,4 +351,63 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// `procvisor supervise` on `url`, its output to the test's stderr.
+pub fn supervise(url: &str, workers: u32, lease_secs: u32) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_procvisor"))
+        .args([
+            "supervise",
+            "--workers",
+            &workers.to_string(),
+            "--lease",
+            &lease_secs.to_string(),
+            "--poll-ms",
+            "100",
+            "--grace",
+            "1",
+        ])
+        .env("PROCVISOR_DATABASE_URL", url)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("start procvisor supervise")
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill with a pid we spawned and have not reaped.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
+
+/// Stop a supervisor gracefully; it must exit 0 within 30 s.
+pub fn stop(mut child: Child) {
+    signal(&child, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "supervise exited with {status}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "supervise did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Wait until `n` jobs have ended; returns every event.
+pub async fn until_ended(store: &Store, n: usize, limit: Duration) -> Vec<Event> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let events = all_events(store).await;
+        let ended = events.iter().filter(|e| e.terminal).count();
+        if ended >= n {
+            return events;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {ended} of {n} jobs ended within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -2,6 +2,7 @@
 //! `submit`, `cancel`, `events`, `status`. They share how the database is
 //! named (`--db`, or `PROCVISOR_DATABASE_URL`) and a small async runtime.
 
+pub mod bench;
 pub mod jobs;
 pub mod supervise;
 pub mod watch;

@@ -1,0 +1,446 @@
+//! `procvisor bench --db URL`: the PostgreSQL job queue measured end to
+//! end, every job run in a worker process and its outcome recorded.
+//!
+//! It prints the enqueue rate (one job per statement, and batched), the
+//! burn-down rate of a full queue with one and with two supervisors, the
+//! time from a job's insert to its start on an idle supervisor, and that
+//! time again with a million completed jobs in the history. Beside each
+//! figure it prints where the time went: statements, transactions and WAL
+//! bytes per job. It works in a queue of its own (`bench-PID`) and removes
+//! what it wrote when it ends; still, point it at a database made for it.
+
+use std::time::{Duration, Instant};
+
+use procvisor::store::{Feed, FeedOptions, FeedStats, NewJob, Store};
+use procvisor::{EvictionMode, Supervisor};
+
+use super::block_on;
+use crate::cli::WorkerArgs;
+
+/// What `bench --db` measures, from `bench`'s arguments.
+pub struct Plan {
+    pub url: String,
+    pub jobs: u32,
+    pub workers: usize,
+    pub inflight: usize,
+    pub latency_jobs: u32,
+    pub history: u32,
+    pub worker: WorkerArgs,
+}
+
+/// Run the store benchmark; returns the exit code (1 when a job did not
+/// complete as it must).
+pub fn run(plan: Plan) -> Result<i32, String> {
+    block_on(bench(plan))?
+}
+
+async fn bench(plan: Plan) -> Result<i32, String> {
+    let store = Store::connect_with(&plan.url, 8)
+        .await
+        .map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let probe = Probe::connect(&plan.url).await?;
+    let queue = format!("bench-{}", std::process::id());
+    say!(
+        "store bench: {}; queue {queue}; {} workers per supervisor, inflight {}",
+        probe.server().await?,
+        plan.workers,
+        plan.inflight
+    );
+    let noop = || NewJob::new("noop", serde_json::json!({})).queue(&queue);
+    let mut wrong = 0u64;
+
+    // Enqueue: one job per statement (its own transaction), then batched.
+    let singles = (plan.jobs / 20).clamp(1, 5_000);
+    let t = Instant::now();
+    for _ in 0..singles {
+        store.submit(&noop()).await.map_err(|e| e.to_string())?;
+    }
+    rate("enqueue, one job per statement", singles, t.elapsed());
+    probe.clear(&queue).await?;
+    let batch: Vec<NewJob> = (0..plan.jobs).map(|_| noop()).collect();
+    let t = Instant::now();
+    store.submit_many(&batch).await.map_err(|e| e.to_string())?;
+    rate("enqueue, batched (submit_many)", plan.jobs, t.elapsed());
+
+    // Burn-down: the queue is full; supervisors start on it.
+    for supervisors in [1, 2] {
+        if supervisors == 2 {
+            probe.clear(&queue).await?;
+            store.submit_many(&batch).await.map_err(|e| e.to_string())?;
+        }
+        probe.settle().await?;
+        wrong += burn_down(&store, &probe, &plan, &queue, supervisors).await?;
+    }
+
+    // Add → start on an idle supervisor, with no history, then with
+    // `history` completed jobs behind it.
+    probe.clear(&queue).await?;
+    let sup = supervisor(&plan)?;
+    let feed = start_feed(&store, &sup, &queue).await?;
+    wrong += latency(&store, &feed, &queue, plan.latency_jobs, "").await?;
+    if plan.history > 0 {
+        let t = Instant::now();
+        probe.add_history(&queue, plan.history).await?;
+        say!(
+            "history: {} completed jobs' events written in {:.1} s",
+            plan.history,
+            t.elapsed().as_secs_f64()
+        );
+        let label = format!(", {} completed jobs in history", plan.history);
+        wrong += latency(&store, &feed, &queue, plan.latency_jobs, &label).await?;
+    }
+    let _ = feed.stop(Duration::from_secs(1)).await;
+    probe.clear(&queue).await?;
+    Ok(if wrong == 0 { 0 } else { 1 })
+}
+
+fn rate(what: &str, jobs: u32, took: Duration) {
+    say!(
+        "{what}: {jobs} jobs in {:.3} s = {:.0} jobs/s",
+        took.as_secs_f64(),
+        jobs as f64 / took.as_secs_f64()
+    );
+}
+
+fn supervisor(plan: &Plan) -> Result<Supervisor, String> {
+    let cfg = plan
+        .worker
+        .config(plan.workers)?
+        .prefetch(plan.inflight)
+        .eviction(EvictionMode::Drop);
+    let sup = Supervisor::start(cfg).map_err(|e| e.to_string())?;
+    // Workers spawned and connected before the clock starts.
+    for _ in 0..plan.workers * 2 {
+        sup.submit(procvisor::Job::<()>::new(
+            "noop",
+            &procvisor::stock::Empty {},
+        ))
+        .map_err(|e| e.to_string())?
+        .wait();
+    }
+    Ok(sup)
+}
+
+async fn start_feed(store: &Store, sup: &Supervisor, queue: &str) -> Result<Feed, String> {
+    let options = FeedOptions::default()
+        .queues(&[queue])
+        .poll(Duration::from_millis(200));
+    Feed::start(store, sup, options)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Burn the queue down with `n` supervisors; returns how many jobs did not
+/// complete.
+async fn burn_down(
+    store: &Store,
+    probe: &Probe,
+    plan: &Plan,
+    queue: &str,
+    n: usize,
+) -> Result<u64, String> {
+    let sups = (0..n)
+        .map(|_| supervisor(plan))
+        .collect::<Result<Vec<_>, _>>()?;
+    let before = probe.counters().await?;
+    let cpu = cpu_seconds();
+    let machine = cpu_by_program();
+    let t = Instant::now();
+    let mut feeds = Vec::with_capacity(n);
+    for sup in &sups {
+        feeds.push(start_feed(store, sup, queue).await?);
+    }
+    let total = u64::from(plan.jobs);
+    loop {
+        let written: u64 = feeds.iter().map(|f| f.stats().written).sum();
+        if written >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_micros(500)).await;
+    }
+    let took = t.elapsed();
+    let cpu = cpu_seconds() - cpu;
+    let machine = cpu_by_program()
+        .into_iter()
+        .map(|(name, t)| (t - machine.get(&name).copied().unwrap_or(0.0), name))
+        .filter(|(t, _)| *t >= 0.05)
+        .collect::<Vec<_>>();
+    let after = probe.counters().await?;
+    let mut stats = FeedStats::default();
+    for f in feeds {
+        let s = f
+            .stop(Duration::from_secs(1))
+            .await
+            .map_err(|e| e.to_string())?;
+        stats.claimed += s.claimed;
+        stats.claims += s.claims;
+        stats.written += s.written;
+        stats.batches += s.batches;
+        stats.stale += s.stale;
+    }
+    let completed = probe.completed(queue).await?;
+    rate(
+        &format!(
+            "burn-down, {n} supervisor{} × {} workers, no-op jobs",
+            if n == 1 { "" } else { "s" },
+            plan.workers
+        ),
+        plan.jobs,
+        took,
+    );
+    let per = |x: f64| x / plan.jobs as f64;
+    say!(
+        "  {completed} completed; claims: {} statements ({:.0} jobs each); endings: {} transactions ({:.0} each); {} stale",
+        stats.claims,
+        stats.claimed as f64 / stats.claims.max(1) as f64,
+        stats.batches,
+        stats.written as f64 / stats.batches.max(1) as f64,
+        stats.stale
+    );
+    say!(
+        "  per job: {:.0} WAL bytes, {:.4} commits, {:.2} row writes; this process used {:.2} CPU s ({:.0} % of one core)",
+        per(after.wal - before.wal),
+        per(after.commits - before.commits),
+        per(after.rows - before.rows),
+        cpu,
+        cpu / took.as_secs_f64() * 100.0
+    );
+    let mut machine = machine;
+    machine.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let all: f64 = machine.iter().map(|(t, _)| t).sum();
+    say!(
+        "  share of this machine's CPU time by program: {}",
+        machine
+            .iter()
+            .map(|(t, name)| format!("{name} {:.0} %", t / all.max(1e-9) * 100.0))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(total.saturating_sub(completed))
+}
+
+/// Jobs one at a time on an idle supervisor: insert → claimed (handed to
+/// a worker) and insert → outcome recorded. Returns how many did not
+/// complete.
+async fn latency(
+    store: &Store,
+    feed: &Feed,
+    queue: &str,
+    jobs: u32,
+    label: &str,
+) -> Result<u64, String> {
+    if jobs == 0 {
+        return Ok(0);
+    }
+    let (mut started, mut recorded) = (Vec::new(), Vec::new());
+    for _ in 0..jobs {
+        let before = feed.stats();
+        let t = Instant::now();
+        store
+            .submit(&NewJob::new("noop", serde_json::json!({})).queue(queue))
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(s) = until(feed, t, |s| s.claimed > before.claimed).await else {
+            return Err("a job was not claimed within 10 s".into());
+        };
+        let Some(r) = until(feed, t, |s| s.written > before.written).await else {
+            return Err("a job's outcome was not recorded within 10 s".into());
+        };
+        started.push(s);
+        recorded.push(r);
+    }
+    let show = |what: &str, v: &mut Vec<Duration>| {
+        v.sort();
+        let pct = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;
+        say!(
+            "{what}{label} ({} jobs one at a time): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
+            v.len(),
+            pct(0.5),
+            pct(0.9),
+            pct(0.99)
+        );
+    };
+    show("add → start (claimed, handed to a worker)", &mut started);
+    show("add → outcome recorded", &mut recorded);
+    Ok(0)
+}
+
+/// The time since `t` when `done` holds of the feed's counters (checked
+/// as often as the runtime lets), or `None` after 10 s.
+async fn until(feed: &Feed, t: Instant, done: impl Fn(&FeedStats) -> bool) -> Option<Duration> {
+    let deadline = t + Duration::from_secs(10);
+    loop {
+        if done(&feed.stats()) {
+            return Some(t.elapsed());
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// This process's CPU time (user + system), in seconds.
+fn cpu_seconds() -> f64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage fills the struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) } != 0 {
+        return 0.0;
+    }
+    // SAFETY: it returned 0, so the struct is filled.
+    let u = unsafe { u.assume_init() };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// A database error with the server's message.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// CPU seconds (user + system) used so far by the running processes of
+/// each program on this machine (from `/proc`; a database on another
+/// machine does not show).
+fn cpu_by_program() -> std::collections::HashMap<String, f64> {
+    let mut by = std::collections::HashMap::new();
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return by;
+    };
+    for entry in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ... utime stime: fields 14 and 15.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let rest: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| {
+            rest.get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        *by.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / tick;
+    }
+    by
+}
+
+/// A plain connection for the benchmark's own questions to the database.
+struct Probe {
+    client: tokio_postgres::Client,
+}
+
+/// Database-wide counters, to say where the time went.
+struct Counters {
+    wal: f64,
+    commits: f64,
+    rows: f64,
+}
+
+impl Probe {
+    async fn connect(url: &str) -> Result<Probe, String> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| format!("cannot connect to the database: {e}"))?;
+        tokio::spawn(connection);
+        Ok(Probe { client })
+    }
+
+    async fn one(&self, sql: &str) -> Result<tokio_postgres::Row, String> {
+        self.client
+            .query_one(sql, &[])
+            .await
+            .map_err(|e| format!("benchmark query failed: {}", describe(&e)))
+    }
+
+    async fn server(&self) -> Result<String, String> {
+        let r = self
+            .one(
+                "SELECT current_setting('server_version'), current_setting('synchronous_commit'), \
+                 current_setting('shared_buffers')",
+            )
+            .await?;
+        Ok(format!(
+            "PostgreSQL {} (synchronous_commit {}, shared_buffers {})",
+            r.get::<_, String>(0),
+            r.get::<_, String>(1),
+            r.get::<_, String>(2)
+        ))
+    }
+
+    async fn counters(&self) -> Result<Counters, String> {
+        let r = self
+            .one(
+                "SELECT (pg_current_wal_lsn() - '0/0')::float8, \
+                 xact_commit::float8, (tup_inserted + tup_updated + tup_deleted)::float8 \
+                 FROM pg_stat_database WHERE datname = current_database()",
+            )
+            .await?;
+        // The statistics are sent at the end of each transaction, with a
+        // small delay: the figures are close, not exact.
+        Ok(Counters {
+            wal: r.get(0),
+            commits: r.get(1),
+            rows: r.get(2),
+        })
+    }
+
+    async fn completed(&self, queue: &str) -> Result<u64, String> {
+        let r = self
+            .client
+            .query_one(
+                "SELECT count(*) FROM procvisor_events WHERE queue = $1 AND event = 'completed'",
+                &[&queue],
+            )
+            .await
+            .map_err(|e| format!("benchmark query failed: {}", describe(&e)))?;
+        Ok(r.get::<_, i64>(0) as u64)
+    }
+
+    /// Remove the queue's jobs and events.
+    async fn clear(&self, queue: &str) -> Result<(), String> {
+        for sql in [
+            "DELETE FROM procvisor_jobs WHERE queue = $1",
+            "DELETE FROM procvisor_events WHERE queue = $1",
+        ] {
+            self.client
+                .execute(sql, &[&queue])
+                .await
+                .map_err(|e| format!("cannot clear the benchmark's queue: {}", describe(&e)))?;
+        }
+        Ok(())
+    }
+
+    /// Vacuum and checkpoint, so each run starts from the same state.
+    async fn settle(&self) -> Result<(), String> {
+        for table in ["procvisor_jobs", "procvisor_events"] {
+            self.client
+                .batch_execute(&format!("VACUUM ANALYZE {table}"))
+                .await
+                .map_err(|e| format!("cannot vacuum {table}: {}", describe(&e)))?;
+        }
+        Ok(())
+    }
+
+    /// `n` completed jobs' terminal events, as if they had run.
+    async fn add_history(&self, queue: &str, n: u32) -> Result<(), String> {
+        self.client
+            .execute(
+                "INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, \
+                 lease, attempt, evictions, reclaims, result) \
+                 SELECT nextval(pg_get_serial_sequence('procvisor_jobs', 'id')), 'completed', \
+                 true, $1, 'noop', 5, 1, 1, 0, 0, 'null' FROM generate_series(1, $2::int)",
+                &[&queue, &(n as i32)],
+            )
+            .await
+            .map_err(|e| format!("cannot write the history: {}", describe(&e)))?;
+        self.settle().await
+    }
+}
