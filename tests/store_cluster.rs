@@ -47,17 +47,7 @@ fn four_producers_and_three_supervisor_processes_end_every_job_once() {
         for s in supervisors {
             pg::stop(s);
         }
-        let mut ended: Vec<i64> = events
-            .iter()
-            .filter(|e| e.terminal)
-            .map(|e| e.job_id)
-            .collect();
-        ended.sort();
-        let before = ended.len();
-        ended.dedup();
-        assert_eq!(before, ended.len(), "a job ended twice");
-        ids.sort();
-        assert_eq!(ended, ids, "every job submitted ended, and nothing else");
+        pg::assert_each_ended_once(&events, &ids);
         assert!(
             events
                 .iter()

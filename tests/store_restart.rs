@@ -45,16 +45,9 @@ fn supervisors_ride_out_a_database_restart_and_every_job_ends_once() {
         for s in supervisors {
             pg::stop(s);
         }
-        let mut ended: Vec<i64> = events
-            .iter()
-            .filter(|e| e.terminal)
-            .map(|e| e.job_id)
-            .collect();
-        ended.sort_unstable();
         let mut expected = ids.clone();
         expected.push(after);
-        expected.sort_unstable();
-        assert_eq!(ended, expected, "every job ends exactly once");
+        pg::assert_each_ended_once(&events, &expected);
         let not_completed: Vec<_> = events
             .iter()
             .filter(|e| e.terminal && e.event != "completed")

@@ -126,7 +126,7 @@ pub fn run(a: Args) -> Result<i32, String> {
 }
 
 /// p50, p90 and p99 of `samples`, in milliseconds.
-fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
+pub(super) fn percentiles(samples: &mut [Duration]) -> (f64, f64, f64) {
     samples.sort();
     let pct =
         |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3;

@@ -411,3 +411,20 @@ pub async fn until_ended(store: &Store, n: usize, limit: Duration) -> Vec<Event>
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Assert that `events` hold exactly one ending for each job of `ids`, and
+/// none for any other job.
+pub fn assert_each_ended_once(events: &[Event], ids: &[i64]) {
+    let mut ended: Vec<i64> = events
+        .iter()
+        .filter(|e| e.terminal)
+        .map(|e| e.job_id)
+        .collect();
+    ended.sort_unstable();
+    let before = ended.len();
+    ended.dedup();
+    assert_eq!(before, ended.len(), "a job ended twice");
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    assert_eq!(ended, ids, "every job submitted ended, and nothing else");
+}
