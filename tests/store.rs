@@ -8,18 +8,10 @@ mod pg;
 
 use std::time::{Duration, Instant};
 
+use pg::{db_name, store};
 use procvisor::store::{Cancelled, Event, Feed, FeedOptions, NewJob, Store};
 use procvisor::{EvictionMode, Supervisor};
 use serde_json::json;
-
-/// A migrated store on a fresh database, or `None` (said loudly) when no
-/// PostgreSQL can be had.
-async fn store(test: &str) -> Option<Store> {
-    let url = pg::database(test)?;
-    let store = Store::connect(&url).await.expect("connect");
-    store.migrate().await.expect("migrate");
-    Some(store)
-}
 
 fn supervisor(workers: usize) -> Supervisor {
     common::start(common::config(workers).eviction(EvictionMode::Drop))
@@ -151,11 +143,6 @@ fn a_write_under_a_lease_that_moved_on_changes_nothing_and_is_reported_stale() {
         );
         feed.stop(Duration::ZERO).await.unwrap();
     });
-}
-
-/// The database name in a test database's URL.
-fn db_name(url: &str) -> String {
-    url.rsplit('/').next().unwrap().to_string()
 }
 
 #[test]

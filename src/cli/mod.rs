@@ -100,6 +100,9 @@ enum Command {
     /// Jobs in the PostgreSQL job queue by state and priority, and the
     /// supervisors serving it.
     Status(db::watch::StatusArgs),
+    /// Periodic jobs in the PostgreSQL job queue: a job enqueued at every
+    /// fire of a cron expression, in a time zone.
+    Schedule(db::schedule::ScheduleCommand),
 }
 
 /// Where the workers come from: `--worker PATH`, else the stock
@@ -163,6 +166,7 @@ pub fn main() -> i32 {
         Command::Cancel(a) => db::jobs::cancel(a),
         Command::Events(a) => db::watch::events(a),
         Command::Status(a) => db::watch::status(a),
+        Command::Schedule(a) => db::schedule::run(a),
     };
     match result {
         Ok(code) => code,

@@ -28,10 +28,12 @@
 //! # Ok(()) }
 //! ```
 
+mod cron;
 mod error;
 mod events;
 mod feed;
 mod prune;
+mod schedules;
 mod schema;
 mod status;
 mod submit;
@@ -39,10 +41,12 @@ mod waiter;
 
 use std::time::Duration;
 
+pub use cron::CronSpec;
 pub use error::StoreError;
 pub use events::{Event, EventCursor};
 pub use feed::{Feed, FeedOptions, FeedStats};
 pub use prune::Pruned;
+pub use schedules::{Fired, ScheduleRow};
 pub use schema::SchemaStatus;
 pub use status::{QueueCount, Status, SupervisorRow};
 pub use submit::{Cancelled, NewJob};

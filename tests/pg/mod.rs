@@ -331,6 +331,25 @@ fn as_user(mut cmd: Command, user: Option<(u32, u32)>) -> Command {
     cmd
 }
 
+/// A migrated store on a fresh database, or `None` (said loudly) when no
+/// PostgreSQL can be had.
+pub async fn store(test: &str) -> Option<Store> {
+    Some(migrated(test).await?.0)
+}
+
+/// [`store`], with the database's URL.
+pub async fn migrated(test: &str) -> Option<(Store, String)> {
+    let url = database(test)?;
+    let store = Store::connect(&url).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    Some((store, url))
+}
+
+/// The database name in a test database's URL.
+pub fn db_name(url: &str) -> String {
+    url.rsplit('/').next().unwrap().to_string()
+}
+
 /// Every event in `store` so far, oldest first.
 pub async fn all_events(store: &procvisor::store::Store) -> Vec<procvisor::store::Event> {
     let mut cursor = procvisor::store::EventCursor::from_start();

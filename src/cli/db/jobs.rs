@@ -7,11 +7,10 @@ use procvisor::store::{Cancelled, NewJob};
 
 use super::DbArgs;
 
-/// Arguments of `submit`.
+/// A job as the command line describes it: `submit` enqueues one,
+/// `schedule add` one at every fire.
 #[derive(clap::Args, Debug)]
-pub struct SubmitArgs {
-    #[command(flatten)]
-    db: DbArgs,
+pub struct JobArgs {
     /// The job kind (a handler name the workers serve).
     kind: String,
     /// Its input, as JSON.
@@ -23,13 +22,6 @@ pub struct SubmitArgs {
     /// The queue (supervisors take jobs from the queues they are given).
     #[arg(long, short, default_value = "default")]
     queue: String,
-    /// Run no earlier than this many seconds from now (up to 10 years).
-    #[arg(long, value_name = "SECS", conflicts_with = "at", value_parser = crate::cli::num::secs)]
-    delay: Option<Duration>,
-    /// Run no earlier than this time: 2026-12-01T09:00:00Z, or a local
-    /// 2026-12-01T09:00 (in the system's time zone).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    at: Option<SystemTime>,
     /// Kill an attempt that runs longer than this many seconds (more than
     /// 0, at most a day).
     #[arg(long, short, value_name = "SECS", value_parser = crate::cli::num::positive_secs)]
@@ -38,6 +30,40 @@ pub struct SubmitArgs {
     /// 9999), with exponential backoff and jitter.
     #[arg(long, short, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=9999))]
     retries: u32,
+}
+
+impl JobArgs {
+    /// The job, checked.
+    pub fn job(&self) -> Result<NewJob, String> {
+        let value: serde_json::Value = serde_json::from_str(&self.args).map_err(|e| {
+            format!("the job's input is not valid JSON ({e}): quote it, e.g. '{{\"secs\": 1}}'")
+        })?;
+        let mut job = NewJob::new(&self.kind, value)
+            .priority(self.priority)
+            .queue(&self.queue)
+            .retries(self.retries);
+        if let Some(t) = self.timeout {
+            job = job.timeout(t);
+        }
+        job.check().map_err(|e| e.to_string())?;
+        Ok(job)
+    }
+}
+
+/// Arguments of `submit`.
+#[derive(clap::Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    job: JobArgs,
+    /// Run no earlier than this many seconds from now (up to 10 years).
+    #[arg(long, value_name = "SECS", conflicts_with = "at", value_parser = crate::cli::num::secs)]
+    delay: Option<Duration>,
+    /// Run no earlier than this time: 2026-12-01T09:00:00Z, or a local
+    /// 2026-12-01T09:00 (in the system's time zone).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<SystemTime>,
     /// Wait for the job to end; print its ending as JSON, and exit 0 only
     /// if it completed.
     #[arg(long)]
@@ -60,16 +86,7 @@ fn parse_time(s: &str) -> Result<SystemTime, String> {
 }
 
 pub fn submit(a: SubmitArgs) -> Result<i32, String> {
-    let value: serde_json::Value = serde_json::from_str(&a.args).map_err(|e| {
-        format!("the job's input is not valid JSON ({e}): quote it, e.g. '{{\"secs\": 1}}'")
-    })?;
-    let mut job = NewJob::new(&a.kind, value)
-        .priority(a.priority)
-        .queue(&a.queue)
-        .retries(a.retries);
-    if let Some(t) = a.timeout {
-        job = job.timeout(t);
-    }
+    let mut job = a.job.job()?;
     if let Some(d) = a.delay {
         job = job.run_after(d);
     }

@@ -1,9 +1,10 @@
 //! The commands that work on the PostgreSQL job store: `db`, `supervise`,
-//! `submit`, `cancel`, `events`, `status`. They share how the database is
+//! `submit`, `cancel`, `events`, `status`, `schedule`, `bench --db`. They share how the database is
 //! named (`--db`, or `PROCVISOR_DATABASE_URL`) and a small async runtime.
 
 pub mod bench;
 pub mod jobs;
+pub mod schedule;
 pub mod supervise;
 pub mod watch;
 

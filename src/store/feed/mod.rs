@@ -6,7 +6,7 @@
 //! Three tasks on the caller's tokio runtime: the claimer (woken by the
 //! store's notifications, by a local job ending, and by a poll), the
 //! writer of endings, and the upkeep (heartbeat, reclaims, due jobs,
-//! cancels).
+//! periodic schedules' fires, cancels).
 
 mod claim;
 mod endings;
@@ -516,6 +516,13 @@ async fn upkeep(
         tracing::info!(jobs = reclaimed, "reclaimed the jobs of lost supervisors");
     }
     lease::promote(&client).await?;
+    for f in super::schedules::fire_due(&**client, std::time::SystemTime::now()).await? {
+        tracing::info!(
+            schedule = f.schedule,
+            job = f.job,
+            "enqueued a periodic job's fire"
+        );
+    }
     let asked = lease::cancels(&client, me).await?;
     if !asked.is_empty() {
         let mut held = shared.held();
