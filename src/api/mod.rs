@@ -145,6 +145,7 @@ struct Inner {
     max_payload: usize,
     default_timeout: Option<Duration>,
     spin: Duration,
+    policy: crate::Policy,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -196,6 +197,7 @@ impl Supervisor {
         let max_payload = config.max_payload;
         let default_timeout = config.default_timeout;
         let spin = config.spin;
+        let policy = config.core.policy;
         let bounded = config.core.capacity.is_some();
         let actor_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -221,6 +223,7 @@ impl Supervisor {
             max_payload,
             default_timeout,
             spin,
+            policy,
             thread: Mutex::new(Some(thread)),
         };
         match ready_rx.recv() {
@@ -234,6 +237,12 @@ impl Supervisor {
             Ok(Err(why)) => Err(StartError::Workers(why)),
             Err(_) => Err(StartError::Died),
         }
+    }
+
+    /// How this supervisor picks the next job to run (see
+    /// [`Config::policy`]).
+    pub fn policy(&self) -> crate::Policy {
+        self.inner.policy
     }
 
     /// The job kinds the workers serve.

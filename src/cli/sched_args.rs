@@ -20,6 +20,18 @@ pub enum PolicyArg {
     PriorityWeighted,
 }
 
+impl PolicyArg {
+    /// The library's policy.
+    pub fn policy(self) -> Policy {
+        match self {
+            PolicyArg::Priority => Policy::Priority,
+            PolicyArg::Weighted => Policy::WeightedRandom,
+            PolicyArg::Uniform => Policy::Uniform,
+            PolicyArg::PriorityWeighted => Policy::PriorityWeighted,
+        }
+    }
+}
+
 /// Scheduling options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SchedArgs {
@@ -98,12 +110,7 @@ fn parse_kind_rate(s: &str) -> Result<(String, RateLimit), String> {
 impl SchedArgs {
     /// Apply these options to `cfg`.
     pub fn apply(&self, mut cfg: Config) -> Result<Config, String> {
-        cfg = cfg.policy(match self.policy {
-            PolicyArg::Priority => Policy::Priority,
-            PolicyArg::Weighted => Policy::WeightedRandom,
-            PolicyArg::Uniform => Policy::Uniform,
-            PolicyArg::PriorityWeighted => Policy::PriorityWeighted,
-        });
+        cfg = cfg.policy(self.policy.policy());
         cfg = cfg.exclusion_window(self.exclusion_window.into());
         if let Some(rate) = self.rate {
             cfg = cfg.rate_limit(RateLimit::new(rate, self.burst));

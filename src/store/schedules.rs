@@ -71,11 +71,13 @@ const FIRE: &str = "
 WITH fired AS (
     UPDATE procvisor_schedules SET last_fire = $2
     WHERE name = $1 AND (last_fire IS NULL OR last_fire < $2)
-    RETURNING queue, kind, args, priority, timeout_ms, max_attempts, backoff_ms, backoff_cap_ms
+    RETURNING queue, kind, args, priority, timeout_ms, max_attempts, backoff_ms, backoff_cap_ms,
+              weight
 ), ins AS (
     INSERT INTO procvisor_jobs (queue, kind, args, priority, timeout_ms, max_attempts,
-                                backoff_ms, backoff_cap_ms)
-    SELECT queue, kind, args, priority, timeout_ms, max_attempts, backoff_ms, backoff_cap_ms
+                                backoff_ms, backoff_cap_ms, weight)
+    SELECT queue, kind, args, priority, timeout_ms, max_attempts, backoff_ms, backoff_cap_ms,
+           weight
     FROM fired
     RETURNING id
 ), wake AS (
@@ -115,8 +117,8 @@ impl Store {
         let added = client
             .execute(
                 "INSERT INTO procvisor_schedules (name, cron, time_zone, queue, kind, args, priority,
-                     timeout_ms, max_attempts, backoff_ms, backoff_cap_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11)
+                     timeout_ms, max_attempts, backoff_ms, backoff_cap_ms, weight)
+                 VALUES ($1, $2, $3, $4, $5, $6::text::jsonb, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (name) DO NOTHING",
                 &[
                     &name,
@@ -130,6 +132,7 @@ impl Store {
                     &(job.max_attempts as i32),
                     &millis(job.backoff),
                     &millis(job.backoff_cap),
+                    &job.weight,
                 ],
             )
             .await

@@ -10,6 +10,8 @@ use crate::sched::retry::MAX_ATTEMPTS;
 const MAX_QUEUE_LEN: usize = 100;
 /// Longest kind name.
 const MAX_KIND_LEN: usize = 200;
+/// Largest weight (as for jobs submitted in-process).
+const MAX_WEIGHT: f64 = 1_000_000.0;
 /// Longest timeout or backoff the table accepts: a day.
 const MAX_DELAY: Duration = Duration::from_secs(86_400);
 
@@ -26,6 +28,9 @@ const MAX_DELAY: Duration = Duration::from_secs(86_400);
 ///     .retries(3)
 ///     .run_after(Duration::from_secs(60));
 /// assert!(job.check().is_ok());
+/// // Every value has a range, and the error says which and what it is.
+/// let bad = NewJob::new("resize", serde_json::json!({})).weight(0.0);
+/// assert!(bad.check().unwrap_err().to_string().contains("weight 0 is out of range"));
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {
@@ -38,6 +43,7 @@ pub struct NewJob {
     pub(crate) backoff: Duration,
     pub(crate) backoff_cap: Duration,
     pub(crate) run_at: Option<When>,
+    pub(crate) weight: f64,
 }
 
 /// When a delayed job comes due.
@@ -63,6 +69,7 @@ impl NewJob {
             backoff: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(3600),
             run_at: None,
+            weight: 1.0,
         }
     }
 
@@ -75,6 +82,15 @@ impl NewJob {
     /// 0 (most urgent) to 10.
     pub fn priority(mut self, priority: u8) -> NewJob {
         self.priority = priority;
+        self
+    }
+
+    /// Its weight for supervisors that draw jobs at random (default 1; a
+    /// positive number up to 1,000,000): such a supervisor takes it with
+    /// probability weight / total weight of the waiting jobs. Supervisors
+    /// that go by priority ignore it.
+    pub fn weight(mut self, weight: f64) -> NewJob {
+        self.weight = weight;
         self
     }
 
@@ -134,6 +150,12 @@ impl NewJob {
                 crate::LEAST_URGENT
             ));
         }
+        if !(self.weight > 0.0 && self.weight <= MAX_WEIGHT) {
+            return bad(format!(
+                "weight {} is out of range: use a positive number up to 1000000 (default 1)",
+                self.weight
+            ));
+        }
         if let Some(t) = self.timeout {
             if t < Duration::from_millis(1) || t > MAX_DELAY {
                 return bad(format!(
@@ -177,22 +199,23 @@ impl NewJob {
 const INSERT: &str = "
 WITH rows AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::bigint[],
-                         $6::integer[], $7::bigint[], $8::bigint[], $9::bigint[], $10::timestamptz[])
+                         $6::integer[], $7::bigint[], $8::bigint[], $9::bigint[], $10::timestamptz[],
+                         $11::float8[])
         AS r(queue, kind, args, priority, timeout_ms, max_attempts, backoff_ms, backoff_cap_ms,
-             delay_ms, at)
+             delay_ms, at, weight)
 ), due AS (
     SELECT *, COALESCE(at, now() + COALESCE(delay_ms, 0) * interval '1 millisecond') AS run_at
     FROM rows
 ), ins AS (
     INSERT INTO procvisor_jobs (queue, kind, args, priority, timeout_ms, max_attempts,
-                                backoff_ms, backoff_cap_ms, run_at, state)
+                                backoff_ms, backoff_cap_ms, run_at, weight, state)
     SELECT queue, kind, args::jsonb, priority, timeout_ms, max_attempts, backoff_ms,
-           backoff_cap_ms, run_at,
+           backoff_cap_ms, run_at, weight,
            CASE WHEN run_at > now() THEN 'scheduled' ELSE 'available' END
     FROM due
     RETURNING id, state
 ), wake AS (
-    SELECT pg_notify($11, '') FROM (SELECT 1 FROM ins WHERE state = 'available' LIMIT 1) AS hit
+    SELECT pg_notify($12, '') FROM (SELECT 1 FROM ins WHERE state = 'available' LIMIT 1) AS hit
 )
 SELECT id FROM ins, (SELECT count(*) FROM wake) AS w ORDER BY id";
 
@@ -240,6 +263,7 @@ impl Store {
             let cap: Vec<i64> = chunk.iter().map(|j| millis(j.backoff_cap)).collect();
             let (delay, at): (Vec<Option<i64>>, Vec<Option<SystemTime>>) =
                 chunk.iter().map(NewJob::due).unzip();
+            let weight: Vec<f64> = chunk.iter().map(|j| j.weight).collect();
             let rows = client
                 .query(
                     &stmt,
@@ -254,6 +278,7 @@ impl Store {
                         &cap,
                         &delay,
                         &at,
+                        &weight,
                         &JOBS_CHANNEL,
                     ],
                 )

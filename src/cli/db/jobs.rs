@@ -30,6 +30,11 @@ pub struct JobArgs {
     /// 9999), with exponential backoff and jitter.
     #[arg(long, short, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=9999))]
     retries: u32,
+    /// Its weight for supervisors that pick jobs at random (`supervise
+    /// --policy weighted`): taken with probability weight / total weight
+    /// of the waiting jobs (a positive number up to 1000000).
+    #[arg(long, short, default_value_t = 1.0)]
+    weight: f64,
 }
 
 impl JobArgs {
@@ -41,7 +46,8 @@ impl JobArgs {
         let mut job = NewJob::new(&self.kind, value)
             .priority(self.priority)
             .queue(&self.queue)
-            .retries(self.retries);
+            .retries(self.retries)
+            .weight(self.weight);
         if let Some(t) = self.timeout {
             job = job.timeout(t);
         }

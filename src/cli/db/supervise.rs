@@ -10,6 +10,7 @@ use procvisor::store::{Feed, FeedOptions};
 use procvisor::{EvictionMode, Supervisor};
 
 use super::DbArgs;
+use crate::cli::sched_args::PolicyArg;
 use crate::cli::WorkerArgs;
 
 /// Arguments of `supervise`.
@@ -40,6 +41,12 @@ pub struct Args {
     /// 876000).
     #[arg(long, value_name = "HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=876_000))]
     retention_hours: u64,
+    /// How to pick the next job among all the waiting ones in the
+    /// database: most urgent first (priority), or at random by each job's
+    /// --weight (weighted), every job alike (uniform), or by weight among
+    /// the most urgent priority waiting (priority-weighted).
+    #[arg(long, value_enum, default_value_t = PolicyArg::Priority)]
+    policy: PolicyArg,
     #[command(flatten)]
     worker: WorkerArgs,
 }
@@ -68,7 +75,11 @@ pub fn run(a: Args) -> Result<i32, String> {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .map_err(|e| format!("cannot handle signals: {e}"))?;
     }
-    let cfg = a.worker.config(workers)?.eviction(EvictionMode::Drop);
+    let cfg = a
+        .worker
+        .config(workers)?
+        .eviction(EvictionMode::Drop)
+        .policy(a.policy.policy());
     super::block_on(async move {
         let store = a.db.connect(4).await?;
         store.migrate().await.map_err(|e| e.to_string())?;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::writes::{self, Ask, Grant};
+use super::writes::{self, Ask, Draw, Grant};
 use super::{Ending, FeedOptions, Shared};
 use crate::store::{Store, Wakeups, JOBS_CHANNEL};
 use crate::{Codec, Job, JobSink, Payload, SubmitError, Supervisor};
@@ -39,6 +39,14 @@ pub(super) async fn claim_loop(c: Claimer) {
     } = c;
     let mut wakeups = Wakeups::new(&[JOBS_CHANNEL]);
     let mut failures = 0u32;
+    // A supervisor that draws at random draws across the whole table at
+    // each free slot: it claims nothing ahead, which would draw early.
+    let draw = Draw::of(sup.policy());
+    let most_ahead = if draw == Draw::Priority {
+        options.claim_ahead
+    } else {
+        0
+    };
     let mut pace = Pace::new();
     // What the workers take at once: at least one job each, more with
     // prefetch (seen as free room while they are idle).
@@ -55,7 +63,7 @@ pub(super) async fn claim_loop(c: Claimer) {
         }
         let ended = shared.ended.load(Ordering::Relaxed);
         pace.observe(ended);
-        let ahead = pace.ahead(options.claim_ahead);
+        let ahead = pace.ahead(most_ahead);
         let inside = shared.claimed.load(Ordering::Relaxed).saturating_sub(ended) as usize;
         // Enough in the supervisor and nothing new: do not even ask it.
         let busy = inside > capacity + ahead / 2;
@@ -87,6 +95,7 @@ pub(super) async fn claim_loop(c: Claimer) {
                 limit,
                 supervisor: shared.me.load(Ordering::Acquire),
                 grace: options.lease,
+                draw,
             };
             let claimed = match store.client().await {
                 Ok(c) => writes::claim(&c, &ask).await,
@@ -178,7 +187,9 @@ fn hand_over(
         codec: Codec::Json,
         bytes: g.args.into_bytes(),
     };
-    let mut job = Job::<serde_json::Value>::with_encoded(&g.kind, payload).priority(g.priority);
+    let mut job = Job::<serde_json::Value>::with_encoded(&g.kind, payload)
+        .priority(g.priority)
+        .weight(g.weight);
     if let Some(t) = g.timeout {
         job = job.timeout(t);
     }

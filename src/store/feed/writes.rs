@@ -10,6 +10,23 @@ use deadpool_postgres::GenericClient;
 use super::endings::{Claimed, Write};
 use crate::store::{millis, StoreError, ENDED_CHANNEL, JOBS_CHANNEL};
 
+/// The rest of either claim: the picked jobs become running under a new
+/// lease for supervisor `$5`; a job's deadline is its timeout plus the
+/// grace `$6` (ms).
+macro_rules! take {
+    () => {
+        "
+UPDATE procvisor_jobs j
+SET state = 'running', lease = j.lease + 1, attempt = j.attempt + 1, supervisor = $5,
+    claimed_at = now(), cancel_requested = false,
+    deadline_at = CASE WHEN j.timeout_ms IS NULL THEN NULL
+                       ELSE now() + (j.timeout_ms + $6) * interval '1 millisecond' END
+FROM picked WHERE j.id = picked.id
+RETURNING j.id, j.lease, j.kind, j.args::text, j.priority, j.timeout_ms, j.attempt,
+          j.max_attempts, j.backoff_ms, j.backoff_cap_ms, j.weight"
+    };
+}
+
 /// Claim up to `$4` available jobs of the queues `$1` and kinds `$2` more
 /// urgent than `$3`, in priority then due-time order, for supervisor `$5`;
 /// a job's deadline is its timeout plus the grace `$6` (ms).
@@ -18,7 +35,8 @@ use crate::store::{millis, StoreError, ENDED_CHANNEL, JOBS_CHANNEL};
 /// queues at once would sort every available job of theirs), then the
 /// queues' heads are merged. A queue's head rows that lose the merge stay
 /// locked only until this statement commits.
-const CLAIM: &str = "
+const CLAIM: &str = concat!(
+    "
 WITH picked AS MATERIALIZED (
     SELECT head.id FROM unnest($1::text[]) AS q(name)
     CROSS JOIN LATERAL (
@@ -31,15 +49,36 @@ WITH picked AS MATERIALIZED (
     ) AS head
     ORDER BY head.priority, head.run_at, head.id
     LIMIT $4
-)
-UPDATE procvisor_jobs j
-SET state = 'running', lease = j.lease + 1, attempt = j.attempt + 1, supervisor = $5,
-    claimed_at = now(), cancel_requested = false,
-    deadline_at = CASE WHEN j.timeout_ms IS NULL THEN NULL
-                       ELSE now() + (j.timeout_ms + $6) * interval '1 millisecond' END
-FROM picked WHERE j.id = picked.id
-RETURNING j.id, j.lease, j.kind, j.args::text, j.priority, j.timeout_ms, j.attempt,
-          j.max_attempts, j.backoff_ms, j.backoff_cap_ms";
+)",
+    take!()
+);
+
+/// The claim of a supervisor that draws at random, with the same
+/// parameters as [`CLAIM`] and `$7`, how it draws: 1 by weight, 2 every
+/// job alike, 3 by weight among the most urgent priority waiting.
+///
+/// A weighted draw of `n` without replacement across every waiting job of
+/// the queues: each job gets the key `ln(u) / weight`, `u` uniform in
+/// (0, 1], and the `n` largest keys win (Efraimidis and Spirakis): the
+/// first is job `j` with probability `weight_j / total`, and so on for the
+/// rest. It reads every waiting job of the queues (or of the band), so it
+/// costs more than the priority claim as the backlog grows.
+const CLAIM_DRAWN: &str = concat!(
+    "
+WITH band AS (
+    SELECT min(priority) AS p FROM procvisor_jobs
+    WHERE state = 'available' AND queue = ANY($1) AND priority < $3 AND run_at <= now()
+      AND kind = ANY($2)
+), picked AS MATERIALIZED (
+    SELECT id FROM procvisor_jobs
+    WHERE state = 'available' AND queue = ANY($1) AND priority < $3 AND run_at <= now()
+      AND kind = ANY($2) AND ($7 <> 3 OR priority = (SELECT p FROM band))
+    ORDER BY ln(1 - random()) / CASE WHEN $7 = 2 THEN 1 ELSE weight END DESC
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)",
+    take!()
+);
 
 /// A claimed job with what the supervisor needs to run it.
 #[derive(Debug)]
@@ -49,6 +88,32 @@ pub(crate) struct Grant {
     pub(crate) args: String,
     pub(crate) priority: u8,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) weight: f64,
+}
+
+/// How a claim picks among the waiting jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Draw {
+    /// Most urgent first, then oldest.
+    Priority,
+    /// At random by weight, across every waiting job.
+    Weighted,
+    /// At random, every waiting job alike.
+    Uniform,
+    /// At random by weight among the most urgent priority waiting.
+    PriorityWeighted,
+}
+
+impl Draw {
+    /// How a supervisor with this policy claims.
+    pub(crate) fn of(policy: crate::Policy) -> Draw {
+        match policy {
+            crate::Policy::Priority => Draw::Priority,
+            crate::Policy::WeightedRandom => Draw::Weighted,
+            crate::Policy::Uniform => Draw::Uniform,
+            crate::Policy::PriorityWeighted => Draw::PriorityWeighted,
+        }
+    }
 }
 
 /// What to claim.
@@ -60,28 +125,42 @@ pub(crate) struct Ask<'a> {
     pub(crate) limit: usize,
     pub(crate) supervisor: i64,
     pub(crate) grace: Duration,
+    pub(crate) draw: Draw,
 }
 
 pub(crate) async fn claim(
     client: &impl GenericClient,
     ask: &Ask<'_>,
 ) -> Result<Vec<Grant>, StoreError> {
+    let below = i16::from(ask.below);
+    let limit = ask.limit.min(i64::MAX as usize) as i64;
+    let grace = millis(ask.grace);
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+        &ask.queues,
+        &ask.kinds,
+        &below,
+        &limit,
+        &ask.supervisor,
+        &grace,
+    ];
+    let mode: i32 = match ask.draw {
+        Draw::Priority => 0,
+        Draw::Weighted => 1,
+        Draw::Uniform => 2,
+        Draw::PriorityWeighted => 3,
+    };
+    let sql = if mode == 0 {
+        CLAIM
+    } else {
+        params.push(&mode);
+        CLAIM_DRAWN
+    };
     let stmt = client
-        .prepare_cached(CLAIM)
+        .prepare_cached(sql)
         .await
         .map_err(|e| StoreError::query("prepare the claim", e))?;
     let rows = client
-        .query(
-            &stmt,
-            &[
-                &ask.queues,
-                &ask.kinds,
-                &i16::from(ask.below),
-                &(ask.limit.min(i64::MAX as usize) as i64),
-                &ask.supervisor,
-                &millis(ask.grace),
-            ],
-        )
+        .query(&stmt, &params)
         .await
         .map_err(|e| StoreError::query("claim jobs", e))?;
     let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
@@ -102,6 +181,7 @@ pub(crate) async fn claim(
             args: r.get(3),
             priority: r.get::<_, i16>(4).clamp(0, crate::LEAST_URGENT.into()) as u8,
             timeout: r.get::<_, Option<i64>>(5).map(ms),
+            weight: r.get(10),
         })
         .collect())
 }
