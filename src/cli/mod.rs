@@ -103,6 +103,10 @@ enum Command {
     /// Periodic jobs in the PostgreSQL job queue: a job enqueued at every
     /// fire of a cron expression, in a time zone.
     Schedule(db::schedule::ScheduleCommand),
+    /// Put test-scheduler jobs (sleep, random priority 0 to 10, random
+    /// runtime 3 to 15 s) into the PostgreSQL job queue, one every period,
+    /// for `procvisor test-scheduler --db` or `supervise` to run.
+    Producer(db::bus::ProducerArgs),
 }
 
 /// Where the workers come from: `--worker PATH`, else the stock
@@ -167,6 +171,7 @@ pub fn main() -> i32 {
         Command::Events(a) => db::watch::events(a),
         Command::Status(a) => db::watch::status(a),
         Command::Schedule(a) => db::schedule::run(a),
+        Command::Producer(a) => db::bus::producer(a),
     };
     match result {
         Ok(code) => code,

@@ -25,6 +25,21 @@ pub struct Args {
     /// Timeout per job, seconds (more than 0, at most a day).
     #[arg(short = 't', long, default_value = "10", value_parser = super::num::positive_secs)]
     timeout: Duration,
+    #[command(flatten)]
+    produce: ProduceArgs,
+    /// Instead of producing jobs itself, be one supervisor of the
+    /// PostgreSQL job queue at this URL (postgres://USER:PASSWORD@HOST/DB),
+    /// running the jobs that `procvisor producer --db` puts there; start as
+    /// many as you like, anywhere.
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
+    #[command(flatten)]
+    worker: WorkerArgs,
+}
+
+/// How the test jobs come: shared by `test-scheduler` and `producer`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProduceArgs {
     /// Seconds between jobs (the mean, with --gauss; more than 0, at most a
     /// day).
     #[arg(long, default_value = "5", value_parser = super::num::positive_secs)]
@@ -37,45 +52,83 @@ pub struct Args {
     sigma: Duration,
     /// Stop after this many seconds (wall time), as Ctrl-C would.
     #[arg(long, value_name = "SECS", value_parser = super::num::positive_secs)]
-    duration: Option<Duration>,
+    pub duration: Option<Duration>,
     /// Scale every time (period, sigma, runtimes, timeout) down 100 times.
     #[arg(long)]
     fast: bool,
     /// Seed of the producer.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    #[command(flatten)]
-    worker: WorkerArgs,
+}
+
+impl ProduceArgs {
+    /// 0.01 with --fast, else 1.
+    pub fn scale(&self) -> f64 {
+        if self.fast {
+            0.01
+        } else {
+            1.0
+        }
+    }
+
+    /// When jobs come (unscaled).
+    pub fn timing(&self) -> Timing {
+        if self.gauss {
+            Timing::Gauss {
+                mean: self.period,
+                sigma: self.sigma,
+            }
+        } else {
+            Timing::Periodic(self.period)
+        }
+    }
+
+    /// The seeded producer.
+    pub fn producer(&self) -> Producer {
+        Producer::new(self.timing(), self.scale(), self.seed)
+    }
+
+    /// How jobs come, for a header.
+    pub fn describe(&self) -> String {
+        let scale = self.scale();
+        match self.timing() {
+            Timing::Periodic(p) => format!("a job every {:?}", p.mul_f64(scale)),
+            Timing::Gauss { mean, sigma } => format!(
+                "gaps ~ N({:?}, {:?})",
+                mean.mul_f64(scale),
+                sigma.mul_f64(scale)
+            ),
+        }
+    }
+}
+
+/// Set by Ctrl-C, SIGTERM and SIGHUP: they all end a run the same
+/// graceful way.
+pub(crate) fn interrupted() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let _ = ctrlc::set_handler(move || set.store(true, Ordering::SeqCst));
+    flag
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
-    let scale = if a.fast { 0.01 } else { 1.0 };
+    let scale = a.produce.scale();
     // At least a millisecond, however small --fast makes it.
     let timeout = a.timeout.mul_f64(scale).max(Duration::from_millis(1));
-    let timing = if a.gauss {
-        Timing::Gauss {
-            mean: a.period,
-            sigma: a.sigma,
-        }
-    } else {
-        Timing::Periodic(a.period)
-    };
-    let stop_after = a.duration;
+    if let Some(url) = &a.db {
+        return super::db::bus::schedule(url, a.size, timeout, &a.produce, &a.worker);
+    }
+    let stop_after = a.produce.duration;
     let sup = Supervisor::start(
         a.worker
             .config(a.size.into())?
             .default_timeout(Some(timeout)),
     )
     .map_err(|e| e.to_string())?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        // Ctrl-C, SIGTERM and SIGHUP all end it the same graceful way.
-        let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
-    }
+    let interrupted = interrupted();
     let live = std::io::stdout().is_terminal();
     let started = Instant::now();
-    let mut producer = Producer::new(timing, scale, a.seed);
+    let mut producer = a.produce.producer();
     let mut handles: Vec<JobHandle<Value>> = Vec::new();
     let mut next = producer.next();
     let mut next_at = started + next.map_or(Duration::ZERO, |j| j.gap);
@@ -84,14 +137,7 @@ pub fn run(a: Args) -> Result<i32, String> {
         "procvisor test-scheduler: {} slots, timeout {:?}, {}{}",
         a.size,
         timeout,
-        match timing {
-            Timing::Periodic(p) => format!("a job every {:?}", p.mul_f64(scale)),
-            Timing::Gauss { mean, sigma } => format!(
-                "gaps ~ N({:?}, {:?})",
-                mean.mul_f64(scale),
-                sigma.mul_f64(scale)
-            ),
-        },
+        a.produce.describe(),
         if live { " (Ctrl-C to stop)" } else { "" }
     );
     say!("{header}");
@@ -113,7 +159,14 @@ pub fn run(a: Args) -> Result<i32, String> {
         }
         if live && now >= next_draw {
             if let Some(snap) = sup.snapshot_blocking() {
-                draw(&header, &snap, handles.len(), now - started);
+                let footer = counts_line(&snap, &format!("produced {}", handles.len()));
+                draw(
+                    &header,
+                    &snap,
+                    &|id| format!("#{id}"),
+                    &footer,
+                    now - started,
+                );
             }
             next_draw = now + Duration::from_millis(200);
         }
@@ -142,8 +195,34 @@ pub fn run(a: Args) -> Result<i32, String> {
     Ok(0)
 }
 
-/// Redraw the live view (the terminal is cleared first).
-fn draw(header: &str, snap: &Snapshot, produced: usize, elapsed: Duration) {
+/// The queue by priority and the outcomes so far, after `first`.
+pub(crate) fn counts_line(snap: &Snapshot, first: &str) -> String {
+    let mut out = String::from("queue by priority: ");
+    for (p, n) in snap.queued_per_priority.iter().enumerate() {
+        out.push_str(&format!("p{p}:{n} "));
+    }
+    let c = &snap.counts;
+    out.push_str(&format!(
+        "(total {})\n\n{first}  completed {}  timed out {}  evictions {}  crashed {}  cancelled {}\n",
+        snap.queued(),
+        c.completed,
+        c.timed_out,
+        c.evictions,
+        c.crashed,
+        c.cancelled
+    ));
+    out
+}
+
+/// Redraw the live view (the terminal is cleared first): the header, each
+/// worker with the job it runs (named by `job_name`), then `footer`.
+pub(crate) fn draw(
+    header: &str,
+    snap: &Snapshot,
+    job_name: &dyn Fn(procvisor::JobId) -> String,
+    footer: &str,
+    elapsed: Duration,
+) {
     let mut out = String::new();
     out.push_str("\x1b[2J\x1b[H");
     out.push_str(&format!("{header}   [{:.1} s]\n\n", elapsed.as_secs_f64()));
@@ -158,7 +237,7 @@ fn draw(header: &str, snap: &Snapshot, produced: usize, elapsed: Duration) {
                 "{:<5} {:>8}  {:<10} {:>4} {:>8.1}s\n",
                 w.slot,
                 pid,
-                format!("#{}", r.id),
+                job_name(r.id),
                 r.priority,
                 r.elapsed.as_secs_f64()
             )),
@@ -168,20 +247,8 @@ fn draw(header: &str, snap: &Snapshot, produced: usize, elapsed: Duration) {
             (None, phase) => out.push_str(&format!("{:<5} {:>8}  {phase:?}\n", w.slot, pid)),
         }
     }
-    out.push_str("\nqueue by priority: ");
-    for (p, n) in snap.queued_per_priority.iter().enumerate() {
-        out.push_str(&format!("p{p}:{n} "));
-    }
-    let c = &snap.counts;
-    out.push_str(&format!(
-        "(total {})\n\nproduced {produced}  completed {}  timed out {}  evictions {}  crashed {}  cancelled {}\n",
-        snap.queued(),
-        c.completed,
-        c.timed_out,
-        c.evictions,
-        c.crashed,
-        c.cancelled
-    ));
+    out.push('\n');
+    out.push_str(footer);
     {
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();

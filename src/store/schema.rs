@@ -92,8 +92,9 @@ impl Store {
         })
     }
 
-    /// Fail with a clear error unless the schema is current.
-    pub(crate) async fn require_schema(&self) -> Result<(), StoreError> {
+    /// Fail with a clear error (saying to run `procvisor db migrate`)
+    /// unless the database's schema is the one this program needs.
+    pub async fn require_schema(&self) -> Result<(), StoreError> {
         let s = self.schema_status().await?;
         if s.is_current() {
             Ok(())

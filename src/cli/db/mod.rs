@@ -3,6 +3,7 @@
 //! named (`--db`, or `PROCVISOR_DATABASE_URL`) and a small async runtime.
 
 pub mod bench;
+pub mod bus;
 pub mod jobs;
 pub mod schedule;
 pub mod supervise;

@@ -310,6 +310,17 @@ impl Feed {
         self.shared.me.load(Ordering::Acquire)
     }
 
+    /// The store's id of the job this feed submitted to its supervisor as
+    /// `local` (as [`Supervisor::snapshot`](crate::Supervisor::snapshot)
+    /// shows it), while the feed holds it.
+    pub fn store_id(&self, local: crate::JobId) -> Option<i64> {
+        self.shared
+            .held()
+            .values()
+            .find(|c| c.local == Some(local))
+            .map(|c| c.id)
+    }
+
     /// What the feed has done so far.
     pub fn stats(&self) -> FeedStats {
         stats(&self.shared)
