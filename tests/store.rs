@@ -427,3 +427,40 @@ fn many_waits_share_one_connection_and_all_resolve_on_their_endings() {
         feed.stop(Duration::from_secs(1)).await.unwrap();
     });
 }
+
+#[test]
+fn a_job_lost_with_its_supervisor_more_often_than_allowed_ends_crashed() {
+    pg::runtime().block_on(async {
+        let Some((store, url)) = pg::migrated("reclaim_cap").await else {
+            return;
+        };
+        let ids = store
+            .submit_many(&[NewJob::new("noop", json!({})), NewJob::new("noop", json!({}))])
+            .await
+            .unwrap();
+        // Both were running on a supervisor that is gone: the first had
+        // been taken over twice already, the second never.
+        let server = pg::server().unwrap();
+        let db = db_name(&url);
+        server.psql(
+            &db,
+            &format!(
+                "INSERT INTO procvisor_supervisors (id, host, pid, queues, workers, lease_ms, stopped_at)
+                     OVERRIDING SYSTEM VALUE VALUES (999, 'gone', 1, '{{default}}', 1, 1000, now());
+                 UPDATE procvisor_jobs SET state = 'running', supervisor = 999, lease = lease + 1,
+                     attempt = 1, reclaims = CASE WHEN id = {} THEN 2 ELSE 0 END",
+                ids[0]
+            ),
+        );
+        let sup = supervisor(1);
+        let feed = Feed::start(&store, &sup, fast().max_reclaims(2)).await.unwrap();
+        let first = ended(&store, ids[0], Duration::from_secs(20)).await;
+        assert_eq!((first.event.as_str(), first.reclaims), ("crashed", 2));
+        let why = first.error.unwrap_or_default();
+        assert!(why.contains("taken over from lost supervisors 2 times"), "{why}");
+        let second = ended(&store, ids[1], Duration::from_secs(20)).await;
+        assert_eq!((second.event.as_str(), second.reclaims), ("completed", 1));
+        feed.stop(Duration::ZERO).await.unwrap();
+        assert!(FeedOptions::default().max_reclaims(1001).check().is_err());
+    });
+}

@@ -41,6 +41,10 @@ pub struct Args {
     /// 876000).
     #[arg(long, value_name = "HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=876_000))]
     retention_hours: u64,
+    /// Times a job may be taken over from supervisors lost while running
+    /// it and run again; a job lost once more ends crashed (0 to 1000).
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    max_reclaims: u32,
     /// How to pick the next job among all the waiting ones in the
     /// database: most urgent first (priority), or at random by each job's
     /// --weight (weighted), every job alike (uniform), or by weight among
@@ -66,6 +70,7 @@ pub fn run(a: Args) -> Result<i32, String> {
         .queues(&queues)
         .lease(Duration::from_secs(a.lease))
         .poll(Duration::from_millis(a.poll_ms))
+        .max_reclaims(a.max_reclaims)
         .retention((a.retention_hours > 0).then(|| Duration::from_secs(a.retention_hours * 3600)));
     options.check().map_err(|e| e.to_string())?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 
-use crate::store::{millis, StoreError, JOBS_CHANNEL};
+use crate::store::{millis, StoreError, ENDED_CHANNEL, JOBS_CHANNEL};
 
 /// Register a supervisor; returns its id.
 pub(crate) async fn register(
@@ -58,8 +58,12 @@ pub(crate) async fn heartbeat(client: &impl GenericClient, me: i64) -> Result<bo
 /// Declare lost the supervisors whose heartbeat is older than their lease,
 /// and put back in the queue (under a new lease, with a `reclaimed` event)
 /// the running jobs of lost or stopped supervisors and those past their
-/// deadline. Returns how many jobs were reclaimed.
-pub(crate) async fn reclaim(client: &impl GenericClient) -> Result<u64, StoreError> {
+/// deadline; a job already reclaimed `max_reclaims` times ends `crashed`
+/// instead. Returns how many jobs were reclaimed or ended.
+pub(crate) async fn reclaim(
+    client: &impl GenericClient,
+    max_reclaims: u32,
+) -> Result<u64, StoreError> {
     client
         .execute(
             "UPDATE procvisor_supervisors SET stopped_at = now()
@@ -96,19 +100,32 @@ pub(crate) async fn reclaim(client: &impl GenericClient) -> Result<u64, StoreErr
                 UPDATE procvisor_jobs j
                 SET state = 'available', lease = j.lease + 1, reclaims = j.reclaims + 1,
                     supervisor = NULL, claimed_at = NULL, deadline_at = NULL
-                FROM lost WHERE j.id = lost.id
+                FROM lost WHERE j.id = lost.id AND j.reclaims < $2
                 RETURNING j.*, lost.old_lease, lost.old_supervisor, lost.why
+             ), given_up AS (
+                DELETE FROM procvisor_jobs j
+                USING lost WHERE j.id = lost.id AND j.reclaims >= $2
+                RETURNING j.*, lost.old_supervisor, lost.why
              ), ev AS (
                 INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
                                               attempt, evictions, reclaims, supervisor, error)
                 SELECT id, 'reclaimed', false, queue, kind, priority, old_lease, attempt, evictions,
                        reclaims, old_supervisor, why FROM up
+                UNION ALL
+                SELECT id, 'crashed', true, queue, kind, priority, lease, attempt, evictions,
+                       reclaims, old_supervisor,
+                       why || '; it had been taken over from lost supervisors ' || reclaims
+                           || ' times already (the most allowed), so it is not run again'
+                FROM given_up
                 RETURNING 1
              ), wake AS (
                 SELECT pg_notify($1, '') FROM (SELECT 1 FROM up LIMIT 1) AS hit
+             ), ended AS (
+                SELECT pg_notify($3, '') FROM (SELECT 1 FROM given_up LIMIT 1) AS hit
              )
-             SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake)",
-            &[&JOBS_CHANNEL],
+             SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake),
+                    (SELECT count(*) FROM ended)",
+            &[&JOBS_CHANNEL, &(max_reclaims as i32), &ENDED_CHANNEL],
         )
         .await
         .map_err(|e| StoreError::query("reclaim the jobs of lost supervisors", e))?;

@@ -45,12 +45,13 @@ pub struct FeedOptions {
     pub(crate) batch: usize,
     pub(crate) claim_ahead: usize,
     pub(crate) retention: Option<Duration>,
+    pub(crate) max_reclaims: u32,
 }
 
 impl Default for FeedOptions {
     /// The `default` queue, a 15 s lease, a 1 s poll, endings written in
     /// batches of up to 1,000, up to 1,000 jobs claimed ahead, events
-    /// kept 7 days.
+    /// kept 7 days, a job taken over from lost supervisors at most 5 times.
     fn default() -> Self {
         FeedOptions {
             queues: vec!["default".into()],
@@ -59,6 +60,7 @@ impl Default for FeedOptions {
             batch: 1000,
             claim_ahead: 1000,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_reclaims: 5,
         }
     }
 }
@@ -105,6 +107,17 @@ impl FeedOptions {
         self
     }
 
+    /// How many times a job may be taken over from a supervisor that was
+    /// lost while running it (or that let it run past its deadline) and
+    /// run again (0 to 1,000). A job lost once more than this ends
+    /// `crashed` instead: a job that kills or hangs every supervisor that
+    /// runs it stops doing so. The supervisor that finds the loss applies
+    /// its own setting.
+    pub fn max_reclaims(mut self, times: u32) -> FeedOptions {
+        self.max_reclaims = times;
+        self
+    }
+
     /// Check the values, with a message that names the one out of range.
     pub fn check(&self) -> Result<(), StoreError> {
         let bad = |m: String| Err(StoreError::Invalid(m));
@@ -125,6 +138,12 @@ impl FeedOptions {
         }
         if let Some(keep) = self.retention {
             super::prune::check_retention(keep)?;
+        }
+        if self.max_reclaims > 1000 {
+            return bad(format!(
+                "{} reclaims is out of range: use 0 to 1000",
+                self.max_reclaims
+            ));
         }
         if self.claim_ahead > 100_000 {
             return bad(format!(
@@ -521,7 +540,7 @@ async fn upkeep(
         }
         *last_beat = Instant::now();
     }
-    let reclaimed = lease::reclaim(&client).await?;
+    let reclaimed = lease::reclaim(&client, options.max_reclaims).await?;
     if reclaimed > 0 {
         shared.reclaimed.fetch_add(reclaimed, Ordering::Relaxed);
         tracing::info!(jobs = reclaimed, "reclaimed the jobs of lost supervisors");
