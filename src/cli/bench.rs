@@ -58,6 +58,7 @@ pub fn run(a: Args) -> Result<i32, String> {
             inflight: a.inflight.into(),
             latency_jobs: a.latency_jobs.min(2_000),
             history: a.history,
+            spin: a.spin_us.map(Duration::from_micros),
             worker: a.worker,
         });
     }

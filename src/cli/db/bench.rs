@@ -25,6 +25,8 @@ pub struct Plan {
     pub inflight: usize,
     pub latency_jobs: u32,
     pub history: u32,
+    /// The supervisor's spin before blocking (`--spin-us`), if given.
+    pub spin: Option<std::time::Duration>,
     pub worker: WorkerArgs,
 }
 
@@ -104,11 +106,14 @@ fn rate(what: &str, jobs: u32, took: Duration) {
 }
 
 fn supervisor(plan: &Plan) -> Result<Supervisor, String> {
-    let cfg = plan
+    let mut cfg = plan
         .worker
         .config(plan.workers)?
         .prefetch(plan.inflight)
         .eviction(EvictionMode::Drop);
+    if let Some(spin) = plan.spin {
+        cfg = cfg.spin(spin);
+    }
     let sup = Supervisor::start(cfg).map_err(|e| e.to_string())?;
     // Workers spawned and connected before the clock starts.
     for _ in 0..plan.workers * 2 {

@@ -41,6 +41,13 @@ pub struct Args {
     /// 876000).
     #[arg(long, value_name = "HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=876_000))]
     retention_hours: u64,
+    /// Jobs each worker may hold at once (1 to 1024). 1 hands a job only
+    /// to an idle worker; more lets a stream of quick jobs flow without a
+    /// round trip between jobs (8 about doubles the rate of no-op jobs),
+    /// at the cost that an urgent job may wait behind the few a worker
+    /// already holds.
+    #[arg(long, value_name = "K", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    prefetch: u16,
     /// Times a job may be taken over from supervisors lost while running
     /// it and run again; a job lost once more ends crashed (0 to 1000).
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
@@ -84,6 +91,7 @@ pub fn run(a: Args) -> Result<i32, String> {
         .worker
         .config(workers)?
         .eviction(EvictionMode::Drop)
+        .prefetch(a.prefetch.into())
         .policy(a.policy.policy());
     super::block_on(async move {
         let store = a.db.connect(4).await?;

@@ -93,7 +93,9 @@ impl FeedOptions {
     /// jobs. The feed claims ahead only as much as its workers get through
     /// in about 50 ms: none for jobs that take seconds, up to this many for
     /// a stream of short ones. Jobs claimed ahead are run in priority order
-    /// with the rest, and given back if the supervisor stops.
+    /// with the rest, and given back if the supervisor stops. A supervisor
+    /// whose policy draws at random claims nothing ahead: it draws across
+    /// the whole table for each free worker.
     pub fn claim_ahead(mut self, jobs: usize) -> FeedOptions {
         self.claim_ahead = jobs;
         self
