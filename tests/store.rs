@@ -96,11 +96,9 @@ fn jobs_submitted_with_no_supervisor_wait_then_all_run_once() {
 #[test]
 fn a_write_under_a_lease_that_moved_on_changes_nothing_and_is_reported_stale() {
     pg::runtime().block_on(async {
-        let Some(url) = pg::database("stale") else {
+        let Some((store, url)) = pg::migrated("stale").await else {
             return;
         };
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
         let db = db_name(&url);
         let sup = supervisor(1);
         let feed = Feed::start(&store, &sup, fast()).await.unwrap();
@@ -321,11 +319,9 @@ fn a_stopping_supervisor_gives_its_jobs_back_at_once() {
 #[test]
 fn pruning_deletes_only_history_older_than_the_retention() {
     pg::runtime().block_on(async {
-        let Some(url) = pg::database("prune") else {
+        let Some((store, url)) = pg::migrated("prune").await else {
             return;
         };
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
         let db = db_name(&url);
         let server = pg::server().unwrap();
         // Ten ended jobs from ten days ago, five from an hour ago; a job
