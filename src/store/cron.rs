@@ -47,6 +47,20 @@ impl CronSpec {
     /// week; names like `MON` and shorthands like `@daily` work) in the
     /// IANA time zone `zone` (for example `America/New_York`, or `UTC`).
     pub fn parse(expr: &str, zone: &str) -> Result<CronSpec, StoreError> {
+        let spec = CronSpec::read(expr, zone)?;
+        // A pattern that never matches (say, 30 February) is refused now,
+        // not found out at every evaluation.
+        if spec.next_after(Timestamp::now()).is_none() {
+            return Err(StoreError::Invalid(format!(
+                "the cron expression {expr:?} never fires: check its day and month fields"
+            )));
+        }
+        Ok(spec)
+    }
+
+    /// [`parse`](Self::parse) without the search for a first fire: for a
+    /// schedule the store holds, which was checked when it was added.
+    pub(crate) fn read(expr: &str, zone: &str) -> Result<CronSpec, StoreError> {
         if expr.trim().is_empty() || expr.len() > MAX_EXPR_LEN {
             return Err(StoreError::Invalid(format!(
                 "a cron expression must be 1 to {MAX_EXPR_LEN} bytes long, not {}",
@@ -70,15 +84,7 @@ impl CronSpec {
                  \"UTC\", \"Europe/Berlin\" or \"America/New_York\""
             ))
         })?;
-        // A pattern that never matches (say, 30 February) is refused now,
-        // not found out at every evaluation.
-        let spec = CronSpec { cron, zone };
-        if spec.next_after(Timestamp::now()).is_none() {
-            return Err(StoreError::Invalid(format!(
-                "the cron expression {expr:?} never fires: check its day and month fields"
-            )));
-        }
-        Ok(spec)
+        Ok(CronSpec { cron, zone })
     }
 
     /// The first fire strictly after `t`, if the expression has one.

@@ -175,7 +175,7 @@ impl Store {
                 let last_fire: Option<SystemTime> = r.get("last_fire");
                 let created: SystemTime = r.get("created_at");
                 let since = ts(last_fire.unwrap_or(created)).max(now);
-                let next_fire = CronSpec::parse(r.get("cron"), r.get("time_zone"))
+                let next_fire = CronSpec::read(r.get("cron"), r.get("time_zone"))
                     .ok()
                     .and_then(|s| s.next_after(since))
                     .map(SystemTime::from);
@@ -223,7 +223,7 @@ pub(crate) async fn fire_due(
     let mut fired = Vec::new();
     for r in rows {
         let name: String = r.get("name");
-        let spec = match CronSpec::parse(r.get("cron"), r.get("time_zone")) {
+        let spec = match CronSpec::read(r.get("cron"), r.get("time_zone")) {
             Ok(spec) => spec,
             Err(e) => {
                 tracing::warn!(schedule = name, "cannot evaluate the schedule: {e}");
