@@ -6,9 +6,12 @@
 //! commits, and those orders differ. So a reader takes the events of
 //! *finished* transactions only: those whose transaction id is below the
 //! oldest one still running (the snapshot's horizon). Each read covers the
-//! transactions from the previous horizon to the current one; none is
-//! read twice and none is skipped. (A transaction left open elsewhere holds
-//! the horizon back, and the stream with it, until it ends.)
+//! transactions from the previous horizon to the current one, in
+//! transaction then event-id order (the table's primary key); none is read
+//! twice and none is skipped. (A transaction left open elsewhere holds the
+//! horizon back, and the stream with it, until it ends.) One job's events
+//! come in the order they happened: each is written by a transaction that
+//! began after the one before it committed.
 
 use std::time::SystemTime;
 
@@ -119,12 +122,13 @@ pub(crate) const COLUMNS: &str =
 /// Where a follower of the event stream is (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventCursor {
-    /// Events of transactions from this id up are still to be read.
-    from: u64,
-    /// The horizon of the read in progress, if one is.
-    to: Option<u64>,
-    /// Within the read in progress: events after this id are still to be read.
+    /// The events still to be read are those after (`tx`, `after_id`) in
+    /// transaction, then id, order.
+    tx: u64,
     after_id: i64,
+    /// The horizon of the read in progress, if one is: events of
+    /// transactions from here on wait for the next read.
+    to: Option<u64>,
     job: Option<i64>,
 }
 
@@ -135,9 +139,9 @@ impl EventCursor {
     /// From the first event in the table.
     pub fn from_start() -> EventCursor {
         EventCursor {
-            from: 0,
-            to: None,
+            tx: 0,
             after_id: 0,
+            to: None,
             job: None,
         }
     }
@@ -168,7 +172,7 @@ impl Store {
     pub async fn event_cursor_now(&self) -> Result<EventCursor, StoreError> {
         let horizon = horizon(&self.client().await?).await?;
         Ok(EventCursor {
-            from: horizon,
+            tx: horizon,
             ..EventCursor::from_start()
         })
     }
@@ -182,22 +186,23 @@ impl Store {
             None => {
                 let h = horizon(&client).await?;
                 cursor.to = Some(h);
-                cursor.after_id = 0;
                 h
             }
         };
+        // The transaction ids go as text: xid8 has no binary form in the
+        // client library.
         let rows = client
             .query(
                 &format!(
-                    "SELECT {COLUMNS} FROM procvisor_events
-                     WHERE tx >= $1::text::xid8 AND tx < $2::text::xid8 AND id > $3
+                    "SELECT {COLUMNS}, tx::text AS tx_text FROM procvisor_events
+                     WHERE (tx, id) > ($1::text::xid8, $2) AND tx < $3::text::xid8
                        AND ($4::bigint IS NULL OR job_id = $4)
-                     ORDER BY id LIMIT $5"
+                     ORDER BY tx, id LIMIT $5"
                 ),
                 &[
-                    &cursor.from.to_string(),
-                    &to.to_string(),
+                    &cursor.tx.to_string(),
                     &cursor.after_id,
+                    &to.to_string(),
                     &cursor.job,
                     &PAGE,
                 ],
@@ -205,12 +210,19 @@ impl Store {
             .await
             .map_err(|e| StoreError::query("read events", e))?;
         let events: Vec<Event> = rows.iter().map(Event::from_row).collect();
-        if (events.len() as i64) < PAGE {
-            cursor.from = to;
-            cursor.to = None;
-            cursor.after_id = 0;
-        } else if let Some(last) = events.last() {
-            cursor.after_id = last.id;
+        match rows.last() {
+            Some(last) if (rows.len() as i64) >= PAGE => {
+                let tx: &str = last.get("tx_text");
+                cursor.tx = tx.parse().map_err(|_| {
+                    StoreError::Invalid(format!("the database gave the transaction id {tx:?}"))
+                })?;
+                cursor.after_id = last.get("id");
+            }
+            _ => {
+                cursor.tx = to;
+                cursor.after_id = 0;
+                cursor.to = None;
+            }
         }
         Ok(events)
     }

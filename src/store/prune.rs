@@ -32,11 +32,12 @@ impl Store {
         loop {
             let n = client
                 .execute(
-                    "DELETE FROM procvisor_events WHERE id IN (
-                        SELECT id FROM procvisor_events
+                    // By row address: the rows are locked, so none moves.
+                    "DELETE FROM procvisor_events WHERE ctid = ANY(ARRAY(
+                        SELECT ctid FROM procvisor_events
                         WHERE at < now() - $1::bigint * interval '1 millisecond'
                         LIMIT $2::bigint
-                        FOR UPDATE SKIP LOCKED)",
+                        FOR UPDATE SKIP LOCKED))",
                     &[&ms, &PRUNE_BATCH],
                 )
                 .await

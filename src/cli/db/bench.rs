@@ -150,7 +150,8 @@ async fn burn_down(
         .collect::<Result<Vec<_>, _>>()?;
     let before = probe.counters().await?;
     let cpu = cpu_seconds();
-    let machine = cpu_by_program();
+    let machine = cpu_by_process();
+    let ticks = MachineTicks::read();
     let t = Instant::now();
     let mut feeds = Vec::with_capacity(n);
     for sup in &sups {
@@ -165,12 +166,9 @@ async fn burn_down(
         tokio::time::sleep(Duration::from_micros(500)).await;
     }
     let took = t.elapsed();
+    let ticks = MachineTicks::read().since(&ticks);
     let cpu = cpu_seconds() - cpu;
-    let machine = cpu_by_program()
-        .into_iter()
-        .map(|(name, t)| (t - machine.get(&name).copied().unwrap_or(0.0), name))
-        .filter(|(t, _)| *t >= 0.05)
-        .collect::<Vec<_>>();
+    let machine = cpu_by_program(&machine);
     let after = probe.counters().await?;
     let mut stats = FeedStats::default();
     for f in feeds {
@@ -211,14 +209,17 @@ async fn burn_down(
         cpu,
         cpu / took.as_secs_f64() * 100.0
     );
-    let mut machine = machine;
-    machine.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let all: f64 = machine.iter().map(|(t, _)| t).sum();
     say!(
-        "  share of this machine's CPU time by program: {}",
+        "  this machine: {:.1} CPU µs per job, all programs and the kernel ({:.0} % of its cores busy, {:.1} % taken by the host)",
+        ticks.busy_seconds() / plan.jobs as f64 * 1e6,
+        ticks.busy_share() * 100.0,
+        ticks.steal_share() * 100.0
+    );
+    say!(
+        "  CPU µs per job by program: {}",
         machine
             .iter()
-            .map(|(t, name)| format!("{name} {:.0} %", t / all.max(1e-9) * 100.0))
+            .map(|(t, name)| format!("{name} {:.1}", t / plan.jobs as f64 * 1e6))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -303,10 +304,10 @@ fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// CPU seconds (user + system) used so far by the running processes of
-/// each program on this machine (from `/proc`; a database on another
-/// machine does not show).
-fn cpu_by_program() -> std::collections::HashMap<String, f64> {
+/// CPU seconds (user + system) used so far by each running process on
+/// this machine, by pid, with its program name (from `/proc`; a database
+/// on another machine does not show).
+fn cpu_by_process() -> std::collections::HashMap<u32, (String, f64)> {
     let mut by = std::collections::HashMap::new();
     // SAFETY: sysconf has no preconditions.
     let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
@@ -314,6 +315,13 @@ fn cpu_by_program() -> std::collections::HashMap<String, f64> {
         return by;
     };
     for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
@@ -328,9 +336,86 @@ fn cpu_by_program() -> std::collections::HashMap<String, f64> {
                 .and_then(|v| v.parse::<f64>().ok())
                 .unwrap_or(0.0)
         };
-        *by.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / tick;
+        by.insert(pid, (name, (ticks(11) + ticks(12)) / tick));
     }
     by
+}
+
+/// The CPU seconds each program used since `before` was read, largest
+/// first: by process, so a kernel thread that renames itself as it takes
+/// other work is not counted from its start. The kernel threads'
+/// names lose what they are working on ("kworker/u8:2-writeback" counts
+/// as "kworker"). Processes that ended in between are not counted.
+fn cpu_by_program(before: &std::collections::HashMap<u32, (String, f64)>) -> Vec<(f64, String)> {
+    let mut by = std::collections::HashMap::<String, f64>::new();
+    for (pid, (name, t)) in cpu_by_process() {
+        let was = before.get(&pid).map_or(0.0, |(_, t)| *t);
+        let name = match name.split_once('/') {
+            Some((kernel, _)) if name.starts_with("kworker") => kernel.to_string(),
+            _ => name,
+        };
+        *by.entry(name).or_default() += t - was;
+    }
+    let mut by: Vec<(f64, String)> = by
+        .into_iter()
+        .map(|(name, t)| (t, name))
+        .filter(|(t, _)| *t >= 0.02)
+        .collect();
+    by.sort_by(|a, b| b.0.total_cmp(&a.0));
+    by
+}
+
+/// The machine's CPU time from `/proc/stat`, in clock ticks: busy, idle
+/// (with waiting for IO) and stolen by the host of a virtual machine.
+#[derive(Debug, Default, Clone, Copy)]
+struct MachineTicks {
+    busy: f64,
+    idle: f64,
+    steal: f64,
+}
+
+impl MachineTicks {
+    fn read() -> MachineTicks {
+        let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+            return MachineTicks::default();
+        };
+        let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+            return MachineTicks::default();
+        };
+        // user nice system idle iowait irq softirq steal ...
+        let v: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().unwrap_or(0.0))
+            .collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0.0);
+        MachineTicks {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6),
+            idle: at(3) + at(4),
+            steal: at(7),
+        }
+    }
+
+    fn since(&self, before: &MachineTicks) -> MachineTicks {
+        MachineTicks {
+            busy: self.busy - before.busy,
+            idle: self.idle - before.idle,
+            steal: self.steal - before.steal,
+        }
+    }
+
+    fn busy_seconds(&self) -> f64 {
+        // SAFETY: sysconf has no preconditions.
+        self.busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+    }
+
+    fn busy_share(&self) -> f64 {
+        self.busy / (self.busy + self.idle + self.steal).max(1.0)
+    }
+
+    fn steal_share(&self) -> f64 {
+        self.steal / (self.busy + self.idle + self.steal).max(1.0)
+    }
 }
 
 /// A plain connection for the benchmark's own questions to the database.
