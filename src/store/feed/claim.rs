@@ -106,9 +106,10 @@ pub(super) async fn claim_loop(c: Claimer) {
                     failures = 0;
                     let n = grants.len();
                     if n > 0 {
+                        Shared::stamp(&shared.last_claim);
                         shared.claims.fetch_add(1, Ordering::Relaxed);
                     }
-                    shared.claimed.fetch_add(n as u64, Ordering::Relaxed);
+                    shared.claimed.fetch_add(n as u64, Ordering::Release);
                     for g in grants {
                         hand_over(&sup, &shared, &sink, &endings, g);
                     }

@@ -180,6 +180,10 @@ pub struct FeedStats {
     pub reclaimed: u64,
     /// Statements that failed (and were retried).
     pub errors: u64,
+    /// When the latest claim statement that returned jobs came back.
+    pub last_claim: Option<std::time::Instant>,
+    /// When the latest transaction of endings committed.
+    pub last_write: Option<std::time::Instant>,
 }
 
 /// A running store feed: see the module docs. Stop it with
@@ -220,11 +224,24 @@ struct Shared {
     stale: AtomicU64,
     reclaimed: AtomicU64,
     errors: AtomicU64,
+    /// Set before `claimed` and `written` rise (which they do with
+    /// `Release`), so a reader that sees them rise sees these too.
+    last_claim: Mutex<Option<std::time::Instant>>,
+    last_write: Mutex<Option<std::time::Instant>>,
 }
 
 impl Shared {
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Claimed>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stamp `at` with now.
+    fn stamp(at: &Mutex<Option<std::time::Instant>>) {
+        *at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    fn read(at: &Mutex<Option<std::time::Instant>>) -> Option<std::time::Instant> {
+        *at.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -291,6 +308,8 @@ impl Feed {
             stale: AtomicU64::new(0),
             reclaimed: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            last_claim: Mutex::new(None),
+            last_write: Mutex::new(None),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let sink: Arc<dyn JobSink> = Arc::new(Sink {
@@ -380,13 +399,15 @@ impl Feed {
 
 fn stats(s: &Shared) -> FeedStats {
     FeedStats {
-        claimed: s.claimed.load(Ordering::Relaxed),
+        claimed: s.claimed.load(Ordering::Acquire),
         claims: s.claims.load(Ordering::Relaxed),
-        written: s.written.load(Ordering::Relaxed),
+        written: s.written.load(Ordering::Acquire),
         batches: s.batches.load(Ordering::Relaxed),
         stale: s.stale.load(Ordering::Relaxed),
         reclaimed: s.reclaimed.load(Ordering::Relaxed),
         errors: s.errors.load(Ordering::Relaxed),
+        last_claim: Shared::read(&s.last_claim),
+        last_write: Shared::read(&s.last_write),
     }
 }
 
@@ -437,10 +458,11 @@ async fn write_loop(
             };
             match result {
                 Ok(stale) => {
+                    Shared::stamp(&shared.last_write);
                     shared.batches.fetch_add(1, Ordering::Relaxed);
                     shared
                         .written
-                        .fetch_add((batch.len() - stale) as u64, Ordering::Relaxed);
+                        .fetch_add((batch.len() - stale) as u64, Ordering::Release);
                     if stale > 0 {
                         shared.stale.fetch_add(stale as u64, Ordering::Relaxed);
                         tracing::warn!(
