@@ -192,12 +192,14 @@ pub(crate) async fn claim(
 /// the planner's statistics say about how many jobs are running.
 ///
 /// Terminal endings: delete the live rows still under their lease and
-/// write each one's terminal event, in one statement; wake waiters.
+/// write each one's terminal event, in one statement; wake waiters. The
+/// events take their ids in the order the endings came (a join alone
+/// would number them in whatever order it produces).
 const END: &str = "
 WITH d AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                         $6::integer[])
-        AS d(id, lease, event, result, error, pid)
+                         $6::integer[]) WITH ORDINALITY
+        AS d(id, lease, event, result, error, pid, ord)
 ), gone AS (
     DELETE FROM procvisor_jobs j USING d
     WHERE j.id = d.id AND j.lease = d.lease
@@ -208,6 +210,7 @@ WITH d AS (
     SELECT g.id, d.event, true, g.queue, g.kind, g.priority, g.lease, g.attempt, g.evictions,
            g.reclaims, g.supervisor, d.pid, d.result::jsonb, d.error
     FROM gone g JOIN d ON d.id = g.id
+    ORDER BY d.ord
     RETURNING job_id
 ), wake AS (
     SELECT pg_notify($7, '') FROM (SELECT 1 FROM ev LIMIT 1) AS hit
@@ -220,7 +223,8 @@ const REQUEUE: &str = "
 WITH d AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
                          $6::bigint[], $7::integer[], $8::integer[], $9::integer[])
-        AS d(id, lease, event, state, error, delay_ms, uncount, evicted, pid)
+        WITH ORDINALITY
+        AS d(id, lease, event, state, error, delay_ms, uncount, evicted, pid, ord)
 ), up AS (
     UPDATE procvisor_jobs j
     SET state = d.state,
@@ -236,6 +240,7 @@ WITH d AS (
     SELECT u.id, d.event, false, u.queue, u.kind, u.priority, d.lease, u.attempt + d.uncount,
            u.evictions, u.reclaims, $10, d.pid, d.error
     FROM up u JOIN d ON d.id = u.id
+    ORDER BY d.ord
     RETURNING job_id
 ), wake AS (
     SELECT pg_notify($11, '') FROM (SELECT 1 FROM up WHERE state = 'available' LIMIT 1) AS hit
