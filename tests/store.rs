@@ -99,23 +99,21 @@ fn a_write_under_a_lease_that_moved_on_changes_nothing_and_is_reported_stale() {
         let Some((store, url)) = pg::migrated("stale").await else {
             return;
         };
-        let db = db_name(&url);
         let sup = supervisor(1);
         let feed = Feed::start(&store, &sup, fast()).await.unwrap();
         let id = store
             .submit(&NewJob::new("sleep", json!({"secs": 1.0})))
             .await
             .unwrap();
-        let server = pg::server().unwrap();
         assert!(common::eventually(Duration::from_secs(20), || {
-            server.psql(
-                &db,
+            pg::psql(
+                &url,
                 &format!("SELECT state FROM procvisor_jobs WHERE id = {id}"),
             ) == "running"
         }));
         // As if another supervisor had reclaimed and claimed it meanwhile.
-        server.psql(
-            &db,
+        pg::psql(
+            &url,
             &format!("UPDATE procvisor_jobs SET lease = lease + 1 WHERE id = {id}"),
         );
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -132,8 +130,8 @@ fn a_write_under_a_lease_that_moved_on_changes_nothing_and_is_reported_stale() {
             "no ending written"
         );
         assert_eq!(
-            server.psql(
-                &db,
+            pg::psql(
+                &url,
                 &format!("SELECT state || ' ' || lease FROM procvisor_jobs WHERE id = {id}")
             ),
             "running 2",
@@ -322,28 +320,26 @@ fn pruning_deletes_only_history_older_than_the_retention() {
         let Some((store, url)) = pg::migrated("prune").await else {
             return;
         };
-        let db = db_name(&url);
-        let server = pg::server().unwrap();
         // Ten ended jobs from ten days ago, five from an hour ago; a job
         // still waiting since ten days ago; a supervisor stopped ten days
         // ago, and one that stopped then but still (as far as the table
         // knows) holds a job.
-        server.psql(
-            &db,
+        pg::psql(
+            &url,
             "INSERT INTO procvisor_events (job_id, event, terminal, at, queue, kind, priority, \
              lease, attempt, evictions, reclaims) \
              SELECT g, 'completed', true, now() - CASE WHEN g <= 10 THEN interval '10 days' \
              ELSE interval '1 hour' END, 'default', 'noop', 5, 1, 1, 0, 0 \
              FROM generate_series(1, 15) g",
         );
-        server.psql(
-            &db,
+        pg::psql(
+            &url,
             "INSERT INTO procvisor_supervisors (host, pid, queues, workers, lease_ms, stopped_at) \
              VALUES ('gone', 1, '{default}', 1, 1000, now() - interval '10 days'), \
                     ('holding', 2, '{default}', 1, 1000, now() - interval '10 days')",
         );
-        server.psql(
-            &db,
+        pg::psql(
+            &url,
             "INSERT INTO procvisor_jobs (kind, args, created_at, run_at) \
              VALUES ('noop', '{}', now() - interval '10 days', now() - interval '10 days'); \
              INSERT INTO procvisor_jobs (kind, args, state, lease, supervisor) \
@@ -357,14 +353,14 @@ fn pruning_deletes_only_history_older_than_the_retention() {
         assert_eq!(pruned.events, 10);
         assert_eq!(pruned.supervisors, 1);
         assert_eq!(
-            server.psql(&db, "SELECT string_agg(job_id::text, ',' ORDER BY job_id) FROM procvisor_events"),
+            pg::psql(&url, "SELECT string_agg(job_id::text, ',' ORDER BY job_id) FROM procvisor_events"),
             "11,12,13,14,15"
         );
         assert_eq!(
-            server.psql(&db, "SELECT string_agg(host, ',') FROM procvisor_supervisors"),
+            pg::psql(&url, "SELECT string_agg(host, ',') FROM procvisor_supervisors"),
             "holding"
         );
-        assert_eq!(server.psql(&db, "SELECT count(*) FROM procvisor_jobs"), "2");
+        assert_eq!(pg::psql(&url, "SELECT count(*) FROM procvisor_jobs"), "2");
         // Nothing more to delete the second time.
         assert_eq!(
             store.prune(Duration::from_secs(7 * 24 * 3600)).await.unwrap(),
@@ -436,10 +432,8 @@ fn a_job_lost_with_its_supervisor_more_often_than_allowed_ends_crashed() {
             .unwrap();
         // Both were running on a supervisor that is gone: the first had
         // been taken over twice already, the second never.
-        let server = pg::server().unwrap();
-        let db = db_name(&url);
-        server.psql(
-            &db,
+        pg::psql(
+            &url,
             &format!(
                 "INSERT INTO procvisor_supervisors (id, host, pid, queues, workers, lease_ms, stopped_at)
                      OVERRIDING SYSTEM VALUE VALUES (999, 'gone', 1, '{{default}}', 1, 1000, now());

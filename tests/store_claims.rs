@@ -9,7 +9,7 @@ mod pg;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use pg::{db_name, store};
+use pg::store;
 use procvisor::store::{Feed, FeedOptions, NewJob};
 use procvisor::Policy;
 use serde_json::json;
@@ -115,10 +115,9 @@ fn a_supervisor_of_several_queues_takes_the_most_urgent_of_any_and_none_of_the_o
         assert_eq!(order[..20], ["b"; 20], "{order:?}");
         assert_eq!(order[20..], ["a"; 20], "{order:?}");
         // Queue c is no business of this supervisor's: all still waiting.
-        let server = pg::server().unwrap();
         assert_eq!(
-            server.psql(
-                &db_name(&url),
+            pg::psql(
+                &url,
                 "SELECT count(*) FROM procvisor_jobs WHERE queue = 'c' AND state = 'available'"
             ),
             "20"

@@ -8,7 +8,6 @@ mod pg;
 
 use std::time::{Duration, SystemTime};
 
-use pg::db_name;
 use procvisor::store::{Feed, FeedOptions, NewJob, Store};
 use serde_json::json;
 
@@ -17,9 +16,9 @@ fn at(s: &str) -> SystemTime {
 }
 
 /// Jobs of `kind` in the live table.
-fn jobs_of(server: &pg::Server, db: &str, kind: &str) -> String {
-    server.psql(
-        db,
+fn jobs_of(url: &str, kind: &str) -> String {
+    pg::psql(
+        url,
         &format!("SELECT count(*) FROM procvisor_jobs WHERE kind = '{kind}'"),
     )
 }
@@ -85,13 +84,11 @@ fn each_fire_is_enqueued_once_by_three_racing_evaluators_across_a_dst_change() {
         for r in racers {
             fired += r.await.unwrap();
         }
-        let server = pg::server().unwrap();
-        let db = db_name(&url);
         // The first evaluation catches up with one fire (the latest missed
         // one), then one per day: 2030-11-02, -03 (once), -04.
-        assert_eq!(jobs_of(server, &db, "daily"), "3");
+        assert_eq!(jobs_of(&url, "daily"), "3");
         // 12:00 UTC on the 2nd, then 48 real hours.
-        assert_eq!(jobs_of(server, &db, "hourly"), "49");
+        assert_eq!(jobs_of(&url, "hourly"), "49");
         assert_eq!(fired, 52, "the racers reported {fired} fires");
 
         let rows = store.schedules().await.unwrap();
@@ -127,10 +124,8 @@ fn a_supervisor_fires_a_due_schedule_and_runs_its_job() {
             .unwrap();
         // Pretend it was added three hours ago: three fires were missed,
         // and one (the latest) is due now.
-        let server = pg::server().unwrap();
-        let db = db_name(&url);
-        server.psql(
-            &db,
+        pg::psql(
+            &url,
             "UPDATE procvisor_schedules SET created_at = now() - interval '3 hours 5 minutes'",
         );
         let sup = common::start(common::config(1));
@@ -150,7 +145,7 @@ fn a_supervisor_fires_a_due_schedule_and_runs_its_job() {
         // Still one: the missed fires were not enqueued.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(
-            server.psql(&db, "SELECT count(DISTINCT job_id) FROM procvisor_events"),
+            pg::psql(&url, "SELECT count(DISTINCT job_id) FROM procvisor_events"),
             "1"
         );
         feed.stop(Duration::ZERO).await.unwrap();

@@ -350,6 +350,14 @@ pub fn db_name(url: &str) -> String {
     url.rsplit('/').next().unwrap().to_string()
 }
 
+/// Run one SQL statement with psql in the test database at `url` (as
+/// [`Server::psql`]); panics with its error.
+pub fn psql(url: &str, sql: &str) -> String {
+    server()
+        .expect("a test database URL comes from the test server")
+        .psql(&db_name(url), sql)
+}
+
 /// Every event in `store` so far, oldest first.
 pub async fn all_events(store: &procvisor::store::Store) -> Vec<procvisor::store::Event> {
     let mut cursor = procvisor::store::EventCursor::from_start();
