@@ -325,8 +325,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
 /// on another machine does not show).
 fn cpu_by_process() -> std::collections::HashMap<u32, (String, f64)> {
     let mut by = std::collections::HashMap::new();
-    // SAFETY: sysconf has no preconditions.
-    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let tick = ticks_per_second();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return by;
     };
@@ -421,17 +420,26 @@ impl MachineTicks {
     }
 
     fn busy_seconds(&self) -> f64 {
-        // SAFETY: sysconf has no preconditions.
-        self.busy / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+        self.busy / ticks_per_second()
     }
 
     fn busy_share(&self) -> f64 {
-        self.busy / (self.busy + self.idle + self.steal).max(1.0)
+        self.busy / self.total()
     }
 
     fn steal_share(&self) -> f64 {
-        self.steal / (self.busy + self.idle + self.steal).max(1.0)
+        self.steal / self.total()
     }
+
+    fn total(&self) -> f64 {
+        (self.busy + self.idle + self.steal).max(1.0)
+    }
+}
+
+/// The clock ticks in a second, the unit of `/proc`'s CPU times.
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
 /// A plain connection for the benchmark's own questions to the database.
