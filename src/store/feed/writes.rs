@@ -13,9 +13,15 @@ use crate::store::{millis, StoreError, ENDED_CHANNEL, JOBS_CHANNEL};
 /// The rest of either claim: the picked jobs become running under a new
 /// lease for supervisor `$5`; a job's deadline is its timeout plus the
 /// grace `$6` (ms).
+///
+/// The jobs come back most urgent first. The supervisor starts each as it
+/// is handed over, so the order matters: an UPDATE returns its rows in the
+/// order its join meets them (often the table's physical order), and a
+/// less urgent job returned first would start ahead of a more urgent one
+/// of the same batch.
 macro_rules! take {
     () => {
-        "
+        ", taken AS (
 UPDATE procvisor_jobs j
 SET state = 'running', lease = j.lease + 1, attempt = j.attempt + 1, supervisor = $5,
     claimed_at = now(), cancel_requested = false,
@@ -23,7 +29,11 @@ SET state = 'running', lease = j.lease + 1, attempt = j.attempt + 1, supervisor 
                        ELSE now() + (j.timeout_ms + $6) * interval '1 millisecond' END
 FROM picked WHERE j.id = picked.id
 RETURNING j.id, j.lease, j.kind, j.args::text, j.priority, j.timeout_ms, j.attempt,
-          j.max_attempts, j.backoff_ms, j.backoff_cap_ms, j.weight"
+          j.max_attempts, j.backoff_ms, j.backoff_cap_ms, j.weight, j.run_at
+)
+SELECT id, lease, kind, args, priority, timeout_ms, attempt, max_attempts, backoff_ms,
+       backoff_cap_ms, weight
+FROM taken ORDER BY priority, run_at, id"
     };
 }
 
