@@ -21,6 +21,7 @@ pub use api::{Job, JobHandle, StartError, SubmitError, Supervisor, DEFAULT_PRIOR
 pub use sched::{
     Demand, EvictionMode, Policy, RateLimit, RestartPolicy, RetryPolicy, LEAST_URGENT, MOST_URGENT,
 };
+pub use supervisor::events;
 /// The supervisor's reading of worker bytes, for the fuzz target.
 #[cfg(feature = "internals")]
 #[doc(hidden)]

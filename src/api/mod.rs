@@ -191,7 +191,7 @@ impl Supervisor {
         if config.tune_allocator {
             crate::wire::spin::tune_allocator();
         }
-        let shared = Arc::new(Shared::new());
+        let shared = Arc::new(Shared::new(config.event_buffer));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let max_payload = config.max_payload;
@@ -462,6 +462,7 @@ impl Supervisor {
                 target: Some(target),
                 progress: None,
                 history: Vec::new(),
+                queued_at: std::time::Instant::now(),
             },
             admission,
         });
@@ -482,6 +483,15 @@ impl Supervisor {
         self.inner
             .addr
             .do_send(crate::supervisor::protocol::Cancel(id));
+    }
+
+    /// Subscribe to the supervisor's job events from now on: submitted,
+    /// started (with the worker's pid), progress, retried, evicted,
+    /// requeued, ended (with the outcome). The stream is bounded (see
+    /// [`Config::event_buffer`]): a subscriber that falls behind loses the
+    /// oldest events and is told how many.
+    pub fn events(&self) -> crate::events::Events {
+        self.inner.shared.events.subscribe()
     }
 
     /// A picture of the supervisor: workers, queue, totals.

@@ -13,6 +13,8 @@ use super::WorkerArgs;
 /// Arguments of `bench`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    metrics: crate::cli::metrics::MetricsArgs,
     /// No-op jobs for the throughput run (1 to 100000000).
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=100_000_000))]
     jobs: u32,
@@ -50,6 +52,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
+    a.metrics.install()?;
     if let Some(url) = a.db {
         return super::db::bench::run(super::db::bench::Plan {
             url,

@@ -53,6 +53,7 @@ use procvisor::{Config, WorkerCommand};
 mod bench;
 mod db;
 mod hunt;
+mod metrics;
 mod num;
 mod run;
 mod sched_args;

@@ -10,6 +10,8 @@ use super::WorkerArgs;
 /// Arguments of `run`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    metrics: crate::cli::metrics::MetricsArgs,
     /// The job kind (the stock worker serves noop, echo, sleep, fail, panic,
     /// abort, segfault, hang, alloc).
     kind: String,
@@ -36,6 +38,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
+    a.metrics.install()?;
     let mut job = Job::json_text(&a.kind, &a.payload)
         .priority(a.priority)
         .weight(a.weight);

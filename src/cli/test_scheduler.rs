@@ -19,6 +19,8 @@ use super::WorkerArgs;
 /// Arguments of `test-scheduler`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    #[command(flatten)]
+    metrics: crate::cli::metrics::MetricsArgs,
     /// Jobs run at once (worker processes).
     #[arg(short = 's', long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=4096))]
     size: u16,
@@ -112,6 +114,7 @@ pub(crate) fn interrupted() -> Arc<AtomicBool> {
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
+    a.metrics.install()?;
     let scale = a.produce.scale();
     // At least a millisecond, however small --fast makes it.
     let timeout = a.timeout.mul_f64(scale).max(Duration::from_millis(1));

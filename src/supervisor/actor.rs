@@ -23,7 +23,7 @@ use super::config::Config;
 use super::jobs::{Detail, Dispatches};
 use super::link::{EventSink, Replies, Spawner, Timing, WorkerTx};
 use super::protocol::{Cancel, GetDemand, GetJob, GetSnapshot, JobRecord};
-use super::status::{Counts, JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};
+use super::status::{JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};
 use super::Shared;
 use crate::process::{Exit, Process};
 use crate::sched::pool::{Phase, Pool};
@@ -97,7 +97,7 @@ pub(crate) struct SupervisorActor {
     decisions: Vec<Decision<JobRecord, Detail>>,
     pub(super) dispatches: Dispatches,
     pub(super) frame: Vec<u8>,
-    pub(super) counts: Counts,
+    pub(super) tally: super::tally::Tally,
     pub(super) stop_waiters: Vec<oneshot::Sender<()>>,
     /// Until when the actor's thread stays awake after activity (see
     /// [`SupervisorActor::keep_hot`]).
@@ -116,6 +116,7 @@ impl SupervisorActor {
     ) -> SupervisorActor {
         let core = Core::new(cfg.core.clone());
         let pool = Pool::new(cfg.pool(), Instant::now());
+        let tally = super::tally::Tally::new(shared.events.clone());
         SupervisorActor {
             initial_pending: cfg.core.slots,
             slots: (0..cfg.core.slots).map(|_| WorkerSlot::new()).collect(),
@@ -132,7 +133,7 @@ impl SupervisorActor {
             decisions: Vec::new(),
             dispatches: Dispatches::default(),
             frame: Vec::new(),
-            counts: Counts::default(),
+            tally,
             stop_waiters: Vec::new(),
             hot_until: Rc::new(Cell::new(Instant::now())),
             hot: Rc::new(Cell::new(false)),
@@ -258,7 +259,7 @@ impl SupervisorActor {
             state,
             workers,
             queued_per_priority: stats.queued_per_level,
-            counts: self.counts.clone(),
+            counts: self.tally.counts().clone(),
         }
     }
 
@@ -277,6 +278,10 @@ impl SupervisorActor {
         })
     }
 }
+
+/// How often the gauges (jobs waiting, workers by phase) are brought up
+/// to date.
+const GAUGES_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Actor for SupervisorActor {
     type Context = Context<Self>;
@@ -299,6 +304,10 @@ impl Actor for SupervisorActor {
             }
         }
         self.pool.start(Instant::now());
+        ctx.run_interval(GAUGES_EVERY, |act, _| {
+            let s = act.snapshot();
+            act.tally.sample(&s);
+        });
         self.pump(ctx);
     }
 
@@ -311,6 +320,7 @@ impl Actor for SupervisorActor {
             }
         }
         self.spawner.take();
+        self.tally.withdraw();
         self.shared.accepting.store(false, Ordering::SeqCst);
         System::current().stop();
     }

@@ -41,7 +41,9 @@ impl Handler<Submit> for SupervisorActor {
         if !self.accepting() {
             // The core ends it as rejected: it reports, and counts, once.
             admission.answer(Err(AdmitError::Closed(self.stop_reason_text())));
-            self.counts.submitted += 1;
+            let kind = spec.kind;
+            self.tally
+                .submitted(id, kind, self.core.kind_name(kind), priority);
             let _ = self.core.submit(id, spec, record);
             return self.pump(ctx);
         }
@@ -51,9 +53,11 @@ impl Handler<Submit> for SupervisorActor {
             (spec, record)
         } else {
             let keep = self.cfg.core.capacity.map(|_| spec.clone());
+            let kind = spec.kind;
             match self.core.submit(id, spec, record) {
                 Ok(()) => {
-                    self.counts.submitted += 1;
+                    self.tally
+                        .submitted(id, kind, self.core.kind_name(kind), priority);
                     admission.answer(Ok(()));
                     return self.pump(ctx);
                 }
@@ -118,8 +122,10 @@ impl SupervisorActor {
             let Some(w) = self.room.pop_front() else {
                 break;
             };
+            let (id, kind, priority) = (w.id, w.spec.kind, w.spec.priority);
             if self.core.submit(w.id, w.spec, w.record).is_ok() {
-                self.counts.submitted += 1;
+                self.tally
+                    .submitted(id, kind, self.core.kind_name(kind), priority);
                 w.admission.answer(Ok(()));
                 admitted = true;
             }

@@ -151,6 +151,7 @@ pub struct Config {
     pub(crate) spin: Duration,
     pub(crate) tune_allocator: bool,
     pub(crate) limits: WorkerLimits,
+    pub(crate) event_buffer: usize,
 }
 
 /// Per-worker memory and recycling limits (see [`Config::memory_limit`],
@@ -197,6 +198,7 @@ impl Config {
             spin: Duration::from_micros(200),
             tune_allocator: true,
             limits: WorkerLimits::default(),
+            event_buffer: 4096,
         }
     }
 
@@ -339,6 +341,12 @@ impl Config {
                 self.heartbeat
             )));
         }
+        if !(1..=1_000_000).contains(&self.event_buffer) {
+            return Err(err(format!(
+                "an event buffer of {} events: it must be from 1 to 1000000",
+                self.event_buffer
+            )));
+        }
         if !(1..=1000).contains(&self.heartbeat_misses) {
             return Err(err(format!(
                 "{} heartbeat misses: it must be from 1 to 1000",
@@ -427,6 +435,14 @@ impl Config {
     /// every message received costs an `madvise` that interrupts every CPU.
     pub fn tune_allocator(mut self, yes: bool) -> Config {
         self.tune_allocator = yes;
+        self
+    }
+
+    /// How many unread job events each subscriber of
+    /// [`Supervisor::events`](crate::Supervisor::events) may have before
+    /// it loses the oldest (1 to 1,000,000; default 4096).
+    pub fn event_buffer(mut self, events: usize) -> Config {
+        self.event_buffer = events;
         self
     }
 

@@ -14,7 +14,7 @@ use super::link::{Finish, Incoming, Reply};
 use super::outcome::{AttemptEnd, Crash, Outcome};
 use super::protocol::JobRecord;
 use super::target::Target;
-use crate::sched::{Decision, End, Ended, JobMeta, Rejection, SlotId};
+use crate::sched::{Decision, End, Ended, JobMeta, KindId, Rejection, SlotId};
 use crate::wire::{self, JobId, Payload, RunRef, ToWorkerRef};
 
 /// What the actor passes to the core with an ending, and gets back with the
@@ -23,8 +23,9 @@ use crate::wire::{self, JobId, Payload, RunRef, ToWorkerRef};
 pub(crate) enum Detail {
     /// The worker's result (not yet delivered), and the run time it measured.
     Result(Outcome<Payload>, Duration),
-    /// The reader delivered this final outcome already.
-    Delivered(Outcome<()>),
+    /// The reader delivered this final outcome already (with the job's
+    /// kind and the run time the worker measured, for the tally).
+    Delivered(Outcome<()>, KindId, Duration),
     /// How the worker died or broke.
     Crash(Crash),
 }
@@ -42,7 +43,7 @@ impl SupervisorActor {
         ctx: &mut Context<Self>,
     ) {
         match d {
-            Decision::Dispatch { slot, job } => self.dispatch(slot, job),
+            Decision::Dispatch { slot, job } => self.dispatch(slot, job, now),
             Decision::SendCancel { slot, job } => {
                 wire::encode_frame(&[ToWorkerRef::Cancel(job)], &mut self.frame);
                 if let Some(tx) = &self.slots[slot].tx {
@@ -50,13 +51,16 @@ impl SupervisorActor {
                 }
             }
             Decision::Kill { slot, reason, job } => self.kill(slot, reason, job, ctx),
-            Decision::Requeued { job, slot } => {
-                if self.take_back(job, slot).is_none() {
-                    // Its worker delivered its result before it was put
-                    // back: it has ended.
-                    self.core.forget(job);
+            Decision::Requeued { job, slot } => match self.take_back(job, slot) {
+                Some(rec) => {
+                    rec.queued_at = now;
+                    let kind = rec.kind.clone();
+                    self.tally.requeued(job, &kind);
                 }
-            }
+                // Its worker delivered its result before it was put back:
+                // it has ended.
+                None => self.core.forget(job),
+            },
             Decision::Retrying {
                 job,
                 slot,
@@ -78,9 +82,12 @@ impl SupervisorActor {
                 if let Some(t) = &rec.target {
                     t.retrying(&ended);
                 }
+                let (kind, how) = (rec.kind.clone(), ended.outcome.clone());
                 rec.history.push(ended);
                 rec.progress = None;
-                self.counts.retries += 1;
+                rec.queued_at = due;
+                let after = due.saturating_duration_since(now);
+                self.tally.retried(job, &kind, attempt, &how, after);
                 tracing::debug!(job, attempt, ?end, in_ = ?due.saturating_duration_since(now), "retry");
             }
             Decision::Ended { ended, end, detail } => self.report(ended, end, detail, now),
@@ -127,26 +134,29 @@ impl SupervisorActor {
             // decided here, count it; otherwise the core decided before the
             // worker's result reached it, and the result's own arrival
             // (`on_frames`) counts what was delivered.
-            if let Some(Detail::Delivered(outcome)) = detail {
-                self.counts.record(&outcome);
+            if let Some(Detail::Delivered(outcome, kind, run)) = detail {
+                let name = self.core.kind_name(kind);
+                self.tally.ended(job, kind, name, &outcome, Some(run));
             }
             return;
         };
-        if let Some(Detail::Delivered(outcome)) = detail {
+        if let Some(Detail::Delivered(outcome, kind, run)) = detail {
             // Delivered and still held: cannot happen (the reader takes the
             // target to deliver); count it as delivered all the same.
-            self.counts.record(&outcome);
+            let name = self.core.kind_name(kind);
+            self.tally.ended(job, kind, name, &outcome, Some(run));
             return;
         }
         let (outcome, run) = outcome_of(end, detail, spec.timeout, || self.stop_reason_text());
         let ran_for = run.or_else(|| meta.started.map(|t| now.saturating_duration_since(t)));
-        self.counts.record(&outcome);
+        self.tally
+            .ended(job, spec.kind, &data.kind, &outcome, ran_for);
         reply.send(job, outcome, ran_for);
     }
 
     /// Hand a job to a worker: its target goes to the worker's reader, its
     /// frame is sent at the end of the pump.
-    fn dispatch(&mut self, slot: SlotId, job: JobId) {
+    fn dispatch(&mut self, slot: SlotId, job: JobId, now: Instant) {
         let failure_is_final = self.core.failure_is_final(job);
         let Some((meta, _)) = self.core.job_meta(job) else {
             return;
@@ -156,6 +166,9 @@ impl SupervisorActor {
             return;
         };
         tracing::trace!(job, kind = %rec.kind, priority = meta.priority, attempt = meta.attempt, slot, "dispatch");
+        let waited = now.saturating_duration_since(rec.queued_at);
+        self.tally
+            .started(job, meta.kind, &rec.kind, waited, pid, meta.attempt);
         if let Some(target) = rec.target.take() {
             let reply = reply_for(target, rec, &meta, pid, failure_is_final);
             self.slots[slot].replies.lock().insert(job, reply);
@@ -228,7 +241,7 @@ impl SupervisorActor {
                 } => {
                     finished += u32::from(live);
                     let detail = match end {
-                        Finish::Delivered(o) => Detail::Delivered(o),
+                        Finish::Delivered(o, kind) => Detail::Delivered(o, kind, run),
                         Finish::Pending(o) => Detail::Result(o, run),
                     };
                     // The core decides what the result means, unless it has
@@ -239,8 +252,9 @@ impl SupervisorActor {
                     } else {
                         Some(Some(detail))
                     };
-                    if let Some(Some(Detail::Delivered(outcome))) = unknown {
-                        self.counts.record(&outcome);
+                    if let Some(Some(Detail::Delivered(outcome, kind, run))) = unknown {
+                        let name = self.core.kind_name(kind);
+                        self.tally.ended(job, kind, name, &outcome, Some(run));
                     }
                 }
                 Incoming::Progress {
@@ -249,6 +263,7 @@ impl SupervisorActor {
                     note,
                 } => {
                     if let Some(rec) = self.core.data_mut(job) {
+                        self.tally.progress(job, &rec.kind, fraction, &note);
                         rec.progress = Some((fraction, note));
                     }
                 }
@@ -272,6 +287,7 @@ fn reply_for(
     Reply {
         target,
         kind: rec.kind.clone(),
+        kind_id: meta.kind,
         attempt: meta.attempt,
         evictions: meta.evictions,
         pid,

@@ -5,6 +5,9 @@
 //! - [`outcome`]: how jobs end, and the reports submitters receive.
 //! - [`status`]: snapshots of the supervisor and of one job.
 //! - [`target`]: where a job's report goes (a handle, or a job source).
+//! - [`events`]: the live stream of job events.
+//! - `tally`: the one place jobs are counted, metered (`meters`, through
+//!   the `metrics` facade) and told as events.
 //! - `protocol`: the messages the API sends to the actor.
 //! - `actor`: the actor, a thin driver of the scheduling core; `jobs`
 //!   routes every decision of the core; `admission` admits jobs; `pool`
@@ -12,18 +15,21 @@
 //! - `link`: spawner and reader threads, frame sending.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 pub(crate) mod actor;
 mod admission;
 pub(crate) mod config;
+pub mod events;
 mod jobs;
 mod link;
+mod meters;
 pub(crate) mod outcome;
 mod pool;
 pub(crate) mod protocol;
 mod shutdown;
 pub(crate) mod status;
+mod tally;
 pub(crate) mod target;
 
 pub use config::ConfigError;
@@ -41,13 +47,16 @@ pub(crate) struct Shared {
     pub(crate) accepting: AtomicBool,
     /// Why the supervisor gave up, if it did.
     failed: Mutex<Option<String>>,
+    /// Its job events, for subscribers.
+    pub(crate) events: Arc<events::EventBus>,
 }
 
 impl Shared {
-    pub(crate) fn new() -> Shared {
+    pub(crate) fn new(event_buffer: usize) -> Shared {
         Shared {
             accepting: AtomicBool::new(true),
             failed: Mutex::new(None),
+            events: Arc::new(events::EventBus::new(event_buffer)),
         }
     }
 

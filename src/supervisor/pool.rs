@@ -25,7 +25,7 @@ impl SupervisorActor {
             match action {
                 PoolAction::Spawn { slot, gen } => {
                     if self.slots[slot].started {
-                        self.counts.restarts += 1;
+                        self.tally.restarted();
                     }
                     debug_assert!(
                         self.slots[slot].replies.lock().is_empty(),
@@ -122,7 +122,9 @@ impl SupervisorActor {
         ctx: &mut Context<Self>,
     ) {
         if reason == KillReason::Evicted {
-            self.counts.evictions += 1;
+            // The victim, still in the core if it goes back to the queue.
+            let kind = job.and_then(|j| self.core.data(j)).map(|r| &*r.kind);
+            self.tally.evicted(job.zip(kind));
         }
         self.pool.stopping(slot);
         let s = &mut self.slots[slot];

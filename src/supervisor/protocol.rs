@@ -24,6 +24,8 @@ pub(crate) struct JobRecord {
     pub(crate) progress: Option<(f32, String)>,
     /// How earlier attempts ended.
     pub(crate) history: Vec<AttemptEnd>,
+    /// When it joined the queue (accepted, put back, or due again).
+    pub(crate) queued_at: std::time::Instant,
 }
 
 /// Why a job was not admitted to a bounded queue.

@@ -17,6 +17,8 @@ use crate::cli::WorkerArgs;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
+    metrics: crate::cli::metrics::MetricsArgs,
+    #[command(flatten)]
     db: DbArgs,
     /// Worker processes (1 to 4096; default: one per CPU).
     #[arg(long, short, value_parser = clap::value_parser!(u16).range(1..=4096))]
@@ -63,6 +65,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
+    a.metrics.install()?;
     let workers = a.workers.map(usize::from).unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

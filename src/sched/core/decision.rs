@@ -76,6 +76,8 @@ pub enum Finish {
 /// Facts about a job when it leaves the core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobMeta {
+    /// Its kind.
+    pub kind: crate::sched::KindId,
     /// Its priority.
     pub priority: u8,
     /// Which attempt this was (1 = first).

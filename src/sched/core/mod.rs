@@ -240,6 +240,7 @@ impl<J, O> Core<J, O> {
                     job,
                     data,
                     meta: JobMeta {
+                        kind: spec.kind,
                         priority: spec.priority,
                         attempt: 1,
                         evictions: 0,
@@ -333,6 +334,7 @@ impl<J, O> Core<J, O> {
 
     fn meta_of(e: &Entry<J>) -> JobMeta {
         JobMeta {
+            kind: e.spec.kind,
             priority: e.spec.priority,
             attempt: e.attempt as u32,
             evictions: e.evictions as u32,

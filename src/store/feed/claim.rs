@@ -97,6 +97,7 @@ pub(super) async fn claim_loop(c: Claimer) {
                 grace: options.lease,
                 draw,
             };
+            let began = Instant::now();
             let claimed = match store.client().await {
                 Ok(c) => writes::claim(&c, &ask).await,
                 Err(e) => Err(e),
@@ -105,6 +106,7 @@ pub(super) async fn claim_loop(c: Claimer) {
                 Ok(grants) => {
                     failures = 0;
                     let n = grants.len();
+                    shared.meters.claimed(n, began.elapsed());
                     if n > 0 {
                         Shared::stamp(&shared.last_claim);
                         shared.claims.fetch_add(1, Ordering::Relaxed);
@@ -119,7 +121,7 @@ pub(super) async fn claim_loop(c: Claimer) {
                     }
                 }
                 Err(e) => {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    shared.error();
                     failures += 1;
                     tracing::warn!("cannot claim jobs (retrying): {e}");
                     let pause = Duration::from_millis(50 << failures.min(5));

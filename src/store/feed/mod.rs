@@ -11,6 +11,9 @@
 mod claim;
 mod endings;
 mod lease;
+mod meters;
+mod upkeep;
+mod writer;
 mod writes;
 
 use std::collections::HashMap;
@@ -22,8 +25,11 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use self::claim::{claim_loop, Claimer};
-use self::endings::{decide, Claimed, Write};
-use super::{Store, StoreError, Wakeups, CANCEL_CHANNEL};
+use self::endings::Claimed;
+use self::meters::FeedMeters;
+use self::upkeep::upkeep_loop;
+use self::writer::write_loop;
+use super::{Store, StoreError};
 use crate::{JobSink, Payload, Report, Supervisor};
 
 /// How a store-fed supervisor behaves.
@@ -228,9 +234,16 @@ struct Shared {
     /// `Release`), so a reader that sees them rise sees these too.
     last_claim: Mutex<Option<std::time::Instant>>,
     last_write: Mutex<Option<std::time::Instant>>,
+    meters: FeedMeters,
 }
 
 impl Shared {
+    /// A statement failed (it will be retried).
+    fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.meters.error();
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Claimed>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -310,6 +323,7 @@ impl Feed {
             errors: AtomicU64::new(0),
             last_claim: Mutex::new(None),
             last_write: Mutex::new(None),
+            meters: FeedMeters::new(),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let sink: Arc<dyn JobSink> = Arc::new(Sink {
@@ -409,185 +423,4 @@ fn stats(s: &Shared) -> FeedStats {
         last_claim: Shared::read(&s.last_claim),
         last_write: Shared::read(&s.last_write),
     }
-}
-
-async fn write_loop(
-    store: Store,
-    shared: Arc<Shared>,
-    max_batch: usize,
-    mut rx: mpsc::UnboundedReceiver<Ending>,
-) {
-    let mut incoming = Vec::with_capacity(max_batch);
-    loop {
-        if rx.recv_many(&mut incoming, max_batch).await == 0 {
-            return;
-        }
-        let stopping = shared.stopping.load(Ordering::Acquire);
-        let batch: Vec<(Claimed, Write)> = {
-            let mut rng = rand::rng();
-            let mut held = shared.held();
-            incoming
-                .drain(..)
-                .filter_map(|e| match e {
-                    Ending::Report(token, report) => {
-                        let job = held.remove(&token)?;
-                        let w = decide(&job, &report, stopping, &mut rng);
-                        Some((job, w))
-                    }
-                    Ending::Refused(token, why) => Some((
-                        held.remove(&token)?,
-                        Write::End {
-                            event: "rejected",
-                            result: None,
-                            error: Some(why),
-                            pid: None,
-                        },
-                    )),
-                    Ending::NotNow(token, why) => {
-                        Some((held.remove(&token)?, Write::released(why, None)))
-                    }
-                })
-                .collect()
-        };
-        let mut failures = 0u32;
-        loop {
-            let me = shared.me.load(Ordering::Acquire);
-            let result = match store.client().await {
-                Ok(mut c) => writes::write_endings(&mut c, me, &batch).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(stale) => {
-                    Shared::stamp(&shared.last_write);
-                    shared.batches.fetch_add(1, Ordering::Relaxed);
-                    shared
-                        .written
-                        .fetch_add((batch.len() - stale) as u64, Ordering::Release);
-                    if stale > 0 {
-                        shared.stale.fetch_add(stale as u64, Ordering::Relaxed);
-                        tracing::warn!(
-                            stale,
-                            "endings not written: those jobs were taken over by another supervisor (their lease moved on)"
-                        );
-                    }
-                    break;
-                }
-                Err(e) => {
-                    shared.errors.fetch_add(1, Ordering::Relaxed);
-                    failures += 1;
-                    tracing::warn!("cannot write job endings (retrying): {e}");
-                    tokio::time::sleep(Duration::from_millis(50 << failures.min(5))).await;
-                }
-            }
-        }
-        if shared.held().is_empty() {
-            shared.drained.notify_waiters();
-        }
-    }
-}
-
-/// How often a supervisor deletes history older than its retention.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
-
-async fn upkeep_loop(
-    store: Store,
-    sup: Supervisor,
-    shared: Arc<Shared>,
-    options: FeedOptions,
-    workers: usize,
-) {
-    let beat_every = options.lease / 3;
-    let mut last_beat = Instant::now();
-    let mut last_prune: Option<Instant> = None;
-    let mut wakeups = Wakeups::new(&[CANCEL_CHANNEL]);
-    loop {
-        // Without the listener, cancels are still seen at the next poll.
-        let _ = wakeups.connect(&store).await;
-        if let Err(e) = upkeep(
-            &store,
-            &sup,
-            &shared,
-            &options,
-            workers,
-            &mut last_beat,
-            beat_every,
-        )
-        .await
-        {
-            shared.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("store upkeep failed (retrying): {e}");
-        }
-        if let Some(keep) = options.retention {
-            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
-                last_prune = Some(Instant::now());
-                match store.prune(keep).await {
-                    Ok(p) if p.events > 0 || p.supervisors > 0 => tracing::info!(
-                        events = p.events,
-                        supervisors = p.supervisors,
-                        "deleted history older than the retention"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => {
-                        shared.errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!("cannot delete old history (retrying): {e}");
-                    }
-                }
-            }
-        }
-        tokio::select! {
-            _ = wakeups.next() => {}
-            _ = tokio::time::sleep(options.poll.min(beat_every)) => {}
-        }
-    }
-}
-
-async fn upkeep(
-    store: &Store,
-    sup: &Supervisor,
-    shared: &Shared,
-    options: &FeedOptions,
-    workers: usize,
-    last_beat: &mut Instant,
-    beat_every: Duration,
-) -> Result<(), StoreError> {
-    let client = store.client().await?;
-    let me = shared.me.load(Ordering::Acquire);
-    if last_beat.elapsed() >= beat_every {
-        if !lease::heartbeat(&client, me).await? {
-            let again = lease::register(&client, &options.queues, workers, options.lease).await?;
-            tracing::error!(
-                old = me,
-                new = again,
-                "this supervisor was declared lost (no heartbeat within its lease); its jobs were taken over and it registered again"
-            );
-            shared.me.store(again, Ordering::Release);
-        }
-        *last_beat = Instant::now();
-    }
-    let reclaimed = lease::reclaim(&client, options.max_reclaims).await?;
-    if reclaimed > 0 {
-        shared.reclaimed.fetch_add(reclaimed, Ordering::Relaxed);
-        tracing::info!(jobs = reclaimed, "reclaimed the jobs of lost supervisors");
-    }
-    lease::promote(&client).await?;
-    for f in super::schedules::fire_due(&**client, std::time::SystemTime::now()).await? {
-        tracing::info!(
-            schedule = f.schedule,
-            job = f.job,
-            "enqueued a periodic job's fire"
-        );
-    }
-    let asked = lease::cancels(&client, me).await?;
-    if !asked.is_empty() {
-        let mut held = shared.held();
-        for (id, lease) in asked {
-            if let Some(c) = held.values_mut().find(|c| c.id == id && c.lease == lease) {
-                c.cancel_requested = true;
-                if let Some(local) = c.local {
-                    sup.cancel(local);
-                }
-            }
-        }
-    }
-    Ok(())
 }

@@ -63,6 +63,7 @@ pub fn read_worker_bytes(bytes: &[u8], max_frame: usize) -> WorkerBytes {
                     token: job,
                 },
                 kind: "fuzz".into(),
+                kind_id: 0,
                 attempt: 1,
                 evictions: 0,
                 pid: None,

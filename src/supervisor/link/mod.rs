@@ -67,8 +67,8 @@ pub(crate) enum Incoming {
 #[derive(Debug)]
 pub(crate) enum Finish {
     /// Delivered to its target (a final result); the outcome without its
-    /// result, for the actor's counts.
-    Delivered(Outcome<()>),
+    /// result, and the job's kind, for the actor's tally.
+    Delivered(Outcome<()>, crate::sched::KindId),
     /// Not delivered: the outcome, for the core to decide what it means.
     Pending(Outcome<Payload>),
 }

@@ -118,8 +118,9 @@ pub(super) fn read_frames(
                         let end = match replies.take_if_final(job, &outcome) {
                             Some(reply) => {
                                 let summary = outcome.without_result();
+                                let kind = reply.kind_id;
                                 reports.push((reply, job, outcome, run));
-                                Finish::Delivered(summary)
+                                Finish::Delivered(summary, kind)
                             }
                             None => Finish::Pending(outcome),
                         };

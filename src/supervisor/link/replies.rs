@@ -22,6 +22,8 @@ use crate::wire::{JobId, Payload};
 pub(crate) struct Reply {
     pub(crate) target: Target,
     pub(crate) kind: Arc<str>,
+    /// The core's id of its kind.
+    pub(crate) kind_id: crate::sched::KindId,
     pub(crate) attempt: u32,
     pub(crate) evictions: u32,
     pub(crate) pid: Option<u32>,

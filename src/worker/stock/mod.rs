@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `noop` | `{}` | nothing; returns `null` |
 //! | `echo` | anything | returns its payload unchanged |
-//! | `sleep` | `{"secs": 1.5}` | sleeps (stops early when cancelled); returns `{"slept": secs}` |
+//! | `sleep` | `{"secs": 1.5}` | sleeps (stops early when cancelled), reporting progress every 250 ms; returns `{"slept": secs}` |
 //! | `fail` | `{}` or `{"message": "…"}` | returns an error |
 //! | `panic` | `{}` | panics |
 //! | `abort` | `{}` | aborts the process (`SIGABRT`) |
@@ -169,6 +169,9 @@ fn spawn_then(a: SpawnThen, _: &JobContext) -> Result<u32, String> {
     }
 }
 
+/// How often `sleep` reports its progress.
+const SLEEP_PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
 fn sleep(a: SleepArgs, ctx: &JobContext) -> Result<Slept, String> {
     if !a.secs.is_finite() || a.secs < 0.0 {
         return Err(format!(
@@ -178,9 +181,18 @@ fn sleep(a: SleepArgs, ctx: &JobContext) -> Result<Slept, String> {
     }
     let total = Duration::from_secs_f64(a.secs);
     let start = Instant::now();
+    let mut told = start;
     while start.elapsed() < total {
         if ctx.is_cancelled() {
             return Err("cancelled".into());
+        }
+        if told.elapsed() >= SLEEP_PROGRESS_EVERY {
+            told = Instant::now();
+            let slept = start.elapsed().as_secs_f64();
+            ctx.progress(
+                (slept / a.secs) as f32,
+                format!("slept {slept:.1} of {} s", a.secs),
+            );
         }
         std::thread::sleep((total - start.elapsed()).min(Duration::from_millis(10)));
     }

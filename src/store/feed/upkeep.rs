@@ -1,0 +1,118 @@
+//! The upkeep of a store-fed supervisor: its heartbeat, taking back the
+//! jobs of lost supervisors, making due jobs available, firing periodic
+//! schedules, passing on cancel requests, and pruning old history.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{lease, FeedOptions, Shared};
+use crate::store::{Store, StoreError, Wakeups, CANCEL_CHANNEL};
+use crate::Supervisor;
+
+/// How often a supervisor deletes history older than its retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+pub(super) async fn upkeep_loop(
+    store: Store,
+    sup: Supervisor,
+    shared: Arc<Shared>,
+    options: FeedOptions,
+    workers: usize,
+) {
+    let beat_every = options.lease / 3;
+    let mut last_beat = Instant::now();
+    let mut last_prune: Option<Instant> = None;
+    let mut wakeups = Wakeups::new(&[CANCEL_CHANNEL]);
+    loop {
+        // Without the listener, cancels are still seen at the next poll.
+        let _ = wakeups.connect(&store).await;
+        if let Err(e) = upkeep(
+            &store,
+            &sup,
+            &shared,
+            &options,
+            workers,
+            &mut last_beat,
+            beat_every,
+        )
+        .await
+        {
+            shared.error();
+            tracing::warn!("store upkeep failed (retrying): {e}");
+        }
+        if let Some(keep) = options.retention {
+            if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                last_prune = Some(Instant::now());
+                match store.prune(keep).await {
+                    Ok(p) if p.events > 0 || p.supervisors > 0 => tracing::info!(
+                        events = p.events,
+                        supervisors = p.supervisors,
+                        "deleted history older than the retention"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        shared.error();
+                        tracing::warn!("cannot delete old history (retrying): {e}");
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = wakeups.next() => {}
+            _ = tokio::time::sleep(options.poll.min(beat_every)) => {}
+        }
+    }
+}
+
+async fn upkeep(
+    store: &Store,
+    sup: &Supervisor,
+    shared: &Shared,
+    options: &FeedOptions,
+    workers: usize,
+    last_beat: &mut Instant,
+    beat_every: Duration,
+) -> Result<(), StoreError> {
+    let client = store.client().await?;
+    let me = shared.me.load(Ordering::Acquire);
+    if last_beat.elapsed() >= beat_every {
+        if !lease::heartbeat(&client, me).await? {
+            let again = lease::register(&client, &options.queues, workers, options.lease).await?;
+            tracing::error!(
+                old = me,
+                new = again,
+                "this supervisor was declared lost (no heartbeat within its lease); its jobs were taken over and it registered again"
+            );
+            shared.me.store(again, Ordering::Release);
+        }
+        *last_beat = Instant::now();
+    }
+    let reclaimed = lease::reclaim(&client, options.max_reclaims).await?;
+    if reclaimed > 0 {
+        shared.reclaimed.fetch_add(reclaimed, Ordering::Relaxed);
+        shared.meters.reclaimed(reclaimed);
+        tracing::info!(jobs = reclaimed, "reclaimed the jobs of lost supervisors");
+    }
+    lease::promote(&client).await?;
+    for f in crate::store::schedules::fire_due(&**client, std::time::SystemTime::now()).await? {
+        tracing::info!(
+            schedule = f.schedule,
+            job = f.job,
+            "enqueued a periodic job's fire"
+        );
+    }
+    let asked = lease::cancels(&client, me).await?;
+    if !asked.is_empty() {
+        let mut held = shared.held();
+        for (id, lease) in asked {
+            if let Some(c) = held.values_mut().find(|c| c.id == id && c.lease == lease) {
+                c.cancel_requested = true;
+                if let Some(local) = c.local {
+                    sup.cancel(local);
+                }
+            }
+        }
+    }
+    Ok(())
+}

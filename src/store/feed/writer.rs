@@ -1,0 +1,90 @@
+//! The writer of a store-fed supervisor: it gathers the endings of jobs
+//! as the supervisor reports them and writes them back in batches, each
+//! under its job's lease, retrying a batch until it is written.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::endings::{decide, Claimed, Write};
+use super::{writes, Ending, Shared};
+use crate::store::Store;
+
+pub(super) async fn write_loop(
+    store: Store,
+    shared: Arc<Shared>,
+    max_batch: usize,
+    mut rx: mpsc::UnboundedReceiver<Ending>,
+) {
+    let mut incoming = Vec::with_capacity(max_batch);
+    loop {
+        if rx.recv_many(&mut incoming, max_batch).await == 0 {
+            return;
+        }
+        let stopping = shared.stopping.load(Ordering::Acquire);
+        let batch: Vec<(Claimed, Write)> = {
+            let mut rng = rand::rng();
+            let mut held = shared.held();
+            incoming
+                .drain(..)
+                .filter_map(|e| match e {
+                    Ending::Report(token, report) => {
+                        let job = held.remove(&token)?;
+                        let w = decide(&job, &report, stopping, &mut rng);
+                        Some((job, w))
+                    }
+                    Ending::Refused(token, why) => Some((
+                        held.remove(&token)?,
+                        Write::End {
+                            event: "rejected",
+                            result: None,
+                            error: Some(why),
+                            pid: None,
+                        },
+                    )),
+                    Ending::NotNow(token, why) => {
+                        Some((held.remove(&token)?, Write::released(why, None)))
+                    }
+                })
+                .collect()
+        };
+        let mut failures = 0u32;
+        loop {
+            let me = shared.me.load(Ordering::Acquire);
+            let began = Instant::now();
+            let result = match store.client().await {
+                Ok(mut c) => writes::write_endings(&mut c, me, &batch).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(stale) => {
+                    shared.meters.wrote(batch.len(), stale, began.elapsed());
+                    Shared::stamp(&shared.last_write);
+                    shared.batches.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .written
+                        .fetch_add((batch.len() - stale) as u64, Ordering::Release);
+                    if stale > 0 {
+                        shared.stale.fetch_add(stale as u64, Ordering::Relaxed);
+                        tracing::warn!(
+                            stale,
+                            "endings not written: those jobs were taken over by another supervisor (their lease moved on)"
+                        );
+                    }
+                    break;
+                }
+                Err(e) => {
+                    shared.error();
+                    failures += 1;
+                    tracing::warn!("cannot write job endings (retrying): {e}");
+                    tokio::time::sleep(Duration::from_millis(50 << failures.min(5))).await;
+                }
+            }
+        }
+        if shared.held().is_empty() {
+            shared.drained.notify_waiters();
+        }
+    }
+}
