@@ -12,43 +12,10 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{config, eventually, start, wait};
+use common::{config, eventually, prom_sample as sample, start, wait};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use procvisor::{Job, Outcome};
 use serde_json::json;
-
-/// The value of the sample `name{labels}` in Prometheus text, whatever the
-/// labels' order.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().find_map(|line| {
-        if line.starts_with('#') {
-            return None;
-        }
-        let (series, value) = line.rsplit_once(' ')?;
-        let (n, rest) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.strip_suffix('}')?),
-            None => (series, ""),
-        };
-        if n != name {
-            return None;
-        }
-        let mut have: Vec<(String, String)> = rest
-            .split(',')
-            .filter(|p| !p.is_empty())
-            .filter_map(|p| {
-                let (k, v) = p.split_once('=')?;
-                Some((k.to_string(), v.trim_matches('"').to_string()))
-            })
-            .collect();
-        have.sort();
-        let mut want: Vec<(String, String)> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        want.sort();
-        (have == want).then(|| value.parse().ok())?
-    })
-}
 
 #[test]
 fn jobs_outcomes_times_workers_and_restarts_reach_an_installed_recorder() {
