@@ -2,6 +2,8 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod api;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod demo;

@@ -104,6 +104,11 @@ enum Command {
     /// Periodic jobs in the PostgreSQL job queue: a job enqueued at every
     /// fire of a cron expression, in a time zone.
     Schedule(db::schedule::ScheduleCommand),
+    /// A web dashboard over the PostgreSQL job queue: jobs by queue, state
+    /// and priority, supervisors and their heartbeats, running jobs, recent
+    /// endings and failures, each job's history; cancel jobs. Live in the
+    /// browser.
+    Dashboard(db::dashboard::Args),
     /// Put test-scheduler jobs (sleep, random priority 0 to 10, random
     /// runtime 3 to 15 s) into the PostgreSQL job queue, one every period,
     /// for `procvisor test-scheduler --db` or `supervise` to run.
@@ -173,6 +178,7 @@ pub fn main() -> i32 {
         Command::Status(a) => db::watch::status(a),
         Command::Schedule(a) => db::schedule::run(a),
         Command::Producer(a) => db::bus::producer(a),
+        Command::Dashboard(a) => db::dashboard::run(a),
     };
     match result {
         Ok(code) => code,

@@ -247,6 +247,33 @@ impl Store {
         Ok(rows.iter().map(Event::from_row).collect())
     }
 
+    /// The latest endings, newest first: up to `limit` (1 to 1000) among
+    /// the last 20,000 events, only those other than `completed` if
+    /// `failures_only`. Bounded, so it stays cheap however long the
+    /// history.
+    pub async fn recent_endings(
+        &self,
+        limit: usize,
+        failures_only: bool,
+    ) -> Result<Vec<Event>, StoreError> {
+        let limit = limit.clamp(1, 1000) as i64;
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {COLUMNS} FROM (
+                         SELECT * FROM procvisor_events ORDER BY tx DESC, id DESC LIMIT 20000
+                     ) AS recent
+                     WHERE terminal AND (NOT $1 OR event <> 'completed')
+                     ORDER BY tx DESC, id DESC LIMIT $2"
+                ),
+                &[&failures_only, &limit],
+            )
+            .await
+            .map_err(|e| StoreError::query("read recent endings", e))?;
+        Ok(rows.iter().map(Event::from_row).collect())
+    }
+
     /// The terminal event of job `id`, if it has ended.
     pub async fn ending_of(&self, id: i64) -> Result<Option<Event>, StoreError> {
         Ok(self.events_of(id).await?.into_iter().find(|e| e.terminal))

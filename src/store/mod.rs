@@ -43,12 +43,13 @@ use std::time::Duration;
 
 pub use cron::CronSpec;
 pub use error::StoreError;
+pub(crate) use events::rfc3339;
 pub use events::{Event, EventCursor};
 pub use feed::{Feed, FeedOptions, FeedStats};
 pub use prune::Pruned;
 pub use schedules::{Fired, ScheduleRow};
 pub use schema::SchemaStatus;
-pub use status::{QueueCount, Status, SupervisorRow};
+pub use status::{LiveJob, QueueCount, RunningRow, Status, SupervisorRow};
 pub use submit::{Cancelled, NewJob};
 
 /// The environment variable that gives the database URL when `--db` is

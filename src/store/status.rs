@@ -41,6 +41,52 @@ pub struct SupervisorRow {
     pub running: i64,
 }
 
+/// A job running now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningRow {
+    /// Its id.
+    pub id: i64,
+    /// Its queue.
+    pub queue: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its priority.
+    pub priority: u8,
+    /// Which attempt this is (1 = the first).
+    pub attempt: u32,
+    /// The supervisor running it.
+    pub supervisor: Option<i64>,
+    /// How long since it was claimed.
+    pub running_for: Duration,
+}
+
+/// A job still in the queue (waiting, due later, or running).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveJob {
+    /// Its id.
+    pub id: i64,
+    /// Its queue.
+    pub queue: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its priority.
+    pub priority: u8,
+    /// `scheduled`, `available`, `running` or `retryable`.
+    pub state: String,
+    /// Attempts so far (0 = never claimed).
+    pub attempt: u32,
+    /// Attempts it may have.
+    pub max_attempts: u32,
+    /// The supervisor running it, if running.
+    pub supervisor: Option<i64>,
+    /// When it is (or was) due.
+    pub run_at: SystemTime,
+    /// When it was submitted.
+    pub created_at: SystemTime,
+    /// Its arguments.
+    pub args: serde_json::Value,
+}
+
 /// A picture of the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
@@ -101,5 +147,64 @@ impl Store {
             })
             .collect();
         Ok(Status { jobs, supervisors })
+    }
+
+    /// Job `id` if it is still in the queue; `None` once it has ended
+    /// (its history is in [`events_of`](Store::events_of)).
+    pub async fn live_job(&self, id: i64) -> Result<Option<LiveJob>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT id, queue, kind, priority, state, attempt, max_attempts, supervisor,
+                        run_at, created_at, args
+                 FROM procvisor_jobs WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(|e| StoreError::query("read a job", e))?;
+        Ok(row.map(|r| LiveJob {
+            id: r.get(0),
+            queue: r.get(1),
+            kind: r.get(2),
+            priority: r.get::<_, i16>(3).clamp(0, 255) as u8,
+            state: r.get(4),
+            attempt: r.get::<_, i32>(5).max(0) as u32,
+            max_attempts: r.get::<_, i32>(6).max(0) as u32,
+            supervisor: r.get(7),
+            run_at: r.get(8),
+            created_at: r.get(9),
+            args: r.get(10),
+        }))
+    }
+
+    /// The jobs running now, longest running first, up to `limit` (1 to
+    /// 1000).
+    pub async fn running_jobs(&self, limit: usize) -> Result<Vec<RunningRow>, StoreError> {
+        let limit = limit.clamp(1, 1000) as i64;
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, queue, kind, priority, attempt, supervisor,
+                        (extract(epoch FROM now() - claimed_at) * 1000)::bigint
+                 FROM procvisor_jobs WHERE state = 'running'
+                 ORDER BY claimed_at, id LIMIT $1",
+                &[&limit],
+            )
+            .await
+            .map_err(|e| StoreError::query("list running jobs", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| RunningRow {
+                id: r.get(0),
+                queue: r.get(1),
+                kind: r.get(2),
+                priority: r.get::<_, i16>(3).clamp(0, 255) as u8,
+                attempt: r.get::<_, i32>(4).max(0) as u32,
+                supervisor: r.get(5),
+                running_for: Duration::from_millis(
+                    r.get::<_, Option<i64>>(6).unwrap_or(0).max(0) as u64
+                ),
+            })
+            .collect())
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bus;
+pub mod dashboard;
 pub mod jobs;
 pub mod schedule;
 pub mod supervise;

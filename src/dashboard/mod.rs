@@ -1,0 +1,180 @@
+//! A web dashboard over the PostgreSQL job queue: jobs by queue, state
+//! and priority; supervisors with their heartbeats; running jobs; recent
+//! endings and failures; each job's history; and cancelling a job. Pages
+//! are rendered on the server and work without JavaScript; a few lines of
+//! inline script keep the overview live through server-sent events.
+//! Everything it serves is in the binary.
+//!
+//! [`Dashboard::router`] gives an [`axum::Router`] an application can
+//! mount; [`Dashboard::serve`] listens on an address itself, as
+//! `procvisor dashboard` does.
+//!
+//! Access: on a loopback address anybody on this machine may look, so
+//! [`Dashboard::serve`] refuses any other address unless a token is set,
+//! and with a token every request must carry it (the `Authorization:
+//! Bearer` header, or the cookie set by opening any page once with
+//! `?token=…`). Actions are forms that carry a key made at start-up, so
+//! another web site cannot make a visitor's browser post them.
+
+mod auth;
+mod live;
+mod pages;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::store::Store;
+
+/// What can go wrong starting the dashboard.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DashboardError {
+    /// A non-loopback address without a token.
+    #[error("refusing to serve the dashboard on {0} without a token: anybody who can reach that address could cancel jobs; set a token (--token or PROCVISOR_DASHBOARD_TOKEN), or listen on 127.0.0.1")]
+    NeedsToken(SocketAddr),
+    /// A token too short to be a secret.
+    #[error("the dashboard token is {0} characters; use at least 16 (for example: openssl rand -hex 16)")]
+    WeakToken(usize),
+    /// The address could not be listened on.
+    #[error("cannot listen on {addr}: {source}; pick another address with --listen")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The access rule: a token, if any, has at least 16 characters, and an
+/// address other than loopback needs one.
+pub fn check_access(addr: SocketAddr, token: Option<&str>) -> Result<(), DashboardError> {
+    match token {
+        Some(t) if t.chars().count() < 16 => Err(DashboardError::WeakToken(t.chars().count())),
+        None if !addr.ip().is_loopback() => Err(DashboardError::NeedsToken(addr)),
+        _ => Ok(()),
+    }
+}
+
+/// The dashboard over one store.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use procvisor::dashboard::Dashboard;
+/// use procvisor::store::Store;
+///
+/// let store = Store::connect("postgres://app@127.0.0.1/app").await?;
+/// // Mount it in your own axum application…
+/// let app = axum::Router::new().nest(
+///     "/jobs-dashboard",
+///     Dashboard::new(store.clone()).mounted_at("/jobs-dashboard").router(),
+/// );
+/// # let _ = app;
+/// // …or let it listen on its own.
+/// Dashboard::new(store).serve("127.0.0.1:8080".parse()?).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Dashboard {
+    store: Store,
+    token: Option<String>,
+    base: String,
+}
+
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dashboard")
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// What the handlers share.
+pub(crate) struct App {
+    pub(crate) store: Store,
+    pub(crate) token: Option<String>,
+    /// Carried by every action's form (see the module docs).
+    pub(crate) form_key: String,
+    /// The path the routes are mounted at ("" at the root).
+    pub(crate) base: String,
+}
+
+impl Dashboard {
+    /// A dashboard over `store`, without a token.
+    pub fn new(store: Store) -> Dashboard {
+        Dashboard {
+            store,
+            token: None,
+            base: String::new(),
+        }
+    }
+
+    /// The path the router is mounted at in an application (for the
+    /// pages' links), like `/jobs-dashboard`; default: the root.
+    pub fn mounted_at(mut self, path: &str) -> Dashboard {
+        self.base = path.trim_end_matches('/').to_string();
+        self
+    }
+
+    /// Require this token of every request (at least 16 characters).
+    pub fn token(mut self, token: Option<String>) -> Dashboard {
+        self.token = token;
+        self
+    }
+
+    /// The routes, to serve or mount: `/` (the overview), `/live` (its
+    /// server-sent updates), `/jobs/{id}` and `/jobs/{id}/cancel`.
+    pub fn router(self) -> Router {
+        let app = Arc::new(App {
+            store: self.store,
+            token: self.token,
+            form_key: auth::random_key(),
+            base: self.base,
+        });
+        Router::new()
+            .route("/", get(pages::overview_page))
+            .route("/live", get(live::overview_stream))
+            .route("/jobs/{id}", get(pages::job_page))
+            .route("/jobs/{id}/cancel", post(pages::cancel))
+            .layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                auth::require_token,
+            ))
+            .with_state(app)
+    }
+
+    /// Check the access rule for `addr` (see [`check_access`]).
+    pub fn check(&self, addr: SocketAddr) -> Result<(), DashboardError> {
+        check_access(addr, self.token.as_deref())
+    }
+
+    /// Listen on `addr` and serve until the future is dropped.
+    pub async fn serve(self, addr: SocketAddr) -> Result<(), DashboardError> {
+        let listener = self.bind(addr).await?;
+        self.serve_on(listener).await
+    }
+
+    /// Check the access rule and bind `addr` (port 0 picks a free port:
+    /// see the listener's `local_addr`).
+    pub async fn bind(&self, addr: SocketAddr) -> Result<tokio::net::TcpListener, DashboardError> {
+        self.check(addr)?;
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| DashboardError::Listen { addr, source })
+    }
+
+    /// Serve on a listener from [`bind`](Self::bind).
+    pub async fn serve_on(self, listener: tokio::net::TcpListener) -> Result<(), DashboardError> {
+        let addr = listener
+            .local_addr()
+            .map_err(|source| DashboardError::Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+        axum::serve(listener, self.router())
+            .await
+            .map_err(|source| DashboardError::Listen { addr, source })
+    }
+}

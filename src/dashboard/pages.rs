@@ -1,0 +1,299 @@
+//! The dashboard's pages, rendered on the server: the overview (also sent
+//! live, see `live`), a job's page, and the cancel action. Everything
+//! shown that a job or worker wrote (kinds, queues, errors) is escaped by
+//! the templates.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Form, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+use serde::Deserialize;
+
+use super::{auth, App};
+use crate::store::rfc3339;
+use crate::store::{Cancelled, Event, StoreError};
+use crate::LEAST_URGENT;
+
+/// How many rows each list shows.
+const ROWS: usize = 50;
+
+const STYLE: &str = "
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.4em;margin:0 0 .2em} h2{font-size:1.1em;margin:1.4em 0 .4em}
+table{border-collapse:collapse} td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}
+th{background:#f4f4f4} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.bad{color:#a00} .ok{color:#070} .muted{color:#777} .err{background:#fee;padding:.5em}
+button{font:inherit}";
+
+/// Keeps the overview live: the server sends the new overview every
+/// second as an `overview` event; without JavaScript the page is simply
+/// as it was when loaded.
+const LIVE_SCRIPT: &str = "
+const live = document.getElementById('live');
+const source = new EventSource(live.dataset.src);
+source.addEventListener('overview', (e) => { live.innerHTML = e.data; });
+source.onerror = () => { document.getElementById('state').textContent = 'reconnecting…'; };
+source.onopen = () => { document.getElementById('state').textContent = 'live'; };";
+
+fn layout(title: &str, base: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { (title) " · procvisor" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                p.muted { a href={ (base) "/" } { "procvisor dashboard" } }
+                (body)
+            }
+        }
+    }
+}
+
+fn age(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s < 60.0 {
+        format!("{s:.1} s")
+    } else if s < 3600.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+fn when(t: SystemTime) -> String {
+    rfc3339(t)
+}
+
+fn failed_box(what: &str, e: &StoreError) -> Markup {
+    html! { p.err { "Cannot read " (what) ": " (e.to_string()) } }
+}
+
+/// The overview's live part: queues, supervisors, running jobs, recent
+/// failures and endings.
+pub(super) async fn overview(app: &App) -> Markup {
+    let base = &app.base;
+    let status = app.store.status().await;
+    let running = app.store.running_jobs(ROWS).await;
+    let failures = app.store.recent_endings(ROWS, true).await;
+    let endings = app.store.recent_endings(ROWS, false).await;
+    html! {
+        p.muted { "as of " (when(SystemTime::now())) }
+        h2 { "Jobs by queue and state" }
+        @match &status {
+            Err(e) => (failed_box("the job counts", e)),
+            Ok(s) if s.jobs.is_empty() => p.muted { "No job is waiting or running." },
+            Ok(s) => table #queues {
+                tr {
+                    th { "queue" } th { "state" }
+                    @for p in 0..=LEAST_URGENT { th { "p" (p) } }
+                    th { "total" }
+                }
+                @for (queue, state, counts) in by_queue_state(&s.jobs) {
+                    tr data-queue=(queue) data-state=(state) {
+                        td { (queue) } td { (state) }
+                        @for &c in &counts { td.n { @if c > 0 { (c) } } }
+                        td.n { (counts.iter().sum::<i64>()) }
+                    }
+                }
+            },
+        }
+        h2 { "Supervisors" }
+        @match &status {
+            Err(e) => (failed_box("the supervisors", e)),
+            Ok(s) if s.supervisors.is_empty() => p.muted { "No supervisor has registered." },
+            Ok(s) => table #supervisors {
+                tr { th { "id" } th { "host" } th { "pid" } th { "queues" } th { "workers" }
+                     th { "running" } th { "last heartbeat" } th { "state" } }
+                @for v in &s.supervisors {
+                    tr {
+                        td.n { (v.id) } td { (v.host) } td.n { (v.pid) }
+                        td { (v.queues.join(", ")) } td.n { (v.workers) } td.n { (v.running) }
+                        td { (age(v.heartbeat_age)) " ago" }
+                        td { @if v.stopped { span.muted { "stopped" } } @else { span.ok { "live" } } }
+                    }
+                }
+            },
+        }
+        h2 { "Running" }
+        @match &running {
+            Err(e) => (failed_box("the running jobs", e)),
+            Ok(r) if r.is_empty() => p.muted { "Nothing is running." },
+            Ok(r) => table #running {
+                tr { th { "job" } th { "queue" } th { "kind" } th { "priority" } th { "attempt" }
+                     th { "supervisor" } th { "running for" } }
+                @for j in r {
+                    tr data-job=(j.id) {
+                        td { a href={ (base) "/jobs/" (j.id) } { (j.id) } }
+                        td { (j.queue) } td { (j.kind) } td.n { (j.priority) } td.n { (j.attempt) }
+                        td.n { @if let Some(s) = j.supervisor { (s) } }
+                        td.n { (age(j.running_for)) }
+                    }
+                }
+            },
+        }
+        h2 { "Recent failures" }
+        (endings_table(base, "failures", &failures))
+        h2 { "Recent endings" }
+        (endings_table(base, "endings", &endings))
+    }
+}
+
+fn endings_table(base: &str, id: &str, rows: &Result<Vec<Event>, StoreError>) -> Markup {
+    html! {
+        @match rows {
+            Err(e) => (failed_box("the recent endings", e)),
+            Ok(r) if r.is_empty() => p.muted { "None yet." },
+            Ok(r) => table id=(id) {
+                tr { th { "job" } th { "queue" } th { "kind" } th { "outcome" } th { "attempt" }
+                     th { "error" } th { "at" } }
+                @for e in r {
+                    tr data-job=(e.job_id) data-outcome=(e.event) {
+                        td { a href={ (base) "/jobs/" (e.job_id) } { (e.job_id) } }
+                        td { (e.queue) } td { (e.kind) }
+                        td { @if e.event == "completed" { span.ok { (e.event) } } @else { span.bad { (e.event) } } }
+                        td.n { (e.attempt) }
+                        td { @if let Some(err) = &e.error { (err) } }
+                        td { (when(e.at)) }
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Rows of (queue, state, count per priority).
+fn by_queue_state(jobs: &[crate::store::QueueCount]) -> Vec<(&str, &str, Vec<i64>)> {
+    let mut rows: Vec<(&str, &str, Vec<i64>)> = Vec::new();
+    for c in jobs {
+        let at = match rows.last() {
+            Some((q, s, _)) if *q == c.queue && *s == c.state => rows.len() - 1,
+            _ => {
+                rows.push((&c.queue, &c.state, vec![0; usize::from(LEAST_URGENT) + 1]));
+                rows.len() - 1
+            }
+        };
+        if let Some(n) = rows[at].2.get_mut(usize::from(c.priority)) {
+            *n += c.jobs;
+        }
+    }
+    rows
+}
+
+/// `/`: the overview, kept live.
+pub(super) async fn overview_page(State(app): State<Arc<App>>) -> Markup {
+    let base = &app.base;
+    let body = html! {
+        h1 { "Jobs " span #state.muted { "" } }
+        div #live data-src={ (base) "/live" } { (overview(&app).await) }
+        script { (PreEscaped(LIVE_SCRIPT)) }
+    };
+    layout("overview", base, body)
+}
+
+fn not_found(base: &str, why: &str) -> Response {
+    let page = layout("not found", base, html! { h1 { "Not found" } p { (why) } });
+    (StatusCode::NOT_FOUND, page).into_response()
+}
+
+/// `/jobs/{id}`: a job's history, and a cancel button while it has not
+/// ended.
+pub(super) async fn job_page(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    let base = &app.base;
+    let Ok(id) = id.parse::<i64>() else {
+        return not_found(base, "A job id is a whole number.");
+    };
+    let (live, events) = match (app.store.live_job(id).await, app.store.events_of(id).await) {
+        (Ok(l), Ok(e)) => (l, e),
+        (Err(e), _) | (_, Err(e)) => {
+            let page = layout("error", base, failed_box("the job", &e));
+            return (StatusCode::SERVICE_UNAVAILABLE, page).into_response();
+        }
+    };
+    let (kind, queue, priority) = match (&live, events.first()) {
+        (Some(l), _) => (&l.kind, &l.queue, l.priority),
+        (None, Some(e)) => (&e.kind, &e.queue, e.priority),
+        (None, None) => {
+            return not_found(
+                base,
+                &format!("No job {id} in the job queue or its history."),
+            )
+        }
+    };
+    let ending = events.iter().find(|e| e.terminal);
+    let body = html! {
+        h1 { "Job " (id) }
+        p {
+            "kind " b { (kind) } ", queue " b { (queue) } ", priority " b { (priority) } ". "
+            @match (ending, &live) {
+                (Some(e), _) => { "Ended " b #outcome { (e.event) } " at " (when(e.at)) "." }
+                (None, Some(l)) => {
+                    "Now " b #outcome { (l.state) } ", attempt " (l.attempt) " of " (l.max_attempts)
+                    @if let Some(s) = l.supervisor { ", on supervisor " (s) } "."
+                }
+                (None, None) => { b #outcome { "not ended" } }
+            }
+        }
+        @if let Some(l) = &live {
+            p { "Submitted " (when(l.created_at)) ", due " (when(l.run_at)) ". Arguments: " code #args { (l.args.to_string()) } }
+        }
+        @if let Some(e) = ending {
+            @if let Some(err) = &e.error { p.err #error { (err) } }
+            @if let Some(r) = &e.result { p { "Result: " code #result { (r.to_string()) } } }
+        } @else {
+            form method="post" action={ (base) "/jobs/" (id) "/cancel" } {
+                input type="hidden" name="key" value=(app.form_key);
+                button #cancel type="submit" { "Cancel this job" }
+            }
+        }
+        h2 { "History" }
+        table #history {
+            tr { th { "at" } th { "event" } th { "attempt" } th { "supervisor" } th { "worker pid" } th { "error" } }
+            @for e in &events {
+                tr {
+                    td { (when(e.at)) } td { (e.event) } td.n { (e.attempt) }
+                    td.n { @if let Some(s) = e.supervisor { (s) } }
+                    td.n { @if let Some(p) = e.worker_pid { (p) } }
+                    td { @if let Some(err) = &e.error { (err) } }
+                }
+            }
+        }
+    };
+    layout(&format!("job {id}"), base, body).into_response()
+}
+
+/// The cancel form.
+#[derive(Deserialize)]
+pub(super) struct CancelForm {
+    key: String,
+}
+
+/// `POST /jobs/{id}/cancel`: cancel, then back to the job's page.
+pub(super) async fn cancel(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    Form(form): Form<CancelForm>,
+) -> Response {
+    if !auth::same(&form.key, &app.form_key) {
+        return (
+            StatusCode::FORBIDDEN,
+            "This form is not from this dashboard (or the dashboard restarted since): reload the job's page and try again.\n",
+        )
+            .into_response();
+    }
+    match app.store.cancel(id).await {
+        Ok(Cancelled::Ended | Cancelled::Requested | Cancelled::AlreadyEnded) => {
+            Redirect::to(&format!("{}/jobs/{id}", app.base)).into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Cannot cancel job {id}: {e}\n"),
+        )
+            .into_response(),
+    }
+}
