@@ -13,7 +13,6 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 use serde::Deserialize;
 
 use super::{auth, App};
-use crate::store::rfc3339;
 use crate::store::{Cancelled, Event, StoreError};
 use crate::LEAST_URGENT;
 
@@ -66,8 +65,12 @@ fn age(d: Duration) -> String {
     }
 }
 
+/// A time to the second, UTC.
 fn when(t: SystemTime) -> String {
-    rfc3339(t)
+    match jiff::Timestamp::try_from(t) {
+        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        Err(_) => "?".into(),
+    }
 }
 
 fn failed_box(what: &str, e: &StoreError) -> Markup {

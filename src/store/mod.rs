@@ -43,7 +43,6 @@ use std::time::Duration;
 
 pub use cron::CronSpec;
 pub use error::StoreError;
-pub(crate) use events::rfc3339;
 pub use events::{Event, EventCursor};
 pub use feed::{Feed, FeedOptions, FeedStats};
 pub use prune::Pruned;
