@@ -307,3 +307,138 @@ fn the_command_refuses_a_public_address_without_a_token() {
         "{err}"
     );
 }
+
+#[test]
+fn pausing_a_queue_stops_its_claims_and_a_failed_job_can_be_run_again() {
+    pg::runtime().block_on(async {
+        let Some(store) = pg::store("dash_pause").await else {
+            return;
+        };
+        let addr = serve(Dashboard::new(store.clone())).await;
+        let key = {
+            // A queue shows once it has a job; its form carries the key.
+            store
+                .submit(&NewJob::new("noop", json!({})).queue("other"))
+                .await
+                .unwrap();
+            form_key(&http(addr, "GET", "/", &[], "").await.body)
+        };
+        let r = http(
+            addr,
+            "POST",
+            "/queues/pause",
+            &[],
+            &format!("key={key}&queue=p"),
+        )
+        .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        assert_eq!(store.paused_queues().await.unwrap(), ["p"]);
+        let forged = http(addr, "POST", "/queues/resume", &[], "key=0&queue=p").await;
+        assert_eq!(forged.status, 403);
+        let waiting = store
+            .submit(&NewJob::new("echo", json!(1)).queue("p"))
+            .await
+            .unwrap();
+        let sup = common::start(common::config(1));
+        let feed = Feed::start(&store, &sup, FeedOptions::default().queues(&["p"]))
+            .await
+            .unwrap();
+        // Paused: the job is left waiting, however long we look.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let live = store
+            .live_job(waiting)
+            .await
+            .unwrap()
+            .expect("still in the queue");
+        assert_eq!(live.state, "available");
+        let page = http(addr, "GET", "/", &[], "").await.body;
+        assert!(
+            page.contains("data-queue=\"p\" data-paused=\"true\""),
+            "{page}"
+        );
+        // Resumed: it runs at once.
+        let r = http(
+            addr,
+            "POST",
+            "/queues/resume",
+            &[],
+            &format!("key={key}&queue=p"),
+        )
+        .await;
+        assert_eq!(r.status, 303);
+        pg::until_ended(&store, 1, Duration::from_secs(20)).await;
+        assert_eq!(
+            store.ending_of(waiting).await.unwrap().unwrap().event,
+            "completed"
+        );
+
+        // A failed job, run again from its page: a new job with the same
+        // arguments and settings, linked from the old one's history.
+        let failed = store
+            .submit(
+                &NewJob::new("fail", json!({"message": "flaky upstream"}))
+                    .queue("p")
+                    .priority(3),
+            )
+            .await
+            .unwrap();
+        pg::until_ended(&store, 2, Duration::from_secs(20)).await;
+        let page = http(addr, "GET", &format!("/jobs/{failed}"), &[], "")
+            .await
+            .body;
+        assert!(page.contains("id=\"retry\""), "{page}");
+        let r = http(
+            addr,
+            "POST",
+            &format!("/jobs/{failed}/retry"),
+            &[],
+            &format!("key={key}"),
+        )
+        .await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        let location = r
+            .head
+            .lines()
+            .find_map(|l| l.strip_prefix("location: /jobs/"))
+            .unwrap();
+        let again: i64 = location.trim().parse().unwrap();
+        assert_ne!(again, failed);
+        pg::until_ended(&store, 3, Duration::from_secs(20)).await;
+        let end = store.ending_of(again).await.unwrap().unwrap();
+        assert_eq!(
+            (end.event.as_str(), end.queue.as_str(), end.priority),
+            ("failed", "p", 3)
+        );
+        assert!(end.error.unwrap().contains("flaky upstream"));
+        let history = store.events_of(failed).await.unwrap();
+        let retried = history
+            .iter()
+            .find(|e| e.event == "retried")
+            .expect("a retried event");
+        assert_eq!(retried.result, Some(json!({"new_job": again})));
+        // A completed job is not retried.
+        let r = http(
+            addr,
+            "POST",
+            &format!("/jobs/{waiting}/retry"),
+            &[],
+            &format!("key={key}"),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{}", r.body);
+        assert!(r.body.contains("completed"), "{}", r.body);
+        // Every action is on record, newest first.
+        let actions: Vec<String> = store
+            .actions(10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|a| format!("{} {}", a.action, a.by))
+            .collect();
+        assert_eq!(
+            actions,
+            ["retry dashboard", "resume dashboard", "pause dashboard"]
+        );
+        feed.stop(Duration::ZERO).await.unwrap();
+    });
+}

@@ -63,10 +63,11 @@ fn a_process_that_connects_first_without_the_secret_gets_no_job() {
     // SAFETY: set before any thread of this test process starts.
     unsafe { std::env::set_var("TMPDIR", &tmp) };
 
-    // The real worker waits 0.3 s before it connects, so the impostor wins.
+    // The real worker waits 1 s before it connects, so the impostor wins
+    // (even on a loaded machine).
     let worker = WorkerCommand::new("/bin/sh")
         .arg("-c")
-        .arg("sleep 0.3; exec \"$0\"")
+        .arg("sleep 1; exec \"$0\"")
         .arg(env!("CARGO_BIN_EXE_procvisor"));
     let impostor = std::thread::spawn({
         let tmp = tmp.clone();

@@ -1,6 +1,8 @@
 //! A web dashboard over the PostgreSQL job queue: jobs by queue, state
 //! and priority; supervisors with their heartbeats; running jobs; recent
-//! endings and failures; each job's history; and cancelling a job. Pages
+//! endings and failures; each job's history; and the operator's actions:
+//! cancel a job, run an ended one again, pause and resume a queue, each
+//! recorded with who did it and when. Pages
 //! are rendered on the server and work without JavaScript; a few lines of
 //! inline script keep the overview live through server-sent events.
 //! Everything it serves is in the binary.
@@ -125,7 +127,9 @@ impl Dashboard {
     }
 
     /// The routes, to serve or mount: `/` (the overview), `/live` (its
-    /// server-sent updates), `/jobs/{id}` and `/jobs/{id}/cancel`.
+    /// server-sent updates), `/jobs/{id}`, and the actions (forms posted
+    /// to) `/jobs/{id}/cancel`, `/jobs/{id}/retry`, `/queues/pause` and
+    /// `/queues/resume`.
     pub fn router(self) -> Router {
         let app = Arc::new(App {
             store: self.store,
@@ -138,6 +142,9 @@ impl Dashboard {
             .route("/live", get(live::overview_stream))
             .route("/jobs/{id}", get(pages::job_page))
             .route("/jobs/{id}/cancel", post(pages::cancel))
+            .route("/jobs/{id}/retry", post(pages::retry))
+            .route("/queues/pause", post(pages::pause))
+            .route("/queues/resume", post(pages::resume))
             .layer(axum::middleware::from_fn_with_state(
                 app.clone(),
                 auth::require_token,

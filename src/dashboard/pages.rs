@@ -85,8 +85,15 @@ pub(super) async fn overview(app: &App) -> Markup {
     let running = app.store.running_jobs(ROWS).await;
     let failures = app.store.recent_endings(ROWS, true).await;
     let endings = app.store.recent_endings(ROWS, false).await;
+    let paused = app.store.paused_queues().await;
+    let actions = app.store.actions(10).await;
     html! {
         p.muted { "as of " (when(SystemTime::now())) }
+        h2 { "Queues" }
+        @match (&status, &paused) {
+            (Err(e), _) | (_, Err(e)) => (failed_box("the queues", e)),
+            (Ok(s), Ok(paused)) => (queues_table(app, &queue_names(&s.jobs, paused), paused)),
+        }
         h2 { "Jobs by queue and state" }
         @match &status {
             Err(e) => (failed_box("the job counts", e)),
@@ -144,6 +151,59 @@ pub(super) async fn overview(app: &App) -> Markup {
         (endings_table(base, "failures", &failures))
         h2 { "Recent endings" }
         (endings_table(base, "endings", &endings))
+        h2 { "Operator actions" }
+        @match &actions {
+            Err(e) => (failed_box("the operator actions", e)),
+            Ok(a) if a.is_empty() => p.muted { "None yet." },
+            Ok(a) => table #actions {
+                tr { th { "at" } th { "action" } th { "queue" } th { "job" } th { "new job" } th { "by" } }
+                @for x in a {
+                    tr {
+                        td { (when(x.at)) } td { (x.action) }
+                        td { @if let Some(q) = &x.queue { (q) } }
+                        td { @if let Some(j) = x.job_id { a href={ (base) "/jobs/" (j) } { (j) } } }
+                        td { @if let Some(j) = x.new_job_id { a href={ (base) "/jobs/" (j) } { (j) } } }
+                        td { (x.by) }
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Every queue with live jobs, and every paused one, by name.
+fn queue_names<'a>(jobs: &'a [crate::store::QueueCount], paused: &'a [String]) -> Vec<&'a str> {
+    let mut names: Vec<&str> = jobs.iter().map(|c| c.queue.as_str()).collect();
+    names.extend(paused.iter().map(String::as_str));
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+fn queues_table(app: &App, names: &[&str], paused: &[String]) -> Markup {
+    let base = &app.base;
+    html! {
+        @if names.is_empty() {
+            p.muted { "No queue has jobs or is paused." }
+        } @else {
+            table #queue-list {
+                tr { th { "queue" } th { "claims" } th { "" } }
+                @for q in names {
+                    @let is_paused = paused.iter().any(|p| p == q);
+                    tr data-queue=(q) data-paused=(is_paused) {
+                        td { (q) }
+                        td { @if is_paused { span.bad { "paused" } } @else { span.ok { "running" } } }
+                        td {
+                            form method="post" action={ (base) "/queues/" (if is_paused { "resume" } else { "pause" }) } {
+                                input type="hidden" name="key" value=(app.form_key);
+                                input type="hidden" name="queue" value=(q);
+                                button type="submit" { (if is_paused { "Resume" } else { "Pause" }) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -248,6 +308,12 @@ pub(super) async fn job_page(State(app): State<Arc<App>>, Path(id): Path<String>
         @if let Some(e) = ending {
             @if let Some(err) = &e.error { p.err #error { (err) } }
             @if let Some(r) = &e.result { p { "Result: " code #result { (r.to_string()) } } }
+            @if e.event != "completed" {
+                form method="post" action={ (base) "/jobs/" (id) "/retry" } {
+                    input type="hidden" name="key" value=(app.form_key);
+                    button #retry type="submit" { "Run it again" }
+                }
+            }
         } @else {
             form method="post" action={ (base) "/jobs/" (id) "/cancel" } {
                 input type="hidden" name="key" value=(app.form_key);
@@ -270,33 +336,89 @@ pub(super) async fn job_page(State(app): State<Arc<App>>, Path(id): Path<String>
     layout(&format!("job {id}"), base, body).into_response()
 }
 
-/// The cancel form.
+/// An action's form on a job.
 #[derive(Deserialize)]
-pub(super) struct CancelForm {
+pub(super) struct JobForm {
     key: String,
+}
+
+/// An action's form on a queue.
+#[derive(Deserialize)]
+pub(super) struct QueueForm {
+    key: String,
+    queue: String,
+}
+
+fn foreign_form() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "This form is not from this dashboard (or the dashboard restarted since): reload the page and try again.\n",
+    )
+        .into_response()
+}
+
+fn refused(what: &str, e: &StoreError) -> Response {
+    let status = match e {
+        StoreError::Invalid(_) | StoreError::NoSuchJob(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, format!("Cannot {what}: {e}\n")).into_response()
+}
+
+/// `POST /jobs/{id}/retry`: run an ended job again, then to the new job's
+/// page.
+pub(super) async fn retry(
+    State(app): State<Arc<App>>,
+    Path(id): Path<i64>,
+    Form(form): Form<JobForm>,
+) -> Response {
+    if !auth::same(&form.key, &app.form_key) {
+        return foreign_form();
+    }
+    match app.store.retry(id, "dashboard").await {
+        Ok(new) => Redirect::to(&format!("{}/jobs/{new}", app.base)).into_response(),
+        Err(e) => refused(&format!("retry job {id}"), &e),
+    }
+}
+
+/// `POST /queues/pause` and `/queues/resume`, then back to the overview.
+pub(super) async fn pause(State(app): State<Arc<App>>, Form(form): Form<QueueForm>) -> Response {
+    set_paused(&app, form, true).await
+}
+
+/// See [`pause`].
+pub(super) async fn resume(State(app): State<Arc<App>>, Form(form): Form<QueueForm>) -> Response {
+    set_paused(&app, form, false).await
+}
+
+async fn set_paused(app: &App, form: QueueForm, paused: bool) -> Response {
+    if !auth::same(&form.key, &app.form_key) {
+        return foreign_form();
+    }
+    match app.store.set_paused(&form.queue, paused, "dashboard").await {
+        Ok(()) => Redirect::to(&format!("{}/", app.base)).into_response(),
+        Err(e) => refused("pause or resume the queue", &e),
+    }
 }
 
 /// `POST /jobs/{id}/cancel`: cancel, then back to the job's page.
 pub(super) async fn cancel(
     State(app): State<Arc<App>>,
     Path(id): Path<i64>,
-    Form(form): Form<CancelForm>,
+    Form(form): Form<JobForm>,
 ) -> Response {
     if !auth::same(&form.key, &app.form_key) {
-        return (
-            StatusCode::FORBIDDEN,
-            "This form is not from this dashboard (or the dashboard restarted since): reload the job's page and try again.\n",
-        )
-            .into_response();
+        return foreign_form();
     }
-    match app.store.cancel(id).await {
-        Ok(Cancelled::Ended | Cancelled::Requested | Cancelled::AlreadyEnded) => {
-            Redirect::to(&format!("{}/jobs/{id}", app.base)).into_response()
+    let done = match app.store.cancel(id).await {
+        Ok(Cancelled::AlreadyEnded) => Ok(()),
+        Ok(Cancelled::Ended | Cancelled::Requested) => {
+            app.store.record_cancel(id, "dashboard").await
         }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("Cannot cancel job {id}: {e}\n"),
-        )
-            .into_response(),
+        Err(e) => Err(e),
+    };
+    match done {
+        Ok(()) => Redirect::to(&format!("{}/jobs/{id}", app.base)).into_response(),
+        Err(e) => refused(&format!("cancel job {id}"), &e),
     }
 }

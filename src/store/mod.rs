@@ -28,10 +28,36 @@
 //! # Ok(()) }
 //! ```
 
+/// SQL for what it takes to run a job of table alias `$t` again: its
+/// arguments and settings, as kept with an ending other than `completed`
+/// (the events' `job` column) for an operator's retry.
+macro_rules! job_again {
+    ($t:literal) => {
+        concat!(
+            "jsonb_build_object('args', ",
+            $t,
+            ".args, 'timeout_ms', ",
+            $t,
+            ".timeout_ms, ",
+            "'max_attempts', ",
+            $t,
+            ".max_attempts, 'backoff_ms', ",
+            $t,
+            ".backoff_ms, ",
+            "'backoff_cap_ms', ",
+            $t,
+            ".backoff_cap_ms, 'weight', ",
+            $t,
+            ".weight)"
+        )
+    };
+}
+
 mod cron;
 mod error;
 mod events;
 mod feed;
+mod operator;
 mod prune;
 mod schedules;
 mod schema;
@@ -45,6 +71,7 @@ pub use cron::CronSpec;
 pub use error::StoreError;
 pub use events::{Event, EventCursor};
 pub use feed::{Feed, FeedOptions, FeedStats};
+pub use operator::Action;
 pub use prune::Pruned;
 pub use schedules::{Fired, ScheduleRow};
 pub use schema::SchemaStatus;

@@ -333,11 +333,15 @@ impl Store {
             }
             Some(_) => {
                 tx.execute(
-                    "WITH j AS (DELETE FROM procvisor_jobs WHERE id = $1 RETURNING *)
-                     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
-                         attempt, evictions, reclaims, error)
-                     SELECT id, 'cancelled', true, queue, kind, priority, lease, attempt, evictions,
-                         reclaims, 'cancelled before it ran' FROM j",
+                    concat!(
+                        "WITH j AS (DELETE FROM procvisor_jobs WHERE id = $1 RETURNING *)
+                         INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority,
+                             lease, attempt, evictions, reclaims, error, job)
+                         SELECT id, 'cancelled', true, queue, kind, priority, lease, attempt,
+                             evictions, reclaims, 'cancelled before it ran', ",
+                        job_again!("j"),
+                        " FROM j"
+                    ),
                     &[&id],
                 )
                 .await

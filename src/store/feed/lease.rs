@@ -74,7 +74,7 @@ pub(crate) async fn reclaim(
         .map_err(|e| StoreError::query("declare lost supervisors", e))?;
     let row = client
         .query_one(
-            "WITH lost AS (
+            concat!("WITH lost AS (
                 SELECT DISTINCT ON (id) * FROM (
                     SELECT * FROM (
                         SELECT j.id, j.lease AS old_lease, j.supervisor AS old_supervisor,
@@ -108,14 +108,15 @@ pub(crate) async fn reclaim(
                 RETURNING j.*, lost.old_supervisor, lost.why
              ), ev AS (
                 INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
-                                              attempt, evictions, reclaims, supervisor, error)
+                                              attempt, evictions, reclaims, supervisor, error, job)
                 SELECT id, 'reclaimed', false, queue, kind, priority, old_lease, attempt, evictions,
-                       reclaims, old_supervisor, why FROM up
+                       reclaims, old_supervisor, why, NULL FROM up
                 UNION ALL
                 SELECT id, 'crashed', true, queue, kind, priority, lease, attempt, evictions,
                        reclaims, old_supervisor,
                        why || '; it had been taken over from lost supervisors ' || reclaims
-                           || ' times already (the most allowed), so it is not run again'
+                           || ' times already (the most allowed), so it is not run again',
+                       ", job_again!("given_up"), "
                 FROM given_up
                 RETURNING 1
              ), wake AS (
@@ -124,7 +125,7 @@ pub(crate) async fn reclaim(
                 SELECT pg_notify($3, '') FROM (SELECT 1 FROM given_up LIMIT 1) AS hit
              )
              SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake),
-                    (SELECT count(*) FROM ended)",
+                    (SELECT count(*) FROM ended)"),
             &[&JOBS_CHANNEL, &(max_reclaims as i32), &ENDED_CHANNEL],
         )
         .await

@@ -44,11 +44,14 @@ FROM taken ORDER BY priority, run_at, id"
 /// Each queue is read in its own ordered index scan (a scan over all the
 /// queues at once would sort every available job of theirs), then the
 /// queues' heads are merged. A queue's head rows that lose the merge stay
-/// locked only until this statement commits.
+/// locked only until this statement commits. A paused queue is skipped.
 const CLAIM: &str = concat!(
     "
 WITH picked AS MATERIALIZED (
-    SELECT head.id FROM unnest($1::text[]) AS q(name)
+    SELECT head.id FROM (
+        SELECT u.name FROM unnest($1::text[]) AS u(name)
+        WHERE NOT EXISTS (SELECT 1 FROM procvisor_queues p WHERE p.name = u.name AND p.paused)
+    ) AS q
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM procvisor_jobs
         WHERE state = 'available' AND queue = q.name AND priority < $3 AND run_at <= now()
@@ -75,13 +78,17 @@ WITH picked AS MATERIALIZED (
 /// costs more than the priority claim as the backlog grows.
 const CLAIM_DRAWN: &str = concat!(
     "
-WITH band AS (
+WITH open AS (
+    SELECT array_agg(q.name) AS queues FROM unnest($1::text[]) AS q(name)
+    WHERE NOT EXISTS (SELECT 1 FROM procvisor_queues p WHERE p.name = q.name AND p.paused)
+), band AS (
     SELECT min(priority) AS p FROM procvisor_jobs
-    WHERE state = 'available' AND queue = ANY($1) AND priority < $3 AND run_at <= now()
-      AND kind = ANY($2)
+    WHERE state = 'available' AND queue = ANY((SELECT queues FROM open)) AND priority < $3
+      AND run_at <= now() AND kind = ANY($2)
 ), picked AS MATERIALIZED (
     SELECT id FROM procvisor_jobs
-    WHERE state = 'available' AND queue = ANY($1) AND priority < $3 AND run_at <= now()
+    WHERE state = 'available' AND queue = ANY((SELECT queues FROM open)) AND priority < $3
+      AND run_at <= now()
       AND kind = ANY($2) AND ($7 <> 3 OR priority = (SELECT p FROM band))
     ORDER BY ln(1 - random()) / CASE WHEN $7 = 2 THEN 1 ELSE weight END DESC
     LIMIT $4
@@ -202,10 +209,12 @@ pub(crate) async fn claim(
 /// the planner's statistics say about how many jobs are running.
 ///
 /// Terminal endings: delete the live rows still under their lease and
-/// write each one's terminal event, in one statement; wake waiters. The
+/// write each one's terminal event, in one statement (an ending other than
+/// `completed` keeps what it takes to retry the job); wake waiters. The
 /// events take their ids in the order the endings came (a join alone
 /// would number them in whatever order it produces).
-const END: &str = "
+const END: &str = concat!(
+    "
 WITH d AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
                          $6::integer[]) WITH ORDINALITY
@@ -216,16 +225,20 @@ WITH d AS (
     RETURNING j.*
 ), ev AS (
     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease, attempt,
-                                  evictions, reclaims, supervisor, worker_pid, result, error)
+                                  evictions, reclaims, supervisor, worker_pid, result, error, job)
     SELECT g.id, d.event, true, g.queue, g.kind, g.priority, g.lease, g.attempt, g.evictions,
-           g.reclaims, g.supervisor, d.pid, d.result::jsonb, d.error
+           g.reclaims, g.supervisor, d.pid, d.result::jsonb, d.error,
+           CASE WHEN d.event <> 'completed' THEN ",
+    job_again!("g"),
+    " END
     FROM gone g JOIN d ON d.id = g.id
     ORDER BY d.ord
     RETURNING job_id
 ), wake AS (
     SELECT pg_notify($7, '') FROM (SELECT 1 FROM ev LIMIT 1) AS hit
 )
-SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake)";
+SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake)"
+);
 
 /// Non-terminal endings: the row goes back to waiting under a new lease,
 /// with an event; wake claimers when some are available at once.

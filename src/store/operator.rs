@@ -1,0 +1,184 @@
+//! What an operator does by hand, and the record of it: pause and resume a
+//! queue (supervisors claim nothing from a paused queue; running jobs
+//! finish), retry an ended job (a new job with the same arguments and
+//! settings), and the list of such actions, cancels included.
+
+use std::time::SystemTime;
+
+use super::{Store, StoreError, JOBS_CHANNEL};
+
+/// One thing an operator did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    /// When.
+    pub at: SystemTime,
+    /// `cancel`, `retry`, `pause` or `resume`.
+    pub action: String,
+    /// The queue, for `pause` and `resume`.
+    pub queue: Option<String>,
+    /// The job, for `cancel` and `retry`.
+    pub job_id: Option<i64>,
+    /// The new job a `retry` made.
+    pub new_job_id: Option<i64>,
+    /// Who did it (as the caller said: `dashboard`, a user name…).
+    pub by: String,
+}
+
+/// A queue's name, checked.
+fn check_queue(name: &str) -> Result<(), StoreError> {
+    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "the queue name {name:?} is empty, longer than 200 bytes, or has control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Pause (`true`) or resume (`false`) a queue, recording who did it.
+    /// A paused queue's waiting jobs stay waiting; resuming wakes the
+    /// supervisors.
+    pub async fn set_paused(&self, queue: &str, paused: bool, by: &str) -> Result<(), StoreError> {
+        check_queue(queue)?;
+        let client = self.client().await?;
+        client
+            .execute(
+                "WITH q AS (
+                    INSERT INTO procvisor_queues (name, paused) VALUES ($1, $2)
+                    ON CONFLICT (name) DO UPDATE SET paused = $2, changed_at = now()
+                    RETURNING 1
+                 ), a AS (
+                    INSERT INTO procvisor_actions (action, queue, by_whom)
+                    VALUES (CASE WHEN $2 THEN 'pause' ELSE 'resume' END, $1, $3)
+                    RETURNING 1
+                 )
+                 SELECT pg_notify($4, ''), (SELECT count(*) FROM q), (SELECT count(*) FROM a)",
+                &[&queue, &paused, &by, &JOBS_CHANNEL],
+            )
+            .await
+            .map_err(|e| StoreError::query("pause or resume a queue", e))?;
+        Ok(())
+    }
+
+    /// The paused queues, by name.
+    pub async fn paused_queues(&self) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT name FROM procvisor_queues WHERE paused ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(|e| StoreError::query("list paused queues", e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Run an ended job again: a new job with its kind, queue, priority,
+    /// arguments and settings, due now. Its history gets a `retried`
+    /// event naming the new job, and the action is recorded. Returns the
+    /// new job's id. Only a job that ended other than `completed` can be
+    /// retried this way.
+    pub async fn retry(&self, id: i64, by: &str) -> Result<i64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| StoreError::query("begin the retry", e))?;
+        let row = tx
+            .query_opt(
+                "SELECT event, job IS NOT NULL FROM procvisor_events
+                 WHERE job_id = $1 AND terminal",
+                &[&id],
+            )
+            .await
+            .map_err(|e| StoreError::query("find the job to retry", e))?;
+        match row {
+            None => return Err(StoreError::NoSuchJob(id)),
+            Some(r) if !r.get::<_, bool>(1) => {
+                let event: String = r.get(0);
+                return Err(StoreError::Invalid(format!(
+                    "job {id} ended {event}: only a job that failed, timed out, crashed, or was evicted, cancelled or rejected can be retried"
+                )));
+            }
+            Some(_) => {}
+        }
+        let new: i64 = tx
+            .query_one(
+                "WITH old AS (
+                    SELECT * FROM procvisor_events WHERE job_id = $1 AND terminal
+                 ), new AS (
+                    INSERT INTO procvisor_jobs (queue, kind, args, priority, weight, timeout_ms,
+                                                max_attempts, backoff_ms, backoff_cap_ms, state)
+                    SELECT queue, kind, job->'args', priority, (job->>'weight')::float8,
+                           (job->>'timeout_ms')::bigint, (job->>'max_attempts')::integer,
+                           (job->>'backoff_ms')::bigint, (job->>'backoff_cap_ms')::bigint,
+                           'available'
+                    FROM old
+                    RETURNING id
+                 ), ev AS (
+                    INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority,
+                                                  lease, attempt, evictions, reclaims, result)
+                    SELECT old.job_id, 'retried', false, old.queue, old.kind, old.priority,
+                           old.lease, old.attempt, old.evictions, old.reclaims,
+                           jsonb_build_object('new_job', new.id)
+                    FROM old, new
+                    RETURNING 1
+                 ), a AS (
+                    INSERT INTO procvisor_actions (action, job_id, new_job_id, by_whom)
+                    SELECT 'retry', $1, new.id, $2 FROM new
+                    RETURNING 1
+                 )
+                 SELECT new.id FROM new, (SELECT count(*) FROM ev) e, (SELECT count(*) FROM a) aa",
+                &[&id, &by],
+            )
+            .await
+            .map_err(|e| StoreError::query("retry the job", e))?
+            .get(0);
+        tx.execute("SELECT pg_notify($1, '')", &[&JOBS_CHANNEL])
+            .await
+            .map_err(|e| StoreError::query("retry the job", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| StoreError::query("commit the retry", e))?;
+        Ok(new)
+    }
+
+    /// Record that `by` cancelled job `id` (see [`cancel`](Store::cancel)).
+    pub async fn record_cancel(&self, id: i64, by: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO procvisor_actions (action, job_id, by_whom) VALUES ('cancel', $1, $2)",
+                &[&id, &by],
+            )
+            .await
+            .map_err(|e| StoreError::query("record a cancel", e))?;
+        Ok(())
+    }
+
+    /// The latest operator actions, newest first, up to `limit` (1 to
+    /// 1000).
+    pub async fn actions(&self, limit: usize) -> Result<Vec<Action>, StoreError> {
+        let limit = limit.clamp(1, 1000) as i64;
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT at, action, queue, job_id, new_job_id, by_whom FROM procvisor_actions
+                 ORDER BY id DESC LIMIT $1",
+                &[&limit],
+            )
+            .await
+            .map_err(|e| StoreError::query("list operator actions", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| Action {
+                at: r.get(0),
+                action: r.get(1),
+                queue: r.get(2),
+                job_id: r.get(3),
+                new_job_id: r.get(4),
+                by: r.get(5),
+            })
+            .collect())
+    }
+}
