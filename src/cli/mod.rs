@@ -109,6 +109,9 @@ enum Command {
     /// endings and failures, each job's history; cancel jobs. Live in the
     /// browser.
     Dashboard(db::dashboard::Args),
+    /// The PostgreSQL job queue in the terminal, redrawn every second: jobs
+    /// by queue, state and priority, supervisors, running jobs, failures.
+    Top(db::top::Args),
     /// Put test-scheduler jobs (sleep, random priority 0 to 10, random
     /// runtime 3 to 15 s) into the PostgreSQL job queue, one every period,
     /// for `procvisor test-scheduler --db` or `supervise` to run.
@@ -179,6 +182,7 @@ pub fn main() -> i32 {
         Command::Schedule(a) => db::schedule::run(a),
         Command::Producer(a) => db::bus::producer(a),
         Command::Dashboard(a) => db::dashboard::run(a),
+        Command::Top(a) => db::top::run(a),
     };
     match result {
         Ok(code) => code,

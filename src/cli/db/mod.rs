@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod jobs;
 pub mod schedule;
 pub mod supervise;
+pub mod top;
 pub mod watch;
 
 use procvisor::store::Store;
