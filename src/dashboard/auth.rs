@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use constant_time_eq::constant_time_eq;
 
-use super::App;
+use super::Access;
 
 /// The cookie that carries the token after `?token=…`.
 const COOKIE: &str = "procvisor_token";
@@ -51,7 +51,7 @@ fn query_token(query: Option<&str>) -> Option<&str> {
 /// opened with the right `?token=` sets the cookie and drops the token
 /// from the address.
 pub(super) async fn require_token(
-    State(app): State<Arc<App>>,
+    State(app): State<Arc<Access>>,
     request: Request,
     next: Next,
 ) -> Response {

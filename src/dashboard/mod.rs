@@ -1,15 +1,18 @@
-//! A web dashboard over the PostgreSQL job queue: jobs by queue, state
-//! and priority; supervisors with their heartbeats; running jobs; recent
-//! endings and failures; each job's history; and the operator's actions:
-//! cancel a job, run an ended one again, pause and resume a queue, each
-//! recorded with who did it and when. Pages
-//! are rendered on the server and work without JavaScript; a few lines of
+//! Web dashboards. [`Dashboard`] (feature `store`) is over the PostgreSQL
+//! job queue: jobs by queue, state and priority; supervisors with their
+//! heartbeats; running jobs; recent endings and failures; each job's
+//! history; and the operator's actions: cancel a job, run an ended one
+//! again, pause and resume a queue, each recorded with who did it and
+//! when. [`EmbeddedDashboard`] is over a supervisor an application embeds:
+//! its workers and what they run, with progress; its queue by priority;
+//! its totals; recent endings; each job's events; cancel a job. Pages are
+//! rendered on the server and work without JavaScript; a few lines of
 //! inline script keep the overview live through server-sent events.
-//! Everything it serves is in the binary.
+//! Everything they serve is in the binary.
 //!
-//! [`Dashboard::router`] gives an [`axum::Router`] an application can
-//! mount; [`Dashboard::serve`] listens on an address itself, as
-//! `procvisor dashboard` does.
+//! Each gives an [`axum::Router`] an application can mount;
+//! [`Dashboard::serve`] listens on an address itself, as `procvisor
+//! dashboard` does.
 //!
 //! Access: on a loopback address anybody on this machine may look, so
 //! [`Dashboard::serve`] refuses any other address unless a token is set,
@@ -19,16 +22,20 @@
 //! another web site cannot make a visitor's browser post them.
 
 mod auth;
+mod embedded;
 mod live;
-mod pages;
+#[cfg(feature = "store")]
+mod store_pages;
+mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::routing::{get, post};
 use axum::Router;
 
+#[cfg(feature = "store")]
 use crate::store::Store;
+pub use embedded::EmbeddedDashboard;
 
 /// What can go wrong starting the dashboard.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +67,42 @@ pub fn check_access(addr: SocketAddr, token: Option<&str>) -> Result<(), Dashboa
     }
 }
 
+/// Who may use a dashboard, and where it is mounted (what the middleware
+/// and the forms of both dashboards share).
+pub(crate) struct Access {
+    pub(crate) token: Option<String>,
+    /// Carried by every action's form (see the module docs).
+    pub(crate) form_key: String,
+    /// The path the routes are mounted at ("" at the root).
+    pub(crate) base: String,
+}
+
+impl Access {
+    fn new(token: Option<String>, base: String) -> Arc<Access> {
+        Arc::new(Access {
+            token,
+            form_key: auth::random_key(),
+            base,
+        })
+    }
+}
+
+/// Bind `addr` for `router` under the access rule and serve it.
+async fn serve_router(
+    router: Router,
+    listener: tokio::net::TcpListener,
+) -> Result<(), DashboardError> {
+    let addr = listener
+        .local_addr()
+        .map_err(|source| DashboardError::Listen {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            source,
+        })?;
+    axum::serve(listener, router)
+        .await
+        .map_err(|source| DashboardError::Listen { addr, source })
+}
+
 /// The dashboard over one store.
 ///
 /// ```no_run
@@ -78,6 +121,7 @@ pub fn check_access(addr: SocketAddr, token: Option<&str>) -> Result<(), Dashboa
 /// Dashboard::new(store).serve("127.0.0.1:8080".parse()?).await?;
 /// # Ok(()) }
 /// ```
+#[cfg(feature = "store")]
 #[derive(Clone)]
 pub struct Dashboard {
     store: Store,
@@ -85,6 +129,7 @@ pub struct Dashboard {
     base: String,
 }
 
+#[cfg(feature = "store")]
 impl std::fmt::Debug for Dashboard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dashboard")
@@ -93,16 +138,7 @@ impl std::fmt::Debug for Dashboard {
     }
 }
 
-/// What the handlers share.
-pub(crate) struct App {
-    pub(crate) store: Store,
-    pub(crate) token: Option<String>,
-    /// Carried by every action's form (see the module docs).
-    pub(crate) form_key: String,
-    /// The path the routes are mounted at ("" at the root).
-    pub(crate) base: String,
-}
-
+#[cfg(feature = "store")]
 impl Dashboard {
     /// A dashboard over `store`, without a token.
     pub fn new(store: Store) -> Dashboard {
@@ -131,25 +167,7 @@ impl Dashboard {
     /// to) `/jobs/{id}/cancel`, `/jobs/{id}/retry`, `/queues/pause` and
     /// `/queues/resume`.
     pub fn router(self) -> Router {
-        let app = Arc::new(App {
-            store: self.store,
-            token: self.token,
-            form_key: auth::random_key(),
-            base: self.base,
-        });
-        Router::new()
-            .route("/", get(pages::overview_page))
-            .route("/live", get(live::overview_stream))
-            .route("/jobs/{id}", get(pages::job_page))
-            .route("/jobs/{id}/cancel", post(pages::cancel))
-            .route("/jobs/{id}/retry", post(pages::retry))
-            .route("/queues/pause", post(pages::pause))
-            .route("/queues/resume", post(pages::resume))
-            .layer(axum::middleware::from_fn_with_state(
-                app.clone(),
-                auth::require_token,
-            ))
-            .with_state(app)
+        store_pages::routes(self.store, Access::new(self.token, self.base))
     }
 
     /// Check the access rule for `addr` (see [`check_access`]).
@@ -174,14 +192,6 @@ impl Dashboard {
 
     /// Serve on a listener from [`bind`](Self::bind).
     pub async fn serve_on(self, listener: tokio::net::TcpListener) -> Result<(), DashboardError> {
-        let addr = listener
-            .local_addr()
-            .map_err(|source| DashboardError::Listen {
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                source,
-            })?;
-        axum::serve(listener, self.router())
-            .await
-            .map_err(|source| DashboardError::Listen { addr, source })
+        serve_router(self.router(), listener).await
     }
 }

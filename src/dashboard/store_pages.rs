@@ -1,77 +1,54 @@
-//! The dashboard's pages, rendered on the server: the overview (also sent
-//! live, see `live`), a job's page, and the cancel action. Everything
-//! shown that a job or worker wrote (kinds, queues, errors) is escaped by
-//! the templates.
+//! The job queue's dashboard: the overview (also sent live, see `live`),
+//! a job's page, and the operator's actions (cancel, retry, pause,
+//! resume). Everything shown that a job or worker wrote (kinds, queues,
+//! errors) is escaped by the templates.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{auth, App};
-use crate::store::{Cancelled, Event, StoreError};
+use super::view::{age, foreign_form, layout, live_page, not_found, when, JobForm};
+use super::{auth, Access};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::store::{Cancelled, Event, Store, StoreError};
 use crate::LEAST_URGENT;
+
+/// What the job queue's handlers share.
+pub(super) struct App {
+    pub(super) store: Store,
+    pub(super) access: Arc<Access>,
+}
+
+/// The job queue dashboard's routes (see [`Dashboard::router`](super::Dashboard::router)).
+pub(super) fn routes(store: Store, access: Arc<Access>) -> Router {
+    let app = Arc::new(App {
+        store,
+        access: access.clone(),
+    });
+    Router::new()
+        .route("/", get(overview_page))
+        .route("/live", get(live))
+        .route("/jobs/{id}", get(job_page))
+        .route("/jobs/{id}/cancel", post(cancel))
+        .route("/jobs/{id}/retry", post(retry))
+        .route("/queues/pause", post(pause))
+        .route("/queues/resume", post(resume))
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            auth::require_token,
+        ))
+        .with_state(app)
+}
 
 /// How many rows each list shows.
 const ROWS: usize = 50;
-
-const STYLE: &str = "
-body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.4em;margin:0 0 .2em} h2{font-size:1.1em;margin:1.4em 0 .4em}
-table{border-collapse:collapse} td,th{padding:.2em .6em;border-bottom:1px solid #ddd;text-align:left}
-th{background:#f4f4f4} td.n{text-align:right;font-variant-numeric:tabular-nums}
-.bad{color:#a00} .ok{color:#070} .muted{color:#777} .err{background:#fee;padding:.5em}
-button{font:inherit}";
-
-/// Keeps the overview live: the server sends the new overview every
-/// second as an `overview` event; without JavaScript the page is simply
-/// as it was when loaded.
-const LIVE_SCRIPT: &str = "
-const live = document.getElementById('live');
-const source = new EventSource(live.dataset.src);
-source.addEventListener('overview', (e) => { live.innerHTML = e.data; });
-source.onerror = () => { document.getElementById('state').textContent = 'reconnecting…'; };
-source.onopen = () => { document.getElementById('state').textContent = 'live'; };";
-
-fn layout(title: &str, base: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { (title) " · procvisor" }
-                style { (PreEscaped(STYLE)) }
-            }
-            body {
-                p.muted { a href={ (base) "/" } { "procvisor dashboard" } }
-                (body)
-            }
-        }
-    }
-}
-
-fn age(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s < 60.0 {
-        format!("{s:.1} s")
-    } else if s < 3600.0 {
-        format!("{:.1} min", s / 60.0)
-    } else {
-        format!("{:.1} h", s / 3600.0)
-    }
-}
-
-/// A time to the second, UTC.
-fn when(t: SystemTime) -> String {
-    match jiff::Timestamp::try_from(t) {
-        Ok(ts) => ts.strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
-        Err(_) => "?".into(),
-    }
-}
 
 fn failed_box(what: &str, e: &StoreError) -> Markup {
     html! { p.err { "Cannot read " (what) ": " (e.to_string()) } }
@@ -80,7 +57,7 @@ fn failed_box(what: &str, e: &StoreError) -> Markup {
 /// The overview's live part: queues, supervisors, running jobs, recent
 /// failures and endings.
 pub(super) async fn overview(app: &App) -> Markup {
-    let base = &app.base;
+    let base = &app.access.base;
     let status = app.store.status().await;
     let running = app.store.running_jobs(ROWS).await;
     let failures = app.store.recent_endings(ROWS, true).await;
@@ -181,7 +158,7 @@ fn queue_names<'a>(jobs: &'a [crate::store::QueueCount], paused: &'a [String]) -
 }
 
 fn queues_table(app: &App, names: &[&str], paused: &[String]) -> Markup {
-    let base = &app.base;
+    let base = &app.access.base;
     html! {
         @if names.is_empty() {
             p.muted { "No queue has jobs or is paused." }
@@ -195,7 +172,7 @@ fn queues_table(app: &App, names: &[&str], paused: &[String]) -> Markup {
                         td { @if is_paused { span.bad { "paused" } } @else { span.ok { "running" } } }
                         td {
                             form method="post" action={ (base) "/queues/" (if is_paused { "resume" } else { "pause" }) } {
-                                input type="hidden" name="key" value=(app.form_key);
+                                input type="hidden" name="key" value=(app.access.form_key);
                                 input type="hidden" name="queue" value=(q);
                                 button type="submit" { (if is_paused { "Resume" } else { "Pause" }) }
                             }
@@ -248,26 +225,23 @@ fn by_queue_state(jobs: &[crate::store::QueueCount]) -> Vec<(&str, &str, Vec<i64
     rows
 }
 
-/// `/`: the overview, kept live.
-pub(super) async fn overview_page(State(app): State<Arc<App>>) -> Markup {
-    let base = &app.base;
-    let body = html! {
-        h1 { "Jobs " span #state.muted { "" } }
-        div #live data-src={ (base) "/live" } { (overview(&app).await) }
-        script { (PreEscaped(LIVE_SCRIPT)) }
-    };
-    layout("overview", base, body)
+/// `/live`: the overview, every second.
+async fn live(State(app): State<Arc<App>>) -> impl IntoResponse {
+    super::live::every_second(move || {
+        let app = app.clone();
+        async move { overview(&app).await.into_string() }
+    })
 }
 
-fn not_found(base: &str, why: &str) -> Response {
-    let page = layout("not found", base, html! { h1 { "Not found" } p { (why) } });
-    (StatusCode::NOT_FOUND, page).into_response()
+/// `/`: the overview, kept live.
+pub(super) async fn overview_page(State(app): State<Arc<App>>) -> Markup {
+    live_page("Jobs", &app.access.base, overview(&app).await)
 }
 
 /// `/jobs/{id}`: a job's history, and a cancel button while it has not
 /// ended.
 pub(super) async fn job_page(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
-    let base = &app.base;
+    let base = &app.access.base;
     let Ok(id) = id.parse::<i64>() else {
         return not_found(base, "A job id is a whole number.");
     };
@@ -310,13 +284,13 @@ pub(super) async fn job_page(State(app): State<Arc<App>>, Path(id): Path<String>
             @if let Some(r) = &e.result { p { "Result: " code #result { (r.to_string()) } } }
             @if e.event != "completed" {
                 form method="post" action={ (base) "/jobs/" (id) "/retry" } {
-                    input type="hidden" name="key" value=(app.form_key);
+                    input type="hidden" name="key" value=(app.access.form_key);
                     button #retry type="submit" { "Run it again" }
                 }
             }
         } @else {
             form method="post" action={ (base) "/jobs/" (id) "/cancel" } {
-                input type="hidden" name="key" value=(app.form_key);
+                input type="hidden" name="key" value=(app.access.form_key);
                 button #cancel type="submit" { "Cancel this job" }
             }
         }
@@ -336,25 +310,11 @@ pub(super) async fn job_page(State(app): State<Arc<App>>, Path(id): Path<String>
     layout(&format!("job {id}"), base, body).into_response()
 }
 
-/// An action's form on a job.
-#[derive(Deserialize)]
-pub(super) struct JobForm {
-    key: String,
-}
-
 /// An action's form on a queue.
 #[derive(Deserialize)]
 pub(super) struct QueueForm {
     key: String,
     queue: String,
-}
-
-fn foreign_form() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        "This form is not from this dashboard (or the dashboard restarted since): reload the page and try again.\n",
-    )
-        .into_response()
 }
 
 fn refused(what: &str, e: &StoreError) -> Response {
@@ -372,11 +332,11 @@ pub(super) async fn retry(
     Path(id): Path<i64>,
     Form(form): Form<JobForm>,
 ) -> Response {
-    if !auth::same(&form.key, &app.form_key) {
+    if !auth::same(&form.key, &app.access.form_key) {
         return foreign_form();
     }
     match app.store.retry(id, "dashboard").await {
-        Ok(new) => Redirect::to(&format!("{}/jobs/{new}", app.base)).into_response(),
+        Ok(new) => Redirect::to(&format!("{}/jobs/{new}", app.access.base)).into_response(),
         Err(e) => refused(&format!("retry job {id}"), &e),
     }
 }
@@ -392,11 +352,11 @@ pub(super) async fn resume(State(app): State<Arc<App>>, Form(form): Form<QueueFo
 }
 
 async fn set_paused(app: &App, form: QueueForm, paused: bool) -> Response {
-    if !auth::same(&form.key, &app.form_key) {
+    if !auth::same(&form.key, &app.access.form_key) {
         return foreign_form();
     }
     match app.store.set_paused(&form.queue, paused, "dashboard").await {
-        Ok(()) => Redirect::to(&format!("{}/", app.base)).into_response(),
+        Ok(()) => Redirect::to(&format!("{}/", app.access.base)).into_response(),
         Err(e) => refused("pause or resume the queue", &e),
     }
 }
@@ -407,7 +367,7 @@ pub(super) async fn cancel(
     Path(id): Path<i64>,
     Form(form): Form<JobForm>,
 ) -> Response {
-    if !auth::same(&form.key, &app.form_key) {
+    if !auth::same(&form.key, &app.access.form_key) {
         return foreign_form();
     }
     let done = match app.store.cancel(id).await {
@@ -418,7 +378,7 @@ pub(super) async fn cancel(
         Err(e) => Err(e),
     };
     match done {
-        Ok(()) => Redirect::to(&format!("{}/jobs/{id}", app.base)).into_response(),
+        Ok(()) => Redirect::to(&format!("{}/jobs/{id}", app.access.base)).into_response(),
         Err(e) => refused(&format!("cancel job {id}"), &e),
     }
 }
