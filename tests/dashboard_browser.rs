@@ -170,7 +170,7 @@ fn a_person_sees_jobs_run_live_and_cancels_one_whose_worker_then_dies() {
 
         // A job submitted now shows running, then completed, live.
         let id = store
-            .submit(&NewJob::new("sleep", json!({"secs": 2})))
+            .submit(&NewJob::new("sleep", json!({"secs": 4})))
             .await
             .unwrap();
         let running = format!("#running tr[data-job=\"{id}\"]");
@@ -178,6 +178,20 @@ fn a_person_sees_jobs_run_live_and_cancels_one_whose_worker_then_dies() {
             until_present(&c, &running, Duration::from_secs(15)).await,
             "job {id} never showed as running"
         );
+        // Its progress, as the handler reports it, reaches the page.
+        let progress = format!("#running tr[data-job=\"{id}\"] td.progress span");
+        assert!(
+            until_present(&c, &progress, Duration::from_secs(10)).await,
+            "no progress for job {id}"
+        );
+        let note = c
+            .find(Locator::Css(&progress))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(note.starts_with("slept"), "{note}");
         shot(&c, "dashboard-running.png").await;
         let done = format!("#endings tr[data-job=\"{id}\"][data-outcome=\"completed\"]");
         assert!(

@@ -113,13 +113,16 @@ pub(super) async fn overview(app: &App) -> Markup {
             Ok(r) if r.is_empty() => p.muted { "Nothing is running." },
             Ok(r) => table #running {
                 tr { th { "job" } th { "queue" } th { "kind" } th { "priority" } th { "attempt" }
-                     th { "supervisor" } th { "running for" } }
+                     th { "supervisor" } th { "running for" } th { "progress" } }
                 @for j in r {
                     tr data-job=(j.id) {
                         td { a href={ (base) "/jobs/" (j.id) } { (j.id) } }
                         td { (j.queue) } td { (j.kind) } td.n { (j.priority) } td.n { (j.attempt) }
                         td.n { @if let Some(s) = j.supervisor { (s) } }
                         td.n { (age(j.running_for)) }
+                        td.progress { @if let Some((f, note)) = &j.progress {
+                            (format!("{:.0} %", f * 100.0)) " " span.muted { (note) }
+                        } }
                     }
                 }
             },

@@ -42,7 +42,7 @@ pub struct SupervisorRow {
 }
 
 /// A job running now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunningRow {
     /// Its id.
     pub id: i64,
@@ -58,6 +58,9 @@ pub struct RunningRow {
     pub supervisor: Option<i64>,
     /// How long since it was claimed.
     pub running_for: Duration,
+    /// Its last progress (fraction 0 to 1, and the handler's note), as its
+    /// supervisor last wrote it.
+    pub progress: Option<(f32, String)>,
 }
 
 /// A job still in the queue (waiting, due later, or running).
@@ -185,7 +188,8 @@ impl Store {
         let rows = client
             .query(
                 "SELECT id, queue, kind, priority, attempt, supervisor,
-                        (extract(epoch FROM now() - claimed_at) * 1000)::bigint
+                        (extract(epoch FROM now() - claimed_at) * 1000)::bigint,
+                        progress, progress_note
                  FROM procvisor_jobs WHERE state = 'running'
                  ORDER BY claimed_at, id LIMIT $1",
                 &[&limit],
@@ -204,6 +208,9 @@ impl Store {
                 running_for: Duration::from_millis(
                     r.get::<_, Option<i64>>(6).unwrap_or(0).max(0) as u64
                 ),
+                progress: r
+                    .get::<_, Option<f32>>(7)
+                    .map(|f| (f, r.get::<_, Option<String>>(8).unwrap_or_default())),
             })
             .collect())
     }

@@ -275,6 +275,7 @@ impl SupervisorActor {
                 .started
                 .map(|t| now.saturating_duration_since(t))
                 .unwrap_or_default(),
+            progress: rec.progress.clone(),
         })
     }
 }

@@ -38,7 +38,7 @@ pub enum WorkerPhase {
 }
 
 /// A running job, as a status display shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunningJob {
     /// Its id.
     pub id: JobId,
@@ -48,10 +48,12 @@ pub struct RunningJob {
     pub priority: u8,
     /// How long it has been running.
     pub elapsed: Duration,
+    /// The last progress its handler reported (fraction, note).
+    pub progress: Option<(f32, String)>,
 }
 
 /// One worker slot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerInfo {
     /// The slot index.
     pub slot: usize,
@@ -119,7 +121,7 @@ impl Counts {
 }
 
 /// A picture of the supervisor at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     /// Life stage.
     pub state: State,

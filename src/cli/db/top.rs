@@ -95,12 +95,15 @@ async fn picture(store: &Store) -> Result<Vec<String>, String> {
     }
     out.push(String::new());
     out.push(format!(
-        "{:>10} {:<16} {:<16} {:>4} {:>7} {:>10}",
+        "{:>10} {:<16} {:<16} {:>4} {:>7} {:>10}  progress",
         "running", "queue", "kind", "prio", "attempt", "for"
     ));
     for j in &running {
+        let progress = j.progress.as_ref().map_or(String::new(), |(f, note)| {
+            format!("{:.0} % {}", f * 100.0, printable(note))
+        });
         out.push(format!(
-            "{:>10} {:<16} {:<16} {:>4} {:>7} {:>9.1}s",
+            "{:>10} {:<16} {:<16} {:>4} {:>7} {:>9.1}s  {progress}",
             j.id,
             printable(&j.queue),
             printable(&j.kind),

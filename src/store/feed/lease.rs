@@ -207,3 +207,25 @@ pub(crate) async fn stop(client: &impl GenericClient, me: i64) -> Result<u64, St
         .map_err(|e| StoreError::query("give back this supervisor's jobs", e))?;
     Ok(row.get::<_, i64>(0).max(0) as u64)
 }
+
+/// Write running jobs' progress: `(id, lease, (fraction, note))` each; a
+/// job whose lease moved on is left alone.
+pub(crate) async fn progress(
+    client: &impl GenericClient,
+    jobs: &[(i64, i64, (f32, String))],
+) -> Result<(), StoreError> {
+    let ids: Vec<i64> = jobs.iter().map(|j| j.0).collect();
+    let leases: Vec<i64> = jobs.iter().map(|j| j.1).collect();
+    let fractions: Vec<f32> = jobs.iter().map(|j| j.2 .0).collect();
+    let notes: Vec<&str> = jobs.iter().map(|j| j.2 .1.as_str()).collect();
+    client
+        .execute(
+            "UPDATE procvisor_jobs j SET progress = d.p, progress_note = d.n
+             FROM unnest($1::bigint[], $2::bigint[], $3::real[], $4::text[]) AS d(id, lease, p, n)
+             WHERE j.id = d.id AND j.lease = d.lease AND j.state = 'running'",
+            &[&ids, &leases, &fractions, &notes],
+        )
+        .await
+        .map_err(|e| StoreError::query("write running jobs' progress", e))?;
+    Ok(())
+}

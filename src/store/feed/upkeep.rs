@@ -24,6 +24,7 @@ pub(super) async fn upkeep_loop(
     let mut last_beat = Instant::now();
     let mut last_prune: Option<Instant> = None;
     let mut wakeups = Wakeups::new(&[CANCEL_CHANNEL]);
+    let mut told = Told::default();
     loop {
         // Without the listener, cancels are still seen at the next poll.
         let _ = wakeups.connect(&store).await;
@@ -40,6 +41,10 @@ pub(super) async fn upkeep_loop(
         {
             shared.error();
             tracing::warn!("store upkeep failed (retrying): {e}");
+        }
+        if let Err(e) = write_progress(&store, &sup, &shared, &mut told).await {
+            shared.error();
+            tracing::warn!("cannot write running jobs' progress (retrying): {e}");
         }
         if let Some(keep) = options.retention {
             if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
@@ -113,6 +118,58 @@ async fn upkeep(
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// The progress last written, by store job id.
+type Told = std::collections::HashMap<i64, (f32, String)>;
+
+/// The longest progress note written to the store, in characters.
+const MAX_NOTE: usize = 500;
+
+/// Write the running jobs' progress that changed since the last time.
+async fn write_progress(
+    store: &Store,
+    sup: &Supervisor,
+    shared: &Shared,
+    told: &mut Told,
+) -> Result<(), StoreError> {
+    let Some(snap) = sup.snapshot().await else {
+        return Ok(());
+    };
+    let running: Vec<(crate::JobId, (f32, String))> = snap
+        .workers
+        .into_iter()
+        .filter_map(|w| {
+            let r = w.running?;
+            let (f, note) = r.progress?;
+            f.is_finite().then(|| {
+                (
+                    r.id,
+                    (f.clamp(0.0, 1.0), note.chars().take(MAX_NOTE).collect()),
+                )
+            })
+        })
+        .collect();
+    let mut changed = Vec::new();
+    {
+        let held = shared.held();
+        for (local, p) in running {
+            if let Some(c) = held.values().find(|c| c.local == Some(local)) {
+                if told.get(&c.id) != Some(&p) {
+                    changed.push((c.id, c.lease, p));
+                }
+            }
+        }
+        told.retain(|id, _| held.values().any(|c| c.id == *id));
+    }
+    if changed.is_empty() {
+        return Ok(());
+    }
+    lease::progress(&store.client().await?, &changed).await?;
+    for (id, _, p) in changed {
+        told.insert(id, p);
     }
     Ok(())
 }

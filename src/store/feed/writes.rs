@@ -24,7 +24,7 @@ macro_rules! take {
         ", taken AS (
 UPDATE procvisor_jobs j
 SET state = 'running', lease = j.lease + 1, attempt = j.attempt + 1, supervisor = $5,
-    claimed_at = now(), cancel_requested = false,
+    claimed_at = now(), cancel_requested = false, progress = NULL, progress_note = NULL,
     deadline_at = CASE WHEN j.timeout_ms IS NULL THEN NULL
                        ELSE now() + (j.timeout_ms + $6) * interval '1 millisecond' END
 FROM picked WHERE j.id = picked.id

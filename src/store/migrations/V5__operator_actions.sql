@@ -21,3 +21,7 @@ CREATE TABLE procvisor_actions (
     new_job_id  bigint,
     by_whom     text NOT NULL
 );
+
+-- A running job's last progress (fraction 0 to 1, and the handler's note),
+-- as its supervisor last wrote it (about once a second, when it changed).
+ALTER TABLE procvisor_jobs ADD COLUMN progress real, ADD COLUMN progress_note text;
