@@ -123,3 +123,28 @@ fn a_supervisor_of_several_queues_takes_the_most_urgent_of_any_and_none_of_the_o
         );
     });
 }
+
+#[test]
+fn a_supervisor_that_draws_at_random_takes_nothing_from_a_paused_queue_until_resumed() {
+    pg::runtime().block_on(async {
+        let Some(store) = store("paused_drawn").await else {
+            return;
+        };
+        store.set_paused("default", true, "test").await.unwrap();
+        let jobs: Vec<NewJob> = (0..5).map(|_| NewJob::new("noop", json!({}))).collect();
+        store.submit_many(&jobs).await.unwrap();
+        let sup = common::start(common::config(1).policy(Policy::WeightedRandom));
+        let feed = Feed::start(&store, &sup, FeedOptions::default())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(store.running_jobs(10).await.unwrap().is_empty());
+        assert!(
+            pg::all_events(&store).await.is_empty(),
+            "nothing ran while paused"
+        );
+        store.set_paused("default", false, "test").await.unwrap();
+        pg::until_ended(&store, 5, Duration::from_secs(30)).await;
+        feed.stop(Duration::ZERO).await.unwrap();
+    });
+}

@@ -79,15 +79,15 @@ WITH picked AS MATERIALIZED (
 const CLAIM_DRAWN: &str = concat!(
     "
 WITH open AS (
-    SELECT array_agg(q.name) AS queues FROM unnest($1::text[]) AS q(name)
+    SELECT q.name FROM unnest($1::text[]) AS q(name)
     WHERE NOT EXISTS (SELECT 1 FROM procvisor_queues p WHERE p.name = q.name AND p.paused)
 ), band AS (
     SELECT min(priority) AS p FROM procvisor_jobs
-    WHERE state = 'available' AND queue = ANY((SELECT queues FROM open)) AND priority < $3
+    WHERE state = 'available' AND queue IN (SELECT name FROM open) AND priority < $3
       AND run_at <= now() AND kind = ANY($2)
 ), picked AS MATERIALIZED (
     SELECT id FROM procvisor_jobs
-    WHERE state = 'available' AND queue = ANY((SELECT queues FROM open)) AND priority < $3
+    WHERE state = 'available' AND queue IN (SELECT name FROM open) AND priority < $3
       AND run_at <= now()
       AND kind = ANY($2) AND ($7 <> 3 OR priority = (SELECT p FROM band))
     ORDER BY ln(1 - random()) / CASE WHEN $7 = 2 THEN 1 ELSE weight END DESC
