@@ -104,10 +104,11 @@ enum Command {
     /// Periodic jobs in the PostgreSQL job queue: a job enqueued at every
     /// fire of a cron expression, in a time zone.
     Schedule(db::schedule::ScheduleCommand),
-    /// A web dashboard over the PostgreSQL job queue: jobs by queue, state
-    /// and priority, supervisors and their heartbeats, running jobs, recent
-    /// endings and failures, each job's history; cancel jobs. Live in the
-    /// browser.
+    /// A web dashboard over the PostgreSQL job queue, live in the browser:
+    /// jobs by queue, state and priority, supervisors and their heartbeats,
+    /// running jobs with their progress, recent endings and failures, each
+    /// job's history; cancel a job, run a failed one again, pause and
+    /// resume a queue.
     Dashboard(db::dashboard::Args),
     /// The PostgreSQL job queue in the terminal, redrawn every second: jobs
     /// by queue, state and priority, supervisors, running jobs, failures.
