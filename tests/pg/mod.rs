@@ -358,17 +358,25 @@ pub fn psql(url: &str, sql: &str) -> String {
         .psql(&db_name(url), sql)
 }
 
-/// Every event in `store` so far, oldest first.
+/// Every event in `store` so far, oldest first. The stream holds back
+/// events behind any transaction still open on the server (another test's
+/// too), so an empty read is read again a moment later before it counts as
+/// the end.
 pub async fn all_events(store: &procvisor::store::Store) -> Vec<procvisor::store::Event> {
     let mut cursor = procvisor::store::EventCursor::from_start();
     let mut all = Vec::new();
-    loop {
+    let mut empty = 0;
+    while empty < 3 {
         let batch = store.next_events(&mut cursor).await.unwrap();
         if batch.is_empty() {
-            return all;
+            empty += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        } else {
+            empty = 0;
+            all.extend(batch);
         }
-        all.extend(batch);
     }
+    all
 }
 
 /// A small multi-threaded runtime for a store test.
