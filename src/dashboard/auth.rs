@@ -1,13 +1,16 @@
 //! Who may use the dashboard: the token check on every request, and the
-//! key that every action's form carries.
+//! key that every action's form carries, checked by the [`Posted`]
+//! extractor before any action's handler runs.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{Form, FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use constant_time_eq::constant_time_eq;
+
+use serde::de::DeserializeOwned;
 
 use super::Access;
 
@@ -77,4 +80,37 @@ pub(super) async fn require_token(
         "This dashboard needs its token: open it once as /?token=YOUR_TOKEN (the token procvisor dashboard was started with), or send the header Authorization: Bearer YOUR_TOKEN.\n",
     )
         .into_response()
+}
+
+/// A dashboard's shared state, which knows its access rules.
+pub(super) trait HasAccess: Send + Sync + 'static {
+    fn access(&self) -> &Access;
+}
+
+/// A posted form that carries the dashboard's form key.
+pub(super) trait Keyed {
+    fn key(&self) -> &str;
+}
+
+/// An action's posted form whose key is this dashboard's. Any other form
+/// is refused (403) before the action's handler runs; a body that is not a
+/// form is refused as `Form` refuses it.
+pub(super) struct Posted<T>(pub(super) T);
+
+impl<A: HasAccess, T: DeserializeOwned + Keyed + Send> FromRequest<Arc<A>> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &Arc<A>) -> Result<Self, Response> {
+        let Form(form) = Form::<T>::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        if !same(form.key(), &state.access().form_key) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "This form is not from this dashboard (or the dashboard restarted since): reload the page and try again.\n",
+            )
+                .into_response());
+        }
+        Ok(Posted(form))
+    }
 }

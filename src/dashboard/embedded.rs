@@ -9,14 +9,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::SystemTime;
 
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
 
-use super::view::{age, foreign_form, layout, live_page, not_found, when, JobForm};
-use super::{auth, check_access, serve_router, Access, DashboardError};
+use super::auth::{HasAccess, Posted};
+use super::view::{age, layout, live_page, not_found, when, JobForm};
+use super::{auth, bind_checked, check_access, serve_router, Access, DashboardError};
 use crate::events::{JobEvent, Received, What};
 use crate::{JobId, JobState, Outcome, Supervisor, WorkerPhase};
 
@@ -69,6 +70,12 @@ struct App {
     sup: Supervisor,
     access: Arc<Access>,
     recent: Mutex<Recent>,
+}
+
+impl HasAccess for App {
+    fn access(&self) -> &Access {
+        &self.access
+    }
 }
 
 impl App {
@@ -164,10 +171,7 @@ impl EmbeddedDashboard {
     /// Listen on `addr` (under the access rule) and serve until the future
     /// is dropped.
     pub async fn serve(self, addr: SocketAddr) -> Result<(), DashboardError> {
-        self.check(addr)?;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| DashboardError::Listen { addr, source })?;
+        let listener = bind_checked(addr, self.token.as_deref()).await?;
         serve_router(self.router(), listener).await
     }
 }
@@ -347,11 +351,8 @@ async fn job_page(State(app): State<Arc<App>>, Path(id): Path<String>) -> Respon
 async fn cancel(
     State(app): State<Arc<App>>,
     Path(id): Path<JobId>,
-    Form(form): Form<JobForm>,
+    Posted(_): Posted<JobForm>,
 ) -> Response {
-    if !auth::same(&form.key, &app.access.form_key) {
-        return foreign_form();
-    }
     app.sup.cancel(id);
     Redirect::to(&format!("{}/jobs/{id}", app.access.base)).into_response()
 }

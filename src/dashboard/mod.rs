@@ -87,7 +87,18 @@ impl Access {
     }
 }
 
-/// Bind `addr` for `router` under the access rule and serve it.
+/// Check the access rule for `addr` and bind it.
+async fn bind_checked(
+    addr: SocketAddr,
+    token: Option<&str>,
+) -> Result<tokio::net::TcpListener, DashboardError> {
+    check_access(addr, token)?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DashboardError::Listen { addr, source })
+}
+
+/// Serve `router` on `listener` until the future is dropped.
 async fn serve_router(
     router: Router,
     listener: tokio::net::TcpListener,
@@ -184,10 +195,7 @@ impl Dashboard {
     /// Check the access rule and bind `addr` (port 0 picks a free port:
     /// see the listener's `local_addr`).
     pub async fn bind(&self, addr: SocketAddr) -> Result<tokio::net::TcpListener, DashboardError> {
-        self.check(addr)?;
-        tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| DashboardError::Listen { addr, source })
+        bind_checked(addr, self.token.as_deref()).await
     }
 
     /// Serve on a listener from [`bind`](Self::bind).

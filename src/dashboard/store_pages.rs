@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::extract::{Form, Path, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::view::{age, foreign_form, layout, live_page, not_found, when, JobForm};
+use super::auth::{HasAccess, Keyed, Posted};
+use super::view::{age, layout, live_page, not_found, when, JobForm};
 use super::{auth, Access};
 use axum::routing::{get, post};
 use axum::Router;
@@ -24,6 +25,12 @@ use crate::LEAST_URGENT;
 pub(super) struct App {
     pub(super) store: Store,
     pub(super) access: Arc<Access>,
+}
+
+impl HasAccess for App {
+    fn access(&self) -> &Access {
+        &self.access
+    }
 }
 
 /// The job queue dashboard's routes (see [`Dashboard::router`](super::Dashboard::router)).
@@ -320,6 +327,12 @@ pub(super) struct QueueForm {
     queue: String,
 }
 
+impl Keyed for QueueForm {
+    fn key(&self) -> &str {
+        &self.key
+    }
+}
+
 fn refused(what: &str, e: &StoreError) -> Response {
     let status = match e {
         StoreError::Invalid(_) | StoreError::NoSuchJob(_) => StatusCode::BAD_REQUEST,
@@ -333,11 +346,8 @@ fn refused(what: &str, e: &StoreError) -> Response {
 pub(super) async fn retry(
     State(app): State<Arc<App>>,
     Path(id): Path<i64>,
-    Form(form): Form<JobForm>,
+    Posted(_): Posted<JobForm>,
 ) -> Response {
-    if !auth::same(&form.key, &app.access.form_key) {
-        return foreign_form();
-    }
     match app.store.retry(id, "dashboard").await {
         Ok(new) => Redirect::to(&format!("{}/jobs/{new}", app.access.base)).into_response(),
         Err(e) => refused(&format!("retry job {id}"), &e),
@@ -345,19 +355,22 @@ pub(super) async fn retry(
 }
 
 /// `POST /queues/pause` and `/queues/resume`, then back to the overview.
-pub(super) async fn pause(State(app): State<Arc<App>>, Form(form): Form<QueueForm>) -> Response {
+pub(super) async fn pause(
+    State(app): State<Arc<App>>,
+    Posted(form): Posted<QueueForm>,
+) -> Response {
     set_paused(&app, form, true).await
 }
 
 /// See [`pause`].
-pub(super) async fn resume(State(app): State<Arc<App>>, Form(form): Form<QueueForm>) -> Response {
+pub(super) async fn resume(
+    State(app): State<Arc<App>>,
+    Posted(form): Posted<QueueForm>,
+) -> Response {
     set_paused(&app, form, false).await
 }
 
 async fn set_paused(app: &App, form: QueueForm, paused: bool) -> Response {
-    if !auth::same(&form.key, &app.access.form_key) {
-        return foreign_form();
-    }
     match app.store.set_paused(&form.queue, paused, "dashboard").await {
         Ok(()) => Redirect::to(&format!("{}/", app.access.base)).into_response(),
         Err(e) => refused("pause or resume the queue", &e),
@@ -368,11 +381,8 @@ async fn set_paused(app: &App, form: QueueForm, paused: bool) -> Response {
 pub(super) async fn cancel(
     State(app): State<Arc<App>>,
     Path(id): Path<i64>,
-    Form(form): Form<JobForm>,
+    Posted(_): Posted<JobForm>,
 ) -> Response {
-    if !auth::same(&form.key, &app.access.form_key) {
-        return foreign_form();
-    }
     let done = match app.store.cancel(id).await {
         Ok(Cancelled::AlreadyEnded) => Ok(()),
         Ok(Cancelled::Ended | Cancelled::Requested) => {

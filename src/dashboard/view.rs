@@ -1,6 +1,6 @@
 //! What both dashboards' pages share: the page around them, the live
-//! overview's script, times and durations as shown, and the answers to a
-//! missing page or a forged form.
+//! overview's script, times and durations as shown, the answer to a
+//! missing page, and the form every action on a job posts.
 
 use std::time::{Duration, SystemTime};
 
@@ -78,16 +78,14 @@ pub(super) fn not_found(base: &str, why: &str) -> Response {
     (StatusCode::NOT_FOUND, page).into_response()
 }
 
-pub(super) fn foreign_form() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        "This form is not from this dashboard (or the dashboard restarted since): reload the page and try again.\n",
-    )
-        .into_response()
-}
-
 /// An action's form on a job.
 #[derive(Deserialize)]
 pub(super) struct JobForm {
-    pub(super) key: String,
+    key: String,
+}
+
+impl super::auth::Keyed for JobForm {
+    fn key(&self) -> &str {
+        &self.key
+    }
 }
