@@ -88,11 +88,11 @@ pub(super) async fn overview(app: &App) -> Markup {
                     @for p in 0..=LEAST_URGENT { th { "p" (p) } }
                     th { "total" }
                 }
-                @for (queue, state, counts) in by_queue_state(&s.jobs) {
-                    tr data-queue=(queue) data-state=(state) {
-                        td { (queue) } td { (state) }
-                        @for &c in &counts { td.n { @if c > 0 { (c) } } }
-                        td.n { (counts.iter().sum::<i64>()) }
+                @for row in s.by_queue_state() {
+                    tr data-queue=(row.queue) data-state=(row.state) {
+                        td { (row.queue) } td { (row.state) }
+                        @for &c in &row.by_priority { td.n { @if c > 0 { (c) } } }
+                        td.n { (row.total()) }
                     }
                 }
             },
@@ -215,24 +215,6 @@ fn endings_table(base: &str, id: &str, rows: &Result<Vec<Event>, StoreError>) ->
             },
         }
     }
-}
-
-/// Rows of (queue, state, count per priority).
-fn by_queue_state(jobs: &[crate::store::QueueCount]) -> Vec<(&str, &str, Vec<i64>)> {
-    let mut rows: Vec<(&str, &str, Vec<i64>)> = Vec::new();
-    for c in jobs {
-        let at = match rows.last() {
-            Some((q, s, _)) if *q == c.queue && *s == c.state => rows.len() - 1,
-            _ => {
-                rows.push((&c.queue, &c.state, vec![0; usize::from(LEAST_URGENT) + 1]));
-                rows.len() - 1
-            }
-        };
-        if let Some(n) = rows[at].2.get_mut(usize::from(c.priority)) {
-            *n += c.jobs;
-        }
-    }
-    rows
 }
 
 /// `/live`: the overview, every second.

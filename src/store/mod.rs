@@ -75,7 +75,7 @@ pub use operator::Action;
 pub use prune::Pruned;
 pub use schedules::{Fired, ScheduleRow};
 pub use schema::SchemaStatus;
-pub use status::{LiveJob, QueueCount, RunningRow, Status, SupervisorRow};
+pub use status::{LiveJob, QueueCount, QueueState, RunningRow, Status, SupervisorRow};
 pub use submit::{Cancelled, NewJob};
 
 /// The environment variable that gives the database URL when `--db` is

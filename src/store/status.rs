@@ -18,6 +18,24 @@ pub struct QueueCount {
     pub jobs: i64,
 }
 
+/// Live jobs of one queue and state, by priority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueState<'a> {
+    /// The queue.
+    pub queue: &'a str,
+    /// `scheduled`, `available`, `running` or `retryable`.
+    pub state: &'a str,
+    /// How many jobs at each priority (index 0 = most urgent).
+    pub by_priority: [i64; crate::LEAST_URGENT as usize + 1],
+}
+
+impl QueueState<'_> {
+    /// How many jobs in all.
+    pub fn total(&self) -> i64 {
+        self.by_priority.iter().sum()
+    }
+}
+
 /// One supervisor as the store knows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SupervisorRow {
@@ -97,6 +115,33 @@ pub struct Status {
     pub jobs: Vec<QueueCount>,
     /// Supervisors that have not stopped, then the most recently stopped.
     pub supervisors: Vec<SupervisorRow>,
+}
+
+impl Status {
+    /// The live jobs' counts gathered by queue and state (in that order),
+    /// with a count per priority.
+    pub fn by_queue_state(&self) -> Vec<QueueState<'_>> {
+        let mut rows: Vec<QueueState<'_>> = Vec::new();
+        for c in &self.jobs {
+            let same = rows
+                .last()
+                .is_some_and(|r| r.queue == c.queue && r.state == c.state);
+            if !same {
+                rows.push(QueueState {
+                    queue: &c.queue,
+                    state: &c.state,
+                    by_priority: [0; crate::LEAST_URGENT as usize + 1],
+                });
+            }
+            if let Some(n) = rows
+                .last_mut()
+                .and_then(|r| r.by_priority.get_mut(usize::from(c.priority)))
+            {
+                *n += c.jobs;
+            }
+        }
+        rows
+    }
 }
 
 impl Store {

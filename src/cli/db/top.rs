@@ -53,28 +53,25 @@ async fn picture(store: &Store) -> Result<Vec<String>, String> {
     if status.jobs.is_empty() {
         out.push("  (no job waiting or running)".into());
     }
-    let mut rows: Vec<(String, String, i64, String)> = Vec::new();
-    for c in &status.jobs {
-        match rows.last_mut() {
-            Some(r) if r.0 == c.queue && r.1 == c.state => {
-                r.2 += c.jobs;
-                r.3.push_str(&format!(" p{}:{}", c.priority, c.jobs));
-            }
-            _ => rows.push((
-                c.queue.clone(),
-                c.state.clone(),
-                c.jobs,
-                format!("p{}:{}", c.priority, c.jobs),
-            )),
-        }
-    }
-    for (q, s, n, by) in rows {
-        let mark = if paused.contains(&q) { " (paused)" } else { "" };
+    for row in status.by_queue_state() {
+        let by: Vec<String> = row
+            .by_priority
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(p, n)| format!("p{p}:{n}"))
+            .collect();
+        let mark = if paused.iter().any(|p| p == row.queue) {
+            " (paused)"
+        } else {
+            ""
+        };
         out.push(format!(
-            "{:<16} {:<10} {:>8}  {by}{mark}",
-            printable(&q),
-            s,
-            n
+            "{:<16} {:<10} {:>8}  {}{mark}",
+            printable(row.queue),
+            row.state,
+            row.total(),
+            by.join(" ")
         ));
     }
     out.push(String::new());
