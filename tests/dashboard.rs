@@ -8,63 +8,18 @@ mod pg;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::http::{form_key, request as http};
 use procvisor::dashboard::{Dashboard, DashboardError};
 use procvisor::store::{Feed, FeedOptions, NewJob, Store};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A response: status, head (lower-cased), body.
-struct Response {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-/// One HTTP/1.1 request (Connection: close), read to its end.
-async fn http(addr: SocketAddr, method: &str, path: &str, extra: &[&str], body: &str) -> Response {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for h in extra {
-        req.push_str(h);
-        req.push_str("\r\n");
-    }
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .expect("the dashboard answered within 10 s")
-        .unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    Response {
-        status,
-        head: head.to_lowercase(),
-        body: body.to_string(),
-    }
-}
-
 async fn serve(d: Dashboard) -> SocketAddr {
     let listener = d.bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(d.serve_on(listener));
     addr
-}
-
-/// The value of the hidden `key` field in a page.
-fn form_key(page: &str) -> String {
-    let at = page
-        .find("name=\"key\" value=\"")
-        .expect("a form with a key")
-        + 18;
-    page[at..at + 32].to_string()
 }
 
 async fn running(store: &Store, id: i64) -> bool {

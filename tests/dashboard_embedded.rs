@@ -4,39 +4,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
+use common::http::{form_key, request};
 use procvisor::dashboard::EmbeddedDashboard;
 use procvisor::{Job, Outcome};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// One HTTP/1.1 request (Connection: close): status and body.
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
-        .await
-        .unwrap()
-        .unwrap();
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let status = raw.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = raw
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    (status, body)
-}
 
 #[test]
 fn workers_progress_and_a_cancel_from_the_page_over_an_embedded_supervisor() {
@@ -64,7 +37,7 @@ fn workers_progress_and_a_cancel_from_the_page_over_an_embedded_supervisor() {
         // The worker's row names its pid and the job, with progress.
         let mut page = String::new();
         let shown = common::eventually(Duration::from_secs(10), || {
-            page = rt_get(addr, "/");
+            page = common::http::get(&addr.to_string(), "/").unwrap();
             page.contains(&format!("href=\"/jobs/{id}\"")) && page.contains(" %")
         });
         assert!(shown, "{page}");
@@ -79,46 +52,48 @@ fn workers_progress_and_a_cancel_from_the_page_over_an_embedded_supervisor() {
             "{page}"
         );
 
-        let (status, job) = http(addr, "GET", &format!("/jobs/{id}"), "").await;
+        let r = request(addr, "GET", &format!("/jobs/{id}"), &[], "").await;
+        let (status, job) = (r.status, r.body);
         assert_eq!(status, 200);
         assert!(job.contains(&format!("running on worker {pid}")), "{job}");
         assert!(job.contains("started (attempt 1) on worker"), "{job}");
-        let at = job.find("name=\"key\" value=\"").unwrap() + 18;
-        let key = &job[at..at + 32];
-        let (status, _) = http(addr, "POST", &format!("/jobs/{id}/cancel"), "key=forged").await;
-        assert_eq!(status, 403);
-        let (status, _) = http(
+        let key = form_key(&job);
+        let status = request(
             addr,
             "POST",
             &format!("/jobs/{id}/cancel"),
+            &[],
+            "key=forged",
+        )
+        .await
+        .status;
+        assert_eq!(status, 403);
+        let status = request(
+            addr,
+            "POST",
+            &format!("/jobs/{id}/cancel"),
+            &[],
             &format!("key={key}"),
         )
-        .await;
+        .await
+        .status;
         assert_eq!(status, 303);
         let report = slow.await;
         assert_eq!(report.outcome, Outcome::Cancelled);
         let ended = common::eventually(Duration::from_secs(5), || {
-            rt_get(addr, "/").contains(&format!("data-job=\"{id}\" data-outcome=\"cancelled\""))
+            common::http::get(&addr.to_string(), "/")
+                .unwrap()
+                .contains(&format!("data-job=\"{id}\" data-outcome=\"cancelled\""))
         });
         assert!(ended);
-        let (_, job) = http(addr, "GET", &format!("/jobs/{id}"), "").await;
+        let job = request(addr, "GET", &format!("/jobs/{id}"), &[], "")
+            .await
+            .body;
         assert!(job.contains("id=\"outcome\">cancelled<"), "{job}");
         assert!(!job.contains("id=\"cancel\""), "{job}");
-        assert_eq!(http(addr, "GET", "/jobs/424242", "").await.0, 404);
+        assert_eq!(
+            request(addr, "GET", "/jobs/424242", &[], "").await.status,
+            404
+        );
     });
-}
-
-/// A GET from a plain thread (for `eventually`).
-fn rt_get(addr: SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }

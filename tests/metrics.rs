@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -131,16 +129,6 @@ fn jobs_outcomes_times_workers_and_restarts_reach_an_installed_recorder() {
     );
 }
 
-/// GET a URL's body from a local address, in plain HTTP/1.0.
-fn http_get(addr: &str) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
-}
-
 #[test]
 fn run_serves_metrics_over_http_while_its_job_runs() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -157,7 +145,7 @@ fn run_serves_metrics_over_http_while_its_job_runs() {
     let t = Instant::now();
     let mut body = String::new();
     let seen = eventually(Duration::from_secs(10), || {
-        body = http_get(&addr).unwrap_or_default();
+        body = common::http::get(&addr, "/metrics").unwrap_or_default();
         sample(&body, "procvisor_jobs_started_total", &[("kind", "sleep")]) == Some(1.0)
     });
     let _ = child.kill();

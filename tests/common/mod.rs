@@ -3,6 +3,8 @@
 //! with a limit, and looking at processes through /proc.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::future::IntoFuture;
 use std::path::Path;
 use std::time::{Duration, Instant};
