@@ -455,7 +455,53 @@ fn a_job_lost_with_its_supervisor_more_often_than_allowed_ends_crashed() {
         assert!(why.contains("taken over from lost supervisors 2 times"), "{why}");
         let second = ended(&store, ids[1], Duration::from_secs(20)).await;
         assert_eq!((second.event.as_str(), second.reclaims), ("completed", 1));
+        // With none of its jobs left running, the lost supervisor is swept:
+        // later upkeep passes it by.
+        assert_eq!(
+            pg::psql(&url, "SELECT swept FROM procvisor_supervisors WHERE id = 999"),
+            "t"
+        );
         feed.stop(Duration::ZERO).await.unwrap();
         assert!(FeedOptions::default().max_reclaims(1001).check().is_err());
+    });
+}
+
+#[test]
+fn a_supervisor_declared_lost_claims_nothing_more_under_its_old_id() {
+    pg::runtime().block_on(async {
+        let Some((store, url)) = pg::migrated("lost_claims").await else {
+            return;
+        };
+        let sup = supervisor(1);
+        let feed = Feed::start(&store, &sup, fast()).await.unwrap();
+        let old = feed.supervisor_id();
+        // Another supervisor's upkeep declares this one lost (as it would
+        // after a network partition longer than the lease), and sweeps it.
+        pg::psql(
+            &url,
+            &format!("UPDATE procvisor_supervisors SET stopped_at = now(), swept = true WHERE id = {old}"),
+        );
+        let jobs: Vec<NewJob> = (0..20).map(|_| NewJob::new("noop", json!({}))).collect();
+        let ids = store.submit_many(&jobs).await.unwrap();
+        for id in &ids {
+            let e = ended(&store, *id, Duration::from_secs(20)).await;
+            assert_eq!(e.event, "completed");
+        }
+        // It noticed at its next heartbeat and registered again; until then
+        // it claimed nothing, so no job ran under the old, swept id (where
+        // no sweep would ever have found it had it been left running).
+        let new = feed.supervisor_id();
+        assert_ne!(new, old);
+        let under_old = pg::psql(
+            &url,
+            &format!("SELECT count(*) FROM procvisor_events WHERE supervisor = {old}"),
+        );
+        assert_eq!(under_old, "0", "jobs ran under the stopped supervisor");
+        let under_new = pg::psql(
+            &url,
+            &format!("SELECT count(*) FROM procvisor_events WHERE supervisor = {new} AND terminal"),
+        );
+        assert_eq!(under_new, "20");
+        feed.stop(Duration::ZERO).await.unwrap();
     });
 }

@@ -148,7 +148,7 @@ struct Pace {
 }
 
 /// Claim ahead what the workers get through in this long.
-const AHEAD_HORIZON: Duration = Duration::from_millis(50);
+const AHEAD_HORIZON: Duration = Duration::from_millis(150);
 
 impl Pace {
     fn new() -> Pace {

@@ -80,10 +80,14 @@ pub(crate) async fn reclaim(
                         SELECT j.id, j.lease AS old_lease, j.supervisor AS old_supervisor,
                                'its supervisor stopped heartbeating' AS why
                         FROM procvisor_supervisors s
-                        JOIN procvisor_jobs j ON j.supervisor = s.id AND j.state = 'running'
-                        WHERE s.stopped_at IS NOT NULL
+                        CROSS JOIN LATERAL (
+                            SELECT id, lease, supervisor FROM procvisor_jobs
+                            WHERE supervisor = s.id AND state = 'running'
+                            LIMIT 1000
+                            FOR UPDATE SKIP LOCKED
+                        ) AS j
+                        WHERE s.stopped_at IS NOT NULL AND NOT s.swept
                         LIMIT 1000
-                        FOR UPDATE OF j SKIP LOCKED
                     ) AS of_lost
                     UNION ALL
                     SELECT * FROM (
@@ -130,6 +134,21 @@ pub(crate) async fn reclaim(
         )
         .await
         .map_err(|e| StoreError::query("reclaim the jobs of lost supervisors", e))?;
+    // Stopped supervisors left with no running job are done with: no job
+    // can become running under them again (the claim refuses a stopped
+    // supervisor, under a lock its stop waits for), so later sweeps skip
+    // them. One whose jobs another supervisor is taking over right now
+    // still shows them running, and is swept next time.
+    client
+        .execute(
+            "UPDATE procvisor_supervisors s SET swept = true
+             WHERE s.stopped_at IS NOT NULL AND NOT s.swept
+               AND NOT EXISTS (SELECT 1 FROM procvisor_jobs j
+                               WHERE j.supervisor = s.id AND j.state = 'running')",
+            &[],
+        )
+        .await
+        .map_err(|e| StoreError::query("mark swept supervisors", e))?;
     Ok(row.get::<_, i64>(0).max(0) as u64)
 }
 

@@ -56,7 +56,7 @@ pub struct FeedOptions {
 
 impl Default for FeedOptions {
     /// The `default` queue, a 15 s lease, a 1 s poll, endings written in
-    /// batches of up to 1,000, up to 1,000 jobs claimed ahead, events
+    /// batches of up to 1,000, up to 4,000 jobs claimed ahead, events
     /// kept 7 days, a job taken over from lost supervisors at most 5 times.
     fn default() -> Self {
         FeedOptions {
@@ -64,7 +64,7 @@ impl Default for FeedOptions {
             lease: Duration::from_secs(15),
             poll: Duration::from_secs(1),
             batch: 1000,
-            claim_ahead: 1000,
+            claim_ahead: 4000,
             retention: Some(Duration::from_secs(7 * 24 * 3600)),
             max_reclaims: 5,
         }
@@ -97,7 +97,7 @@ impl FeedOptions {
     /// At most how many jobs to claim beyond what the workers can take at
     /// once (0 to 100,000), so they never wait for the database between
     /// jobs. The feed claims ahead only as much as its workers get through
-    /// in about 50 ms: none for jobs that take seconds, up to this many for
+    /// in about 150 ms: none for jobs that take seconds, up to this many for
     /// a stream of short ones. Jobs claimed ahead are run in priority order
     /// with the rest, and given back if the supervisor stops. A supervisor
     /// whose policy draws at random claims nothing ahead: it draws across
