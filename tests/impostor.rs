@@ -73,8 +73,18 @@ fn a_process_that_connects_first_without_the_secret_gets_no_job() {
         let tmp = tmp.clone();
         move || {
             let socket = find_socket(&tmp, Duration::from_secs(10)).expect("a handshake socket");
-            let server = IpcSender::<Handshake>::connect(socket.to_string_lossy().into_owned())
-                .expect("the impostor connects");
+            // The socket's file appears when it is bound, a moment before
+            // it listens: an attacker keeps trying, and so does this one.
+            let t = Instant::now();
+            let server = loop {
+                match IpcSender::<Handshake>::connect(socket.to_string_lossy().into_owned()) {
+                    Ok(server) => break server,
+                    Err(e) if t.elapsed() > Duration::from_secs(5) => {
+                        panic!("the impostor cannot connect: {e}")
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            };
             let (to_worker, jobs) = ipc::bytes_channel().unwrap();
             let (control, _control_rx) = ipc::bytes_channel().unwrap();
             server
