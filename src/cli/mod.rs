@@ -12,13 +12,22 @@ macro_rules! say {
 /// See [`say!`].
 pub fn say_line(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
+    to_stdout(|out| out.write_fmt(args).and_then(|()| out.write_all(b"\n")));
+}
+
+/// Print `text` as it is (a redrawn screen), ending as [`say!`] does if
+/// standard output is gone.
+pub fn show(text: &str) {
+    use std::io::Write;
+    to_stdout(|out| out.write_all(text.as_bytes()));
+}
+
+/// Write to standard output with `write`, then flush; if standard output
+/// is gone, end with status 141 (see [`say!`]).
+fn to_stdout(write: impl FnOnce(&mut std::io::StdoutLock<'static>) -> std::io::Result<()>) {
+    use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if out
-        .write_fmt(args)
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush())
-        .is_err()
-    {
+    if write(&mut out).and_then(|()| out.flush()).is_err() {
         std::process::exit(141);
     }
 }

@@ -252,17 +252,7 @@ pub(crate) fn draw(
     }
     out.push('\n');
     out.push_str(footer);
-    {
-        use std::io::Write;
-        let mut stdout = std::io::stdout().lock();
-        if stdout
-            .write_all(out.as_bytes())
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
-            std::process::exit(141);
-        }
-    }
+    crate::cli::show(&out);
 }
 
 fn print_summary(

@@ -155,17 +155,7 @@ pub fn run(a: Args) -> Result<i32, String> {
                 screen.push_str("\r\n");
             }
             screen.push_str("(Ctrl-C to quit)");
-            {
-                use std::io::Write;
-                let mut stdout = std::io::stdout().lock();
-                if stdout
-                    .write_all(screen.as_bytes())
-                    .and_then(|()| stdout.flush())
-                    .is_err()
-                {
-                    std::process::exit(141);
-                }
-            }
+            crate::cli::show(&screen);
             tokio::time::sleep(a.every).await;
         }
     })?
