@@ -113,6 +113,11 @@ async fn until_present(c: &Client, css: &str, limit: Duration) -> bool {
     false
 }
 
+/// The text of the element with this id.
+async fn text_of(c: &Client, id: &str) -> String {
+    c.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
+}
+
 async fn shot(c: &Client, name: &str) {
     let png = c.screenshot().await.expect("a screenshot");
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
@@ -148,15 +153,7 @@ fn a_person_sees_jobs_run_live_and_cancels_one_whose_worker_then_dies() {
             c.source().await.unwrap()
         );
         let t = Instant::now();
-        while c
-            .find(Locator::Id("state"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            != "live"
-        {
+        while text_of(&c, "state").await != "live" {
             assert!(
                 t.elapsed() < Duration::from_secs(10),
                 "the page never went live"
@@ -240,13 +237,7 @@ fn a_person_sees_jobs_run_live_and_cancels_one_whose_worker_then_dies() {
         let t = Instant::now();
         loop {
             c.refresh().await.unwrap();
-            let outcome = c
-                .find(Locator::Id("outcome"))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let outcome = text_of(&c, "outcome").await;
             if outcome == "cancelled" {
                 break;
             }
@@ -263,13 +254,7 @@ fn a_person_sees_jobs_run_live_and_cancels_one_whose_worker_then_dies() {
             "worker {pid} of the cancelled job is still alive"
         );
         // The page shows the worker's pid in the job's history.
-        let history = c
-            .find(Locator::Id("history"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let history = text_of(&c, "history").await;
         assert!(history.contains(&pid.to_string()), "{history}");
 
         c.close().await.unwrap();
