@@ -485,6 +485,18 @@ impl Supervisor {
             .do_send(crate::supervisor::protocol::Cancel(id));
     }
 
+    /// Start no job at or after `at` (`None` lifts the bound). A job
+    /// source that holds its jobs under a lease (the job store's feed does
+    /// this) moves the bound forward each time its lease is confirmed, so
+    /// that a supervisor that was paused or cut off starts nothing it may
+    /// no longer hold. While the bound is passed, queued jobs wait (every
+    /// job of this supervisor, whatever its source); running jobs go on.
+    pub fn hold_starts_from(&self, at: Option<std::time::Instant>) {
+        self.inner
+            .addr
+            .do_send(crate::supervisor::protocol::HoldStarts(at));
+    }
+
     /// Subscribe to the supervisor's job events from now on: submitted,
     /// started (with the worker's pid), progress, retried, evicted,
     /// requeued, ended (with the outcome). The stream is bounded (see

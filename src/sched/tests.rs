@@ -471,3 +471,60 @@ fn shutdown_stops_dispatch_and_hands_back_the_queue() {
     assert!(h.dispatched(1).is_empty());
     assert!(!h.core.any_assigned());
 }
+
+#[test]
+fn no_job_is_handed_out_past_the_start_bound_until_a_later_bound_arrives() {
+    let mut h = harness(2, 1, EvictionMode::Drop);
+    h.core.hold_starts_from(Some(h.at(100)));
+    h.submit(1, spec(5), "before");
+    assert_eq!(h.dispatched(99), vec![(0, 1)]);
+    h.submit(2, spec(5), "after");
+    // At the bound and past it: nothing starts, and nothing is evicted
+    // for an urgent arrival either.
+    assert!(h.dispatched(100).is_empty());
+    h.submit(3, spec(0), "urgent");
+    let out = h.poll(5_000);
+    assert!(
+        out.iter()
+            .all(|d| !matches!(d, Decision::Dispatch { .. } | Decision::Kill { .. })),
+        "{out:?}"
+    );
+    assert!(!h.core.may_start(h.at(5_000)));
+    // The lease is confirmed again: the waiting jobs start, most urgent
+    // first.
+    h.core.hold_starts_from(Some(h.at(10_000)));
+    assert_eq!(h.dispatched(5_001), vec![(1, 3)]);
+    h.core.hold_starts_from(None);
+    let _ = h.finish(1, 3, 5_002);
+    assert_eq!(h.dispatched(5_003), vec![(1, 2)]);
+}
+
+#[test]
+fn a_timed_job_is_announced_when_it_becomes_the_running_job_of_its_slot() {
+    // Prefetch 2: the second job reaches the worker at once but starts
+    // (and its timeout starts counting) only when the first ends.
+    let mut h = harness(1, 2, EvictionMode::Off);
+    h.submit(1, spec(5), "untimed");
+    h.submit(2, timed(5, 50), "timed");
+    let out = h.poll(0);
+    let started: Vec<JobId> = out
+        .iter()
+        .filter_map(|d| match d {
+            Decision::Started { job, .. } => Some(*job),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        started.is_empty(),
+        "only a running timed job is announced: {out:?}"
+    );
+    let _ = h.finish(0, 1, 1_000);
+    let out = h.poll(1_000);
+    assert!(
+        out.iter()
+            .any(|d| matches!(d, Decision::Started { slot: 0, job: 2 })),
+        "{out:?}"
+    );
+    // Its timeout counts from 1,000 ms, not from its dispatch at 0.
+    assert_eq!(h.core.next_deadline(), Some(h.at(1_050)));
+}

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use super::config::Config;
 use super::jobs::{Detail, Dispatches};
 use super::link::{EventSink, Replies, Spawner, Timing, WorkerTx};
-use super::protocol::{Cancel, GetDemand, GetJob, GetSnapshot, JobRecord};
+use super::protocol::{Cancel, GetDemand, GetJob, GetSnapshot, HoldStarts, JobRecord};
 use super::status::{JobState, RunningJob, Snapshot, State, WorkerInfo, WorkerPhase};
 use super::Shared;
 use crate::process::{Exit, Process};
@@ -332,6 +332,19 @@ impl Handler<Cancel> for SupervisorActor {
 
     fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) {
         if self.core.cancel(msg.0, Instant::now()) {
+            self.pump(ctx);
+        }
+    }
+}
+
+impl Handler<HoldStarts> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HoldStarts, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let was = self.core.may_start(now);
+        self.core.hold_starts_from(msg.0);
+        if !was && self.core.may_start(now) {
             self.pump(ctx);
         }
     }

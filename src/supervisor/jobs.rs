@@ -44,6 +44,20 @@ impl SupervisorActor {
     ) {
         match d {
             Decision::Dispatch { slot, job } => self.dispatch(slot, job, now),
+            Decision::Started { slot, job } => {
+                let told =
+                    self.slots[slot]
+                        .replies
+                        .lock()
+                        .get(&job)
+                        .and_then(|r| match &r.target {
+                            Target::Sink { sink, token } => Some((sink.clone(), *token)),
+                            Target::Local(_) => None,
+                        });
+                if let Some((sink, token)) = told {
+                    sink.started(token);
+                }
+            }
             Decision::SendCancel { slot, job } => {
                 wire::encode_frame(&[ToWorkerRef::Cancel(job)], &mut self.frame);
                 if let Some(tx) = &self.slots[slot].tx {

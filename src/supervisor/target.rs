@@ -25,6 +25,14 @@ pub trait JobSink: Send + Sync + 'static {
     fn retrying(&self, token: u64, attempt: &AttemptEnd) {
         let _ = (token, attempt);
     }
+
+    /// The job, which has a timeout, began running in a worker: its
+    /// timeout counts from now (the default does nothing). A source that
+    /// bounds a run on its own side (the job store's deadline) starts that
+    /// bound here, not when it handed the job over.
+    fn started(&self, token: u64) {
+        let _ = token;
+    }
 }
 
 /// A job's completion target.

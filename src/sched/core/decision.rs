@@ -115,6 +115,16 @@ pub enum Decision<J, O> {
         /// The job (its data is still in the core: `Core::data`).
         job: JobId,
     },
+    /// A job with a timeout became the running job of its slot: its
+    /// timeout counts from now. Only jobs with a timeout are announced, so
+    /// a job source that bounds a run elsewhere (the job store's deadline)
+    /// learns when the run began.
+    Started {
+        /// The slot.
+        slot: SlotId,
+        /// The job.
+        job: JobId,
+    },
     /// Tell this slot's worker to cancel this job.
     SendCancel {
         /// The slot.

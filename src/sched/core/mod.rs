@@ -32,7 +32,7 @@
 //! retries that are due, then hands out queued jobs and evicts for urgent
 //! ones, and appends every decision made since the last poll, in the order
 //! made, to the caller's vector: [`Decision::Dispatch`],
-//! [`Decision::SendCancel`], [`Decision::Kill`], [`Decision::Requeued`],
+//! [`Decision::Started`], [`Decision::SendCancel`], [`Decision::Kill`], [`Decision::Requeued`],
 //! [`Decision::Retrying`] and [`Decision::Ended`]. Each job leaves the core
 //! through exactly one `Ended`. Call `poll` after every input, and again at
 //! [`next_deadline`](Core::next_deadline).
@@ -158,6 +158,9 @@ pub struct Core<J, O = ()> {
     eligible: Vec<bool>,
     /// Scratch: the slots being filled by one dispatch.
     open: Vec<SlotId>,
+    /// No job is handed out at or after this instant (a job source's lease
+    /// is in doubt): see [`hold_starts_from`](Core::hold_starts_from).
+    starts_until: Option<Instant>,
 }
 
 impl<J, O> Core<J, O> {
@@ -195,6 +198,7 @@ impl<J, O> Core<J, O> {
             reserved: VecDeque::new(),
             eligible: Vec::new(),
             open: Vec::new(),
+            starts_until: None,
         };
         for (name, limit) in std::mem::take(&mut core.cfg.kind_limits) {
             let k = core.kind(&name) as usize;
@@ -496,6 +500,24 @@ impl<J, O> Core<J, O> {
         self.held_per_kind.get(kind as usize).copied().unwrap_or(0)
     }
 
+    /// Hand out no job at or after `at` (`None`: no such bound). A driver
+    /// fed by a source that holds its jobs under a lease (the job store)
+    /// moves this forward each time the lease is confirmed, so that a
+    /// driver that was paused, or cut off from the source, starts nothing
+    /// it may no longer hold: once `at` has passed, queued jobs stay queued
+    /// (and none is evicted for) until a later bound arrives. Jobs already
+    /// running go on; a worker may still start the ones it was handed
+    /// before (with prefetch).
+    pub fn hold_starts_from(&mut self, at: Option<Instant>) {
+        self.starts_until = at;
+    }
+
+    /// Whether jobs may be handed out at `now` (see
+    /// [`hold_starts_from`](Core::hold_starts_from)).
+    pub fn may_start(&self, now: Instant) -> bool {
+        self.starts_until.is_none_or(|t| now < t)
+    }
+
     /// Decide what to do now: expire deadlines, queue retries that are due,
     /// hand queued jobs to workers with room, evict for more urgent jobs.
     /// Appends the decisions (and any made by inputs since the last poll) to
@@ -503,7 +525,7 @@ impl<J, O> Core<J, O> {
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Decision<J, O>>) {
         self.expire(now);
         self.release_due(now);
-        if self.dispatching {
+        if self.dispatching && self.may_start(now) {
             self.dispatch(now);
             self.evict(now);
         }

@@ -100,7 +100,10 @@ impl<J, O> Core<J, O> {
         let Some(e) = self.jobs.get(&job) else { return };
         let limit = match (&e.data, e.spec.timeout()) {
             (None, _) => Some(self.cfg.cancel_grace),
-            (Some(_), Some(t)) => Some(t.min(MAX_DELAY)),
+            (Some(_), Some(t)) => {
+                self.out.push(Decision::Started { slot, job });
+                Some(t.min(MAX_DELAY))
+            }
             (Some(_), None) => None,
         };
         if let Some(limit) = limit {
