@@ -28,6 +28,9 @@ pub(crate) struct Claimed {
     pub(crate) local: Option<crate::JobId>,
     /// The store asked for it to be cancelled.
     pub(crate) cancel_requested: bool,
+    /// This supervisor stopped it because it may no longer hold it (its
+    /// lease lapsed, or it was declared lost): why.
+    pub(crate) fenced: Option<&'static str>,
 }
 
 /// The write one ending makes.
@@ -82,7 +85,9 @@ pub(crate) fn decide<R: Rng + ?Sized>(
     let pid = report.worker_pid;
     let release = || {
         Write::released(
-            if stopping {
+            if let Some(why) = job.fenced {
+                format!("its supervisor stopped it: {why}; it is queued again")
+            } else if stopping {
                 "its supervisor stopped before it finished; it is queued again".into()
             } else {
                 "its supervisor could not run it; it is queued again".into()
@@ -187,6 +192,7 @@ mod tests {
             backoff_cap: Duration::from_secs(8),
             local: None,
             cancel_requested: false,
+            fenced: None,
         }
     }
 

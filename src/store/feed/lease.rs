@@ -41,25 +41,26 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Heartbeat; false if this supervisor was declared lost (its jobs were
-/// taken over; it must register again).
-pub(crate) async fn heartbeat(client: &impl GenericClient, me: i64) -> Result<bool, StoreError> {
-    let n = client
-        .execute(
-            "UPDATE procvisor_supervisors SET heartbeat_at = now()
-             WHERE id = $1 AND stopped_at IS NULL",
-            &[&me],
-        )
+/// Heartbeat: `Some(n)`, the running rows the table says this supervisor
+/// holds, or `None` if it was declared lost (its jobs were taken over; it
+/// must register again).
+pub(crate) async fn heartbeat(
+    client: &impl GenericClient,
+    me: i64,
+) -> Result<Option<u64>, StoreError> {
+    let row = client
+        .query_opt(include_str!("../sql/heartbeat.sql"), &[&me])
         .await
         .map_err(|e| StoreError::query("heartbeat", e))?;
-    Ok(n == 1)
+    Ok(row.map(|r| r.get::<_, i64>("running").max(0) as u64))
 }
 
 /// Declare lost the supervisors whose heartbeat is older than their lease,
 /// and put back in the queue (under a new lease, with a `reclaimed` event)
 /// the running jobs of lost or stopped supervisors and those past their
 /// deadline; a job already reclaimed `max_reclaims` times ends `crashed`
-/// instead. Returns how many jobs were reclaimed or ended.
+/// instead, and one whose cancel was asked ends `cancelled` (see
+/// `sql/reclaim.sql`). Returns how many jobs were reclaimed or ended.
 pub(crate) async fn reclaim(
     client: &impl GenericClient,
     max_reclaims: u32,
@@ -74,62 +75,7 @@ pub(crate) async fn reclaim(
         .map_err(|e| StoreError::query("declare lost supervisors", e))?;
     let row = client
         .query_one(
-            concat!("WITH lost AS (
-                SELECT DISTINCT ON (id) * FROM (
-                    SELECT * FROM (
-                        SELECT j.id, j.lease AS old_lease, j.supervisor AS old_supervisor,
-                               'its supervisor stopped heartbeating' AS why
-                        FROM procvisor_supervisors s
-                        CROSS JOIN LATERAL (
-                            SELECT id, lease, supervisor FROM procvisor_jobs
-                            WHERE supervisor = s.id AND state = 'running'
-                            LIMIT 1000
-                            FOR UPDATE SKIP LOCKED
-                        ) AS j
-                        WHERE s.stopped_at IS NOT NULL AND NOT s.swept
-                        LIMIT 1000
-                    ) AS of_lost
-                    UNION ALL
-                    SELECT * FROM (
-                        SELECT j.id, j.lease, j.supervisor,
-                               'it ran past its deadline (its timeout plus a grace) without an ending'
-                        FROM procvisor_jobs j
-                        WHERE j.state = 'running' AND j.deadline_at < now()
-                        LIMIT 1000
-                        FOR UPDATE SKIP LOCKED
-                    ) AS overdue
-                ) AS both_kinds
-                ORDER BY id
-             ), up AS (
-                UPDATE procvisor_jobs j
-                SET state = 'available', lease = j.lease + 1, reclaims = j.reclaims + 1,
-                    supervisor = NULL, claimed_at = NULL, deadline_at = NULL
-                FROM lost WHERE j.id = lost.id AND j.reclaims < $2
-                RETURNING j.*, lost.old_lease, lost.old_supervisor, lost.why
-             ), given_up AS (
-                DELETE FROM procvisor_jobs j
-                USING lost WHERE j.id = lost.id AND j.reclaims >= $2
-                RETURNING j.*, lost.old_supervisor, lost.why
-             ), ev AS (
-                INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
-                                              attempt, evictions, reclaims, supervisor, error, job)
-                SELECT id, 'reclaimed', false, queue, kind, priority, old_lease, attempt, evictions,
-                       reclaims, old_supervisor, why, NULL FROM up
-                UNION ALL
-                SELECT id, 'crashed', true, queue, kind, priority, lease, attempt, evictions,
-                       reclaims, old_supervisor,
-                       why || '; it had been taken over from lost supervisors ' || reclaims
-                           || ' times already (the most allowed), so it is not run again',
-                       ", job_again!("given_up"), "
-                FROM given_up
-                RETURNING 1
-             ), wake AS (
-                SELECT pg_notify($1, '') FROM (SELECT 1 FROM up LIMIT 1) AS hit
-             ), ended AS (
-                SELECT pg_notify($3, '') FROM (SELECT 1 FROM given_up LIMIT 1) AS hit
-             )
-             SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake),
-                    (SELECT count(*) FROM ended)"),
+            include_str!("../sql/reclaim.sql"),
             &[&JOBS_CHANNEL, &(max_reclaims as i32), &ENDED_CHANNEL],
         )
         .await
@@ -149,7 +95,7 @@ pub(crate) async fn reclaim(
         )
         .await
         .map_err(|e| StoreError::query("mark swept supervisors", e))?;
-    Ok(row.get::<_, i64>(0).max(0) as u64)
+    Ok(row.get::<_, i64>("moved").max(0) as u64)
 }
 
 /// Make delayed jobs and retries that came due available; wake claimers
@@ -195,36 +141,18 @@ pub(crate) async fn cancels(
         .collect())
 }
 
-/// Give back every job supervisor `me` still holds and mark it stopped.
-/// Returns how many jobs were given back.
+/// Give back every job supervisor `me` still holds (a job whose cancel
+/// was asked ends `cancelled`) and mark it stopped. Returns how many jobs
+/// were given back.
 pub(crate) async fn stop(client: &impl GenericClient, me: i64) -> Result<u64, StoreError> {
     let row = client
         .query_one(
-            "WITH up AS (
-                UPDATE procvisor_jobs j
-                SET state = 'available', lease = j.lease + 1, attempt = j.attempt - 1,
-                    supervisor = NULL, claimed_at = NULL, deadline_at = NULL
-                WHERE j.state = 'running' AND j.supervisor = $1
-                RETURNING j.*
-             ), ev AS (
-                INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
-                                              attempt, evictions, reclaims, supervisor, error)
-                SELECT id, 'released', false, queue, kind, priority, lease - 1, attempt + 1,
-                       evictions, reclaims, $1, 'its supervisor stopped; it is queued again'
-                FROM up
-                RETURNING 1
-             ), gone AS (
-                UPDATE procvisor_supervisors SET stopped_at = now() WHERE id = $1 RETURNING 1
-             ), wake AS (
-                SELECT pg_notify($2, '') FROM (SELECT 1 FROM up LIMIT 1) AS hit
-             )
-             SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM gone),
-                    (SELECT count(*) FROM wake)",
-            &[&me, &JOBS_CHANNEL],
+            include_str!("../sql/release.sql"),
+            &[&me, &JOBS_CHANNEL, &ENDED_CHANNEL],
         )
         .await
         .map_err(|e| StoreError::query("give back this supervisor's jobs", e))?;
-    Ok(row.get::<_, i64>(0).max(0) as u64)
+    Ok(row.get::<_, i64>("released").max(0) as u64)
 }
 
 /// Write running jobs' progress: `(id, lease, (fraction, note))` each; a

@@ -11,8 +11,10 @@ use super::endings::{Claimed, Write};
 use crate::store::{millis, StoreError, ENDED_CHANNEL, JOBS_CHANNEL};
 
 /// The rest of either claim: the picked jobs become running under a new
-/// lease for supervisor `$5`; a job's deadline is its timeout plus the
-/// grace `$6` (ms).
+/// lease for supervisor `$5`. They get no deadline yet: a job's deadline is
+/// set when it starts in a worker (`START`), and until then its
+/// supervisor's heartbeat keeps it. A job whose cancel was asked is never
+/// picked (no such row waits: every way out of `running` ends it).
 ///
 /// The jobs come back most urgent first. The supervisor starts each as it
 /// is handed over, so the order matters: an UPDATE returns its rows in the
@@ -29,11 +31,9 @@ macro_rules! take {
         ", taken AS (
 UPDATE procvisor_jobs j
 SET state = 'running', lease = j.lease + 1, attempt = j.attempt + 1, supervisor = $5,
-    claimed_at = now(), cancel_requested = false, progress = NULL, progress_note = NULL,
-    deadline_at = CASE WHEN j.timeout_ms IS NULL THEN NULL
-                       ELSE now() + (j.timeout_ms + $6) * interval '1 millisecond' END
+    claimed_at = now(), progress = NULL, progress_note = NULL, deadline_at = NULL
 WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING j.id, j.lease, j.kind, j.args::text, j.priority, j.timeout_ms, j.attempt,
+RETURNING j.id, j.lease, j.kind, j.args::text AS args, j.priority, j.timeout_ms, j.attempt,
           j.max_attempts, j.backoff_ms, j.backoff_cap_ms, j.weight, j.run_at
 )
 SELECT id, lease, kind, args, priority, timeout_ms, attempt, max_attempts, backoff_ms,
@@ -57,8 +57,7 @@ WITH me AS (
 }
 
 /// Claim up to `$4` available jobs of the queues `$1` and kinds `$2` more
-/// urgent than `$3`, in priority then due-time order, for supervisor `$5`;
-/// a job's deadline is its timeout plus the grace `$6` (ms).
+/// urgent than `$3`, in priority then due-time order, for supervisor `$5`.
 ///
 /// Each queue is read in its own ordered index scan (a scan over all the
 /// queues at once would sort every available job of theirs), then the
@@ -76,7 +75,7 @@ picked AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT id, priority, run_at FROM procvisor_jobs
         WHERE state = 'available' AND queue = q.name AND priority < $3 AND run_at <= now()
-          AND kind = ANY($2)
+          AND kind = ANY($2) AND NOT cancel_requested
         ORDER BY priority, run_at, id
         LIMIT $4
         FOR UPDATE SKIP LOCKED
@@ -88,7 +87,7 @@ picked AS MATERIALIZED (
 );
 
 /// The claim of a supervisor that draws at random, with the same
-/// parameters as [`CLAIM`] and `$7`, how it draws: 1 by weight, 2 every
+/// parameters as [`CLAIM`] and `$6`, how it draws: 1 by weight, 2 every
 /// job alike, 3 by weight among the most urgent priority waiting.
 ///
 /// A weighted draw of `n` without replacement across every waiting job of
@@ -111,9 +110,9 @@ open AS (
 ), picked AS MATERIALIZED (
     SELECT id FROM procvisor_jobs
     WHERE state = 'available' AND queue IN (SELECT name FROM open) AND priority < $3
-      AND run_at <= now()
-      AND kind = ANY($2) AND ($7 <> 3 OR priority = (SELECT p FROM band))
-    ORDER BY ln(1 - random()) / CASE WHEN $7 = 2 THEN 1 ELSE weight END DESC
+      AND run_at <= now() AND NOT cancel_requested
+      AND kind = ANY($2) AND ($6 <> 3 OR priority = (SELECT p FROM band))
+    ORDER BY ln(1 - random()) / CASE WHEN $6 = 2 THEN 1 ELSE weight END DESC
     LIMIT $4
     FOR UPDATE SKIP LOCKED
 )",
@@ -164,7 +163,6 @@ pub(crate) struct Ask<'a> {
     pub(crate) below: u8,
     pub(crate) limit: usize,
     pub(crate) supervisor: i64,
-    pub(crate) grace: Duration,
     pub(crate) draw: Draw,
 }
 
@@ -174,15 +172,8 @@ pub(crate) async fn claim(
 ) -> Result<Vec<Grant>, StoreError> {
     let below = i16::from(ask.below);
     let limit = ask.limit.min(i64::MAX as usize) as i64;
-    let grace = millis(ask.grace);
-    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
-        &ask.queues,
-        &ask.kinds,
-        &below,
-        &limit,
-        &ask.supervisor,
-        &grace,
-    ];
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        vec![&ask.queues, &ask.kinds, &below, &limit, &ask.supervisor];
     let mode: i32 = match ask.draw {
         Draw::Priority => 0,
         Draw::Weighted => 1,
@@ -208,20 +199,23 @@ pub(crate) async fn claim(
         .iter()
         .map(|r| Grant {
             job: Claimed {
-                id: r.get(0),
-                lease: r.get(1),
-                attempt: r.get::<_, i32>(6).max(1) as u32,
-                max_attempts: r.get::<_, i32>(7).max(1) as u32,
-                backoff: ms(r.get(8)),
-                backoff_cap: ms(r.get(9)),
+                id: r.get("id"),
+                lease: r.get("lease"),
+                attempt: r.get::<_, i32>("attempt").max(1) as u32,
+                max_attempts: r.get::<_, i32>("max_attempts").max(1) as u32,
+                backoff: ms(r.get("backoff_ms")),
+                backoff_cap: ms(r.get("backoff_cap_ms")),
                 local: None,
                 cancel_requested: false,
+                fenced: None,
             },
-            kind: r.get(2),
-            args: r.get(3),
-            priority: r.get::<_, i16>(4).clamp(0, crate::LEAST_URGENT.into()) as u8,
-            timeout: r.get::<_, Option<i64>>(5).map(ms),
-            weight: r.get(10),
+            kind: r.get("kind"),
+            args: r.get("args"),
+            priority: r
+                .get::<_, i16>("priority")
+                .clamp(0, crate::LEAST_URGENT.into()) as u8,
+            timeout: r.get::<_, Option<i64>>("timeout_ms").map(ms),
+            weight: r.get("weight"),
         })
         .collect())
 }
@@ -261,45 +255,26 @@ WITH d AS (
 ), wake AS (
     SELECT pg_notify($7, '') FROM (SELECT 1 FROM ev LIMIT 1) AS hit
 )
-SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake)"
+SELECT (SELECT count(*) FROM ev) AS written, (SELECT count(*) FROM wake) AS woke"
 );
 
-/// Non-terminal endings: the row goes back to waiting under a new lease,
-/// with an event; wake claimers when some are available at once.
-const REQUEUE: &str = "
-WITH d AS (
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
-                         $6::bigint[], $7::integer[], $8::integer[], $9::integer[])
-        WITH ORDINALITY
-        AS d(id, lease, event, state, error, delay_ms, uncount, evicted, pid, ord)
-), up AS (
-    UPDATE procvisor_jobs j
-    SET state = d.state,
-        run_at = CASE WHEN d.delay_ms IS NULL THEN j.run_at
-                      ELSE now() + d.delay_ms * interval '1 millisecond' END,
-        lease = j.lease + 1, supervisor = NULL, claimed_at = NULL, deadline_at = NULL,
-        attempt = j.attempt - d.uncount, evictions = j.evictions + d.evicted
-    FROM d WHERE j.id = d.id AND j.lease = d.lease
-    RETURNING j.*
-), ev AS (
-    INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease, attempt,
-                                  evictions, reclaims, supervisor, worker_pid, error)
-    SELECT u.id, d.event, false, u.queue, u.kind, u.priority, d.lease, u.attempt + d.uncount,
-           u.evictions, u.reclaims, $10, d.pid, d.error
-    FROM up u JOIN d ON d.id = u.id
-    ORDER BY d.ord
-    RETURNING job_id
-), wake AS (
-    SELECT pg_notify($11, '') FROM (SELECT 1 FROM up WHERE state = 'available' LIMIT 1) AS hit
-)
-SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM wake)";
+/// Non-terminal endings (see the file): the row goes back to waiting
+/// under a new lease, or ends `cancelled` when its cancel was asked.
+const REQUEUE: &str = include_str!("../sql/requeue.sql");
 
-/// Write a batch of endings in one transaction (two statements at most).
-/// Returns how many were stale (their lease had moved on).
+/// The deadlines of jobs that started in a worker (see the file).
+const START: &str = include_str!("../sql/start.sql");
+
+/// Write a batch of endings, and the deadlines of jobs that started
+/// (`started`: id and lease each; `grace` beyond their timeout), in one
+/// transaction (three statements at most). Returns how many endings were
+/// stale (their lease had moved on).
 pub(crate) async fn write_endings(
     client: &mut deadpool_postgres::Object,
     supervisor: i64,
     batch: &[(Claimed, Write)],
+    started: &[(i64, i64)],
+    grace: Duration,
 ) -> Result<usize, StoreError> {
     let mut ends = EndCols::default();
     let mut requeues = RequeueCols::default();
@@ -346,6 +321,17 @@ pub(crate) async fn write_endings(
         .await
         .map_err(|e| StoreError::query("begin writing endings", e))?;
     let mut written = 0i64;
+    if !started.is_empty() {
+        let ids: Vec<i64> = started.iter().map(|s| s.0).collect();
+        let leases: Vec<i64> = started.iter().map(|s| s.1).collect();
+        let stmt = tx
+            .prepare_cached(START)
+            .await
+            .map_err(|e| StoreError::query("prepare the deadline write", e))?;
+        tx.execute(&stmt, &[&ids, &leases, &millis(grace)])
+            .await
+            .map_err(|e| StoreError::query("write started jobs' deadlines", e))?;
+    }
     if !ends.id.is_empty() {
         let stmt = tx
             .prepare_cached(END)
@@ -366,7 +352,7 @@ pub(crate) async fn write_endings(
             )
             .await
             .map_err(|e| StoreError::query("write job endings", e))?;
-        written += row.get::<_, i64>(0);
+        written += row.get::<_, i64>("written");
     }
     if !requeues.id.is_empty() {
         let stmt = tx
@@ -388,11 +374,12 @@ pub(crate) async fn write_endings(
                     &requeues.pid,
                     &supervisor,
                     &JOBS_CHANNEL,
+                    &ENDED_CHANNEL,
                 ],
             )
             .await
             .map_err(|e| StoreError::query("put jobs back in the queue", e))?;
-        written += row.get::<_, i64>(0);
+        written += row.get::<_, i64>("written");
     }
     tx.commit()
         .await
