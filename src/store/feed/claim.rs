@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::writes::{self, Ask, Draw, Grant};
 use super::{Ending, FeedOptions, Shared};
-use crate::store::{Store, Wakeups, JOBS_CHANNEL};
+use crate::store::{Store, StoreError, Wakeups, JOBS_CHANNEL};
 use crate::{Codec, Job, JobSink, Payload, SubmitError, Supervisor};
 
 /// What the claimer works with.
@@ -58,7 +58,8 @@ pub(super) async fn claim_loop(c: Claimer) {
         if shared.stopping.load(Ordering::Acquire) {
             return;
         }
-        if let Err(e) = wakeups.connect(&store).await {
+        let bound = shared.clock().statement_bound();
+        if let Ok(Err(e)) = tokio::time::timeout(bound, wakeups.connect(&store)).await {
             tracing::warn!("cannot listen for new jobs (polling instead): {e}");
         }
         let ended = shared.ended.load(Ordering::Relaxed);
@@ -67,7 +68,9 @@ pub(super) async fn claim_loop(c: Claimer) {
         let inside = shared.claimed.load(Ordering::Relaxed).saturating_sub(ended) as usize;
         // Enough in the supervisor and nothing new: do not even ask it.
         let busy = inside > capacity + ahead / 2;
-        let (limit, below) = if busy && !news && !more {
+        // While this supervisor's lease is in doubt it takes nothing more.
+        let fenced = !shared.clock().may_start(Instant::now());
+        let (limit, below) = if fenced || (busy && !news && !more) {
             (0, 0)
         } else {
             let demand = sup.demand().await;
@@ -94,14 +97,16 @@ pub(super) async fn claim_loop(c: Claimer) {
                 below,
                 limit,
                 supervisor: shared.me.load(Ordering::Acquire),
-                grace: options.lease,
                 draw,
             };
             let began = Instant::now();
-            let claimed = match store.client().await {
-                Ok(c) => writes::claim(&c, &ask).await,
-                Err(e) => Err(e),
-            };
+            let bound = shared.clock().statement_bound();
+            let claimed = tokio::time::timeout(bound, async {
+                let c = store.client().await?;
+                writes::claim(&c, &ask).await
+            })
+            .await
+            .unwrap_or_else(|_| Err(StoreError::timed_out("claim jobs", bound)));
             match claimed {
                 Ok(grants) => {
                     failures = 0;
@@ -190,9 +195,12 @@ fn hand_over(
         codec: Codec::Json,
         bytes: g.args.into_bytes(),
     };
+    // Its retries live in the table (they must outlive this supervisor):
+    // none here, whatever the supervisor's own retry policy.
     let mut job = Job::<serde_json::Value>::with_encoded(&g.kind, payload)
         .priority(g.priority)
-        .weight(g.weight);
+        .weight(g.weight)
+        .retry(crate::RetryPolicy::default());
     if let Some(t) = g.timeout {
         job = job.timeout(t);
     }

@@ -9,6 +9,7 @@
 //! periodic schedules' fires, cancels).
 
 mod claim;
+mod clock;
 mod endings;
 mod lease;
 mod meters;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
 use self::claim::{claim_loop, Claimer};
+use self::clock::LeaseClock;
 use self::endings::Claimed;
 use self::meters::FeedMeters;
 use self::upkeep::upkeep_loop;
@@ -82,6 +84,14 @@ impl FeedOptions {
     /// taken over by another (1 s to 1 h; it heartbeats every third of
     /// it). Jobs of a supervisor that died are run again after at most
     /// this plus one poll.
+    ///
+    /// The supervisor keeps its own clock of the lease, from the sending
+    /// of its last heartbeat that succeeded: two thirds of a lease after
+    /// it, it starts and claims nothing more; a whole lease after it, it
+    /// stops every job it holds and gives them back, since another
+    /// supervisor may already run them; and when told it was declared
+    /// lost, it stops the jobs of its old registration and registers
+    /// again (see the README, *What holds under faults*).
     pub fn lease(mut self, lease: Duration) -> FeedOptions {
         self.lease = lease;
         self
@@ -213,6 +223,8 @@ impl std::fmt::Debug for Feed {
 
 struct Shared {
     me: AtomicI64,
+    /// This supervisor's own clock of its lease.
+    clock: Mutex<LeaseClock>,
     held: Mutex<HashMap<u64, Claimed>>,
     next_token: AtomicU64,
     stopping: AtomicBool,
@@ -248,6 +260,31 @@ impl Shared {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn clock(&self) -> std::sync::MutexGuard<'_, LeaseClock> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stop every job this supervisor holds, queued or running, because it
+    /// may no longer hold them (`why`): each is cancelled in the
+    /// supervisor, and its ending gives it back to the table under the
+    /// lease it was claimed with (a write the table refuses if the job was
+    /// taken over meanwhile). Returns how many.
+    fn fence(&self, sup: &Supervisor, why: &'static str) -> usize {
+        let locals: Vec<crate::JobId> = self
+            .held()
+            .values_mut()
+            .filter(|c| c.fenced.is_none())
+            .filter_map(|c| {
+                c.fenced = Some(why);
+                c.local
+            })
+            .collect();
+        for &local in &locals {
+            sup.cancel(local);
+        }
+        locals.len()
+    }
+
     /// Stamp `at` with now.
     fn stamp(at: &Mutex<Option<std::time::Instant>>) {
         *at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
@@ -266,6 +303,9 @@ enum Ending {
     Refused(u64, String),
     /// The supervisor could not take the job now: it goes back.
     NotNow(u64, String),
+    /// The job, which has a timeout, started in a worker: its deadline in
+    /// the table counts from now.
+    Started(u64),
 }
 
 struct Sink {
@@ -278,6 +318,10 @@ impl JobSink for Sink {
         let _ = self.tx.send(Ending::Report(token, report));
         self.shared.ended.fetch_add(1, Ordering::Relaxed);
         self.shared.wake.notify_one();
+    }
+
+    fn started(&self, token: u64) {
+        let _ = self.tx.send(Ending::Started(token));
     }
 }
 
@@ -299,6 +343,7 @@ impl Feed {
             .await
             .map(|s| s.workers.len())
             .unwrap_or(0);
+        let sent = Instant::now();
         let me = lease::register(
             &store.client().await?,
             &options.queues,
@@ -306,8 +351,11 @@ impl Feed {
             options.lease,
         )
         .await?;
+        let clock = LeaseClock::new(options.lease, sent);
+        supervisor.hold_starts_from(Some(clock.starts_until()));
         let shared = Arc::new(Shared {
             me: AtomicI64::new(me),
+            clock: Mutex::new(clock),
             held: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
@@ -340,7 +388,13 @@ impl Feed {
             endings: tx,
             workers,
         }));
-        let writer = tokio::spawn(write_loop(store.clone(), shared.clone(), options.batch, rx));
+        let writer = tokio::spawn(write_loop(
+            store.clone(),
+            shared.clone(),
+            options.batch,
+            options.lease,
+            rx,
+        ));
         let upkeep = tokio::spawn(upkeep_loop(
             store.clone(),
             supervisor.clone(),

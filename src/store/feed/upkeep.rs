@@ -13,6 +13,12 @@ use crate::Supervisor;
 /// How often a supervisor deletes history older than its retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// Why a supervisor whose lease lapsed stops its jobs.
+const LAPSED: &str = "its lease lapsed (no heartbeat reached the database within the lease), so another supervisor may be running its jobs";
+/// Why a supervisor declared lost stops its jobs.
+const DECLARED_LOST: &str =
+    "it was declared lost (no heartbeat within its lease) and its jobs were taken over";
+
 pub(super) async fn upkeep_loop(
     store: Store,
     sup: Supervisor,
@@ -20,27 +26,35 @@ pub(super) async fn upkeep_loop(
     options: FeedOptions,
     workers: usize,
 ) {
-    let beat_every = options.lease / 3;
-    let mut last_beat = Instant::now();
     let mut last_prune: Option<Instant> = None;
     let mut wakeups = Wakeups::new(&[CANCEL_CHANNEL]);
     let mut told = Told::default();
     loop {
+        // First of all, before any statement that may wait on the network:
+        // a supervisor woken from a long pause fences itself at once.
+        lapse_check(&sup, &shared);
+        let bound = shared.clock().statement_bound();
         // Without the listener, cancels are still seen at the next poll.
-        let _ = wakeups.connect(&store).await;
-        if let Err(e) = upkeep(
-            &store,
-            &sup,
-            &shared,
-            &options,
-            workers,
-            &mut last_beat,
-            beat_every,
-        )
-        .await
-        {
-            shared.error();
-            tracing::warn!("store upkeep failed (retrying): {e}");
+        let _ = tokio::time::timeout(bound, wakeups.connect(&store)).await;
+        if shared.clock().beat_due(Instant::now()) {
+            if let Err(e) = beat(&store, &sup, &shared, &options, workers).await {
+                shared.error();
+                tracing::warn!("heartbeat failed (retrying): {e}");
+            }
+            lapse_check(&sup, &shared);
+        }
+        let work = upkeep(&store, &sup, &shared, &options);
+        match tokio::time::timeout(bound, work).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                shared.error();
+                tracing::warn!("store upkeep failed (retrying): {e}");
+            }
+            Err(_) => {
+                shared.error();
+                let e = StoreError::timed_out("keep up the job queue", bound);
+                tracing::warn!("store upkeep failed (retrying): {e}");
+            }
         }
         if let Err(e) = write_progress(&store, &sup, &shared, &mut told).await {
             shared.error();
@@ -63,11 +77,87 @@ pub(super) async fn upkeep_loop(
                 }
             }
         }
+        let (every, lapse) = {
+            let c = shared.clock();
+            (c.beat_every(), c.lapses_at())
+        };
+        let until_lapse = lapse.saturating_duration_since(Instant::now());
+        let nap = options.poll.min(every);
         tokio::select! {
             _ = wakeups.next() => {}
-            _ = tokio::time::sleep(options.poll.min(beat_every)) => {}
+            _ = tokio::time::sleep(nap) => {}
+            _ = tokio::time::sleep(until_lapse), if !until_lapse.is_zero() => {}
         }
     }
+}
+
+/// Fence this supervisor if its lease lapsed: stop every job it holds.
+fn lapse_check(sup: &Supervisor, shared: &Shared) {
+    if shared.clock().must_fence(Instant::now()) {
+        let n = shared.fence(sup, LAPSED);
+        tracing::error!(
+            jobs = n,
+            "no heartbeat reached the database within the lease: stopped every job this supervisor held, and starts none until a heartbeat succeeds"
+        );
+    }
+}
+
+/// One heartbeat, bounded by the lease clock. On success the supervisor may
+/// start jobs for two thirds of a lease more; if it was declared lost, it
+/// stops every job of the old registration and registers again.
+async fn beat(
+    store: &Store,
+    sup: &Supervisor,
+    shared: &Shared,
+    options: &FeedOptions,
+    workers: usize,
+) -> Result<(), StoreError> {
+    let sent = Instant::now();
+    let bound = {
+        let mut c = shared.clock();
+        c.beat_sent(sent);
+        c.statement_bound()
+    };
+    let me = shared.me.load(Ordering::Acquire);
+    let answer = tokio::time::timeout(bound, async {
+        let client = store.client().await?;
+        lease::heartbeat(&client, me).await
+    })
+    .await
+    .map_err(|_| StoreError::timed_out("heartbeat", bound))??;
+    if answer.is_some() {
+        let until = {
+            let mut c = shared.clock();
+            c.confirmed(sent);
+            c.starts_until()
+        };
+        sup.hold_starts_from(Some(until));
+        shared.wake.notify_one();
+        return Ok(());
+    }
+    let n = shared.fence(sup, DECLARED_LOST);
+    let sent = Instant::now();
+    let again = tokio::time::timeout(bound, async {
+        let client = store.client().await?;
+        lease::register(&client, &options.queues, workers, options.lease).await
+    })
+    .await
+    .map_err(|_| StoreError::timed_out("register this supervisor again", bound))??;
+    tracing::error!(
+        old = me,
+        new = again,
+        jobs = n,
+        "this supervisor was declared lost (no heartbeat within its lease): it stopped the jobs it held, which were taken over, and registered again"
+    );
+    shared.me.store(again, Ordering::Release);
+    let until = {
+        let mut c = shared.clock();
+        c.registered(sent);
+        c.starts_until()
+    };
+    sup.hold_starts_from(Some(until));
+    shared.wake.notify_one();
+    Ok(())
 }
 
 async fn upkeep(
@@ -75,24 +165,9 @@ async fn upkeep(
     sup: &Supervisor,
     shared: &Shared,
     options: &FeedOptions,
-    workers: usize,
-    last_beat: &mut Instant,
-    beat_every: Duration,
 ) -> Result<(), StoreError> {
     let client = store.client().await?;
     let me = shared.me.load(Ordering::Acquire);
-    if last_beat.elapsed() >= beat_every {
-        if !lease::heartbeat(&client, me).await? {
-            let again = lease::register(&client, &options.queues, workers, options.lease).await?;
-            tracing::error!(
-                old = me,
-                new = again,
-                "this supervisor was declared lost (no heartbeat within its lease); its jobs were taken over and it registered again"
-            );
-            shared.me.store(again, Ordering::Release);
-        }
-        *last_beat = Instant::now();
-    }
     let reclaimed = lease::reclaim(&client, options.max_reclaims).await?;
     if reclaimed > 0 {
         shared.reclaimed.fetch_add(reclaimed, Ordering::Relaxed);

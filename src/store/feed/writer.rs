@@ -10,26 +10,37 @@ use tokio::sync::mpsc;
 
 use super::endings::{decide, Claimed, Write};
 use super::{writes, Ending, Shared};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
+/// A job that started in a worker: its id and lease.
+type Started = (i64, i64);
+
+/// `grace`: how long past its timeout a started job's deadline in the
+/// table lies.
 pub(super) async fn write_loop(
     store: Store,
     shared: Arc<Shared>,
     max_batch: usize,
+    grace: Duration,
     mut rx: mpsc::UnboundedReceiver<Ending>,
 ) {
     let mut incoming = Vec::with_capacity(max_batch);
+    let mut started_tokens = Vec::new();
     loop {
         if rx.recv_many(&mut incoming, max_batch).await == 0 {
             return;
         }
         let stopping = shared.stopping.load(Ordering::Acquire);
-        let batch: Vec<(Claimed, Write)> = {
+        let (batch, started): (Vec<(Claimed, Write)>, Vec<Started>) = {
             let mut rng = rand::rng();
             let mut held = shared.held();
-            incoming
+            let batch = incoming
                 .drain(..)
                 .filter_map(|e| match e {
+                    Ending::Started(token) => {
+                        started_tokens.push(token);
+                        None
+                    }
                     Ending::Report(token, report) => {
                         let job = held.remove(&token)?;
                         let w = decide(&job, &report, stopping, &mut rng);
@@ -48,16 +59,29 @@ pub(super) async fn write_loop(
                         Some((held.remove(&token)?, Write::released(why, None)))
                     }
                 })
-                .collect()
+                .collect();
+            // A job that started and ended within one batch needs no
+            // deadline.
+            let started = started_tokens
+                .drain(..)
+                .filter_map(|t| held.get(&t).map(|c| (c.id, c.lease)))
+                .collect();
+            (batch, started)
         };
+        if batch.is_empty() && started.is_empty() {
+            continue;
+        }
         let mut failures = 0u32;
         loop {
             let me = shared.me.load(Ordering::Acquire);
             let began = Instant::now();
-            let result = match store.client().await {
-                Ok(mut c) => writes::write_endings(&mut c, me, &batch).await,
-                Err(e) => Err(e),
-            };
+            let bound = shared.clock().statement_bound();
+            let result = tokio::time::timeout(bound, async {
+                let mut c = store.client().await?;
+                writes::write_endings(&mut c, me, &batch, &started, grace).await
+            })
+            .await
+            .unwrap_or_else(|_| Err(StoreError::timed_out("write job endings", bound)));
             match result {
                 Ok(stale) => {
                     shared.meters.wrote(batch.len(), stale, began.elapsed());
