@@ -97,6 +97,9 @@ pub struct Store {
     pool: deadpool_postgres::Pool,
     config: tokio_postgres::Config,
     waiter: std::sync::Arc<waiter::Waiter>,
+    /// The connection-breaking failures seen when the pool was last
+    /// cleared (see `error::heal_generation`).
+    healed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -128,13 +131,10 @@ impl Store {
             ))
         })?;
         let mut config = config;
-        // Fail a start against an unreachable host in seconds, not minutes.
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
         if config.get_application_name().is_none() {
             config.application_name("procvisor");
         }
+        bound_waits(&mut config);
         let manager = deadpool_postgres::Manager::from_config(
             config.clone(),
             tokio_postgres::NoTls,
@@ -151,17 +151,72 @@ impl Store {
             pool,
             config,
             waiter: Default::default(),
+            healed: std::sync::Arc::new(error::heal_generation().into()),
         };
         let _ = store.client().await?;
         Ok(store)
     }
 
-    /// A pooled connection.
+    /// A pooled connection. After a failure that broke a connection
+    /// (anywhere in this process), the idle ones are dropped first: they
+    /// may be sessions of a server that went away or turned read-only.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        use std::sync::atomic::Ordering;
+        let now = error::heal_generation();
+        if self.healed.swap(now, Ordering::Relaxed) != now {
+            let dropped = self.pool.retain(|_, _| false).removed.len();
+            if dropped > 0 {
+                tracing::info!(
+                    connections = dropped,
+                    "dropped pooled database connections after a connection failure"
+                );
+            }
+        }
         self.pool
             .get()
             .await
             .map_err(|e| error::pool_error(&self.config, e))
+    }
+}
+
+/// Bound every wait on the network that the URL leaves unbounded: a
+/// connect gives up after 10 s; TCP keepalive probes an idle connection
+/// after 10 s, every 5 s, 3 times; data sent and not acknowledged for 20 s
+/// breaks the connection; the server ends a statement after 60 s and a
+/// session left idle inside a transaction after 60 s. A URL that sets any
+/// of these (`connect_timeout`, `keepalives_idle`, `options=-c …`) keeps
+/// its own value. Waits that no socket option can see (a proxy that stops
+/// forwarding and says nothing) are bounded by the callers (the supervisor
+/// by its lease, the command line by `--timeout`).
+fn bound_waits(config: &mut tokio_postgres::Config) {
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    if config.get_keepalives_idle() == Duration::from_secs(2 * 60 * 60) {
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10))
+            .keepalives_interval(Duration::from_secs(5))
+            .keepalives_retries(3);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(20));
+    }
+    let options = config.get_options().unwrap_or("").to_string();
+    let mut add = Vec::new();
+    if !options.contains("statement_timeout") {
+        add.push("-c statement_timeout=60000");
+    }
+    if !options.contains("idle_in_transaction_session_timeout") {
+        add.push("-c idle_in_transaction_session_timeout=60000");
+    }
+    if !add.is_empty() {
+        let joined = std::iter::once(options.as_str())
+            .filter(|o| !o.is_empty())
+            .chain(add)
+            .collect::<Vec<_>>()
+            .join(" ");
+        config.options(&joined);
     }
 }
 

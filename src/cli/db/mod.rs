@@ -21,6 +21,10 @@ pub struct DbArgs {
     /// PROCVISOR_DATABASE_URL environment variable).
     #[arg(long, value_name = "URL", env = procvisor::store::DATABASE_URL_ENV, hide_env_values = true)]
     pub db: String,
+    /// How long a one-shot command (status, cancel, db) waits for the
+    /// database in all before it gives up, in seconds (1 to 3600).
+    #[arg(long = "db-timeout", value_name = "SECS", default_value_t = 30, env = "PROCVISOR_DB_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub db_timeout: u64,
 }
 
 impl DbArgs {
@@ -42,6 +46,24 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
     Ok(rt.block_on(f))
 }
 
+/// Run a one-shot command's `f` on a small tokio runtime, giving up after
+/// `db.db_timeout` seconds with an error that says so: a connection that stops
+/// answering without closing would otherwise hang it.
+pub fn block_on_bounded<F>(db: &DbArgs, f: F) -> Result<i32, String>
+where
+    F: std::future::Future<Output = Result<i32, String>>,
+{
+    let bound = std::time::Duration::from_secs(db.db_timeout);
+    block_on(async {
+        tokio::time::timeout(bound, f).await.unwrap_or_else(|_| {
+            Err(format!(
+                "the database gave no answer within {} s; check the network between here and PostgreSQL (--db or PROCVISOR_DATABASE_URL), and that the server is running (--db-timeout sets the wait)",
+                bound.as_secs()
+            ))
+        })
+    })?
+}
+
 /// `procvisor db`: the schema.
 #[derive(clap::Args, Debug)]
 pub struct DbCommand {
@@ -61,7 +83,7 @@ enum DbAction {
 }
 
 pub fn db(a: DbCommand) -> Result<i32, String> {
-    block_on(async {
+    block_on_bounded(&a.db.clone(), async {
         let store = a.db.connect(1).await?;
         match a.action {
             DbAction::Migrate => {
@@ -90,5 +112,5 @@ pub fn db(a: DbCommand) -> Result<i32, String> {
             }
         }
         Ok(0)
-    })?
+    })
 }
