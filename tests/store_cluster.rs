@@ -170,8 +170,8 @@ fn the_command_line_submits_waits_cancels_and_reports_as_json() {
     let (code, out, _) = cli(&url, &["submit", "noop", "{}", "--delay", "3600"]);
     assert_eq!(code, 0);
     let delayed: i64 = out.trim().parse().expect("submit prints the id");
-    let (code, out, _) = cli(&url, &["status", "--json"]);
-    assert_eq!(code, 0);
+    let (code, out, err) = cli(&url, &["status", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
     let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(line["state"], "scheduled");
     assert_eq!(line["jobs"], 1);
