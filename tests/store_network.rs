@@ -252,7 +252,8 @@ fn a_connection_that_stops_answering_is_given_up_within_its_bound_and_the_superv
         let stalled = feed.stats();
 
         proxy.resume();
-        let recovered = jobs_complete(&url, 10, Duration::from_secs(15)).await;
+        let recovered = jobs_complete(&url, 10, Duration::from_secs(30)).await;
+        let after = feed.stats();
         let (ok, err, _) = tokio::task::spawn_blocking({
             let via = via.clone();
             move || status(&via)
@@ -261,7 +262,7 @@ fn a_connection_that_stops_answering_is_given_up_within_its_bound_and_the_superv
         .unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(15), feed.stop(Duration::ZERO)).await;
         recovered.unwrap_or_else(|e| {
-            panic!("the supervisor did not recover once the network forwarded again: {e}")
+            panic!("the supervisor did not recover once the network forwarded again: {e}; while stalled {stalled:?}, after {after:?}")
         });
         assert!(ok, "status works again: {err}");
         assert!(stalled.errors > 0, "the stall was seen: {stalled:?}");

@@ -56,14 +56,23 @@ pub(super) async fn upkeep_loop(
                 tracing::warn!("store upkeep failed (retrying): {e}");
             }
         }
-        if let Err(e) = write_progress(&store, &sup, &shared, &mut told).await {
+        let progress =
+            tokio::time::timeout(bound, write_progress(&store, &sup, &shared, &mut told))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(StoreError::timed_out("write running jobs' progress", bound))
+                });
+        if let Err(e) = progress {
             shared.error();
             tracing::warn!("cannot write running jobs' progress (retrying): {e}");
         }
         if let Some(keep) = options.retention {
             if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                 last_prune = Some(Instant::now());
-                match store.prune(keep).await {
+                let pruned = tokio::time::timeout(bound, store.prune(keep))
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError::timed_out("delete old history", bound)));
+                match pruned {
                     Ok(p) if p.events > 0 || p.supervisors > 0 => tracing::info!(
                         events = p.events,
                         supervisors = p.supervisors,
