@@ -28,31 +28,6 @@
 //! # Ok(()) }
 //! ```
 
-/// SQL for what it takes to run a job of table alias `$t` again: its
-/// arguments and settings, as kept with an ending other than `completed`
-/// (the events' `job` column) for an operator's retry.
-macro_rules! job_again {
-    ($t:literal) => {
-        concat!(
-            "jsonb_build_object('args', ",
-            $t,
-            ".args, 'timeout_ms', ",
-            $t,
-            ".timeout_ms, ",
-            "'max_attempts', ",
-            $t,
-            ".max_attempts, 'backoff_ms', ",
-            $t,
-            ".backoff_ms, ",
-            "'backoff_cap_ms', ",
-            $t,
-            ".backoff_cap_ms, 'weight', ",
-            $t,
-            ".weight)"
-        )
-    };
-}
-
 mod cron;
 mod error;
 mod events;
@@ -187,7 +162,7 @@ impl Store {
 /// of these (`connect_timeout`, `keepalives_idle`, `options=-c …`) keeps
 /// its own value. Waits that no socket option can see (a proxy that stops
 /// forwarding and says nothing) are bounded by the callers (the supervisor
-/// by its lease, the command line by `--timeout`).
+/// by its lease, the command line by `--db-timeout`).
 fn bound_waits(config: &mut tokio_postgres::Config) {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(10));

@@ -333,15 +333,12 @@ impl Store {
             }
             Some(_) => {
                 tx.execute(
-                    concat!(
-                        "WITH j AS (DELETE FROM procvisor_jobs WHERE id = $1 RETURNING *)
-                         INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority,
-                             lease, attempt, evictions, reclaims, error, job)
-                         SELECT id, 'cancelled', true, queue, kind, priority, lease, attempt,
-                             evictions, reclaims, 'cancelled before it ran', ",
-                        job_again!("j"),
-                        " FROM j"
-                    ),
+                    "WITH j AS (DELETE FROM procvisor_jobs d WHERE id = $1
+                                RETURNING d.*, procvisor_job_again(d) AS again)
+                     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority,
+                         lease, attempt, evictions, reclaims, error, job)
+                     SELECT id, 'cancelled', true, queue, kind, priority, lease, attempt,
+                         evictions, reclaims, 'cancelled before it ran', again FROM j",
                     &[&id],
                 )
                 .await

@@ -230,8 +230,7 @@ pub(crate) async fn claim(
 /// `completed` keeps what it takes to retry the job); wake waiters. The
 /// events take their ids in the order the endings came (a join alone
 /// would number them in whatever order it produces).
-const END: &str = concat!(
-    "
+const END: &str = "
 WITH d AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[],
                          $6::integer[]) WITH ORDINALITY
@@ -241,9 +240,7 @@ WITH d AS (
     WHERE j.id = d.id AND j.lease = d.lease
     RETURNING j.id, d.event, j.queue, j.kind, j.priority, j.lease, j.attempt, j.evictions,
               j.reclaims, j.supervisor, d.pid, d.result, d.error, d.ord,
-              CASE WHEN d.event <> 'completed' THEN ",
-    job_again!("j"),
-    " END AS job
+              CASE WHEN d.event <> 'completed' THEN procvisor_job_again(j) END AS job
 ), ev AS (
     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease, attempt,
                                   evictions, reclaims, supervisor, worker_pid, result, error, job)
@@ -255,8 +252,7 @@ WITH d AS (
 ), wake AS (
     SELECT pg_notify($7, '') FROM (SELECT 1 FROM ev LIMIT 1) AS hit
 )
-SELECT (SELECT count(*) FROM ev) AS written, (SELECT count(*) FROM wake) AS woke"
-);
+SELECT (SELECT count(*) FROM ev) AS written, (SELECT count(*) FROM wake) AS woke";
 
 /// Non-terminal endings (see the file): the row goes back to waiting
 /// under a new lease, or ends `cancelled` when its cancel was asked.

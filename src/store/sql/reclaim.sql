@@ -39,7 +39,7 @@ WITH lost AS (
 ), given_up AS (
     DELETE FROM procvisor_jobs j
     USING lost WHERE j.id = lost.id AND (j.reclaims >= $2 OR lost.cancel)
-    RETURNING j.*, lost.old_supervisor, lost.why, lost.cancel
+    RETURNING j.*, lost.old_supervisor, lost.why, lost.cancel, procvisor_job_again(j) AS again
 ), ev AS (
     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
                                   attempt, evictions, reclaims, supervisor, error, job)
@@ -52,9 +52,7 @@ WITH lost AS (
                 THEN 'cancelled: its cancel was asked while it ran, and ' || why
                 ELSE why || '; it had been taken over from lost supervisors ' || reclaims
                      || ' times already (the most allowed), so it is not run again' END,
-           jsonb_build_object('args', args, 'timeout_ms', timeout_ms,
-                              'max_attempts', max_attempts, 'backoff_ms', backoff_ms,
-                              'backoff_cap_ms', backoff_cap_ms, 'weight', weight)
+           again
     FROM given_up
     RETURNING 1
 ), wake AS (

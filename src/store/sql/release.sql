@@ -15,7 +15,7 @@ WITH held AS (
 ), gone AS (
     DELETE FROM procvisor_jobs j USING held h
     WHERE j.id = h.id AND h.cancel
-    RETURNING j.*
+    RETURNING j.*, procvisor_job_again(j) AS again
 ), ev AS (
     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
                                   attempt, evictions, reclaims, supervisor, error, job)
@@ -25,9 +25,7 @@ WITH held AS (
     UNION ALL
     SELECT id, 'cancelled', true, queue, kind, priority, lease, attempt, evictions, reclaims, $1,
            'cancelled: its cancel was asked while it ran, and its supervisor stopped',
-           jsonb_build_object('args', args, 'timeout_ms', timeout_ms,
-                              'max_attempts', max_attempts, 'backoff_ms', backoff_ms,
-                              'backoff_cap_ms', backoff_cap_ms, 'weight', weight)
+           again
     FROM gone
     RETURNING 1
 ), stopped AS (

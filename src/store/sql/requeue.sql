@@ -28,7 +28,7 @@ WITH d AS (
 ), gone AS (
     DELETE FROM procvisor_jobs j USING held h
     WHERE j.id = h.id AND h.cancel
-    RETURNING j.*
+    RETURNING j.*, procvisor_job_again(j) AS again
 ), ev AS (
     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease, attempt,
                                   evictions, reclaims, supervisor, worker_pid, error, job)
@@ -44,9 +44,7 @@ WITH d AS (
                g.evictions, g.reclaims, d.pid,
                'cancelled: its cancel was asked while it ran, and that attempt ended ('
                    || d.event || ': ' || coalesce(d.error, '') || ')',
-               jsonb_build_object('args', g.args, 'timeout_ms', g.timeout_ms,
-                                  'max_attempts', g.max_attempts, 'backoff_ms', g.backoff_ms,
-                                  'backoff_cap_ms', g.backoff_cap_ms, 'weight', g.weight),
+               g.again,
                d.ord
         FROM gone g JOIN d ON d.id = g.id
     ) AS both_kinds
