@@ -58,6 +58,19 @@ impl StoreError {
         StoreError::TimedOut { what, after }
     }
 
+    /// Run `f`, giving up after `bound` with [`timed_out`](Self::timed_out)
+    /// (`what` names it in the error): no statement then waits on a
+    /// connection that stopped answering for longer than its caller allows.
+    pub(crate) async fn within<T>(
+        what: &'static str,
+        bound: std::time::Duration,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(bound, f)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::timed_out(what, bound)))
+    }
+
     /// The SQLSTATE code the server gave, if the server answered.
     pub fn sqlstate(&self) -> Option<&str> {
         match self {

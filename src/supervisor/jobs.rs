@@ -45,17 +45,8 @@ impl SupervisorActor {
         match d {
             Decision::Dispatch { slot, job } => self.dispatch(slot, job, now),
             Decision::Started { slot, job } => {
-                let told =
-                    self.slots[slot]
-                        .replies
-                        .lock()
-                        .get(&job)
-                        .and_then(|r| match &r.target {
-                            Target::Sink { sink, token } => Some((sink.clone(), *token)),
-                            Target::Local(_) => None,
-                        });
-                if let Some((sink, token)) = told {
-                    sink.started(token);
+                if let Some(r) = self.slots[slot].replies.lock().get(&job) {
+                    r.target.started();
                 }
             }
             Decision::SendCancel { slot, job } => {

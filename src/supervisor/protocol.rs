@@ -81,15 +81,15 @@ impl Message for Submit {
 /// Cancel a job.
 pub(crate) struct Cancel(pub(crate) JobId);
 
+impl Message for Cancel {
+    type Result = ();
+}
+
 /// Hand out no job at or after this instant (see
 /// `Supervisor::hold_starts_from`).
 pub(crate) struct HoldStarts(pub(crate) Option<std::time::Instant>);
 
 impl Message for HoldStarts {
-    type Result = ();
-}
-
-impl Message for Cancel {
     type Result = ();
 }
 

@@ -69,4 +69,11 @@ impl Target {
             sink.retrying(*token, attempt);
         }
     }
+
+    /// Tell a source that the job, which has a timeout, began running.
+    pub(crate) fn started(&self) {
+        if let Target::Sink { sink, token } = self {
+            sink.started(*token);
+        }
+    }
 }

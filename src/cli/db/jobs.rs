@@ -123,7 +123,7 @@ pub struct CancelArgs {
 }
 
 pub fn cancel(a: CancelArgs) -> Result<i32, String> {
-    super::block_on_bounded(&a.db.clone(), async move {
+    super::block_on_bounded(a.db.db_timeout, async move {
         let store = a.db.connect(1).await?;
         match store.cancel(a.id).await.map_err(|e| e.to_string())? {
             Cancelled::Ended => say!("job {} cancelled before it ran", a.id),

@@ -47,13 +47,13 @@ pub fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, String> {
 }
 
 /// Run a one-shot command's `f` on a small tokio runtime, giving up after
-/// `db.db_timeout` seconds with an error that says so: a connection that stops
-/// answering without closing would otherwise hang it.
-pub fn block_on_bounded<F>(db: &DbArgs, f: F) -> Result<i32, String>
+/// `secs` seconds (its `--db-timeout`) with an error that says so: a
+/// connection that stops answering without closing would otherwise hang it.
+pub fn block_on_bounded<F>(secs: u64, f: F) -> Result<i32, String>
 where
     F: std::future::Future<Output = Result<i32, String>>,
 {
-    let bound = std::time::Duration::from_secs(db.db_timeout);
+    let bound = std::time::Duration::from_secs(secs);
     block_on(async {
         tokio::time::timeout(bound, f).await.unwrap_or_else(|_| {
             Err(format!(
@@ -83,7 +83,7 @@ enum DbAction {
 }
 
 pub fn db(a: DbCommand) -> Result<i32, String> {
-    block_on_bounded(&a.db.clone(), async {
+    block_on_bounded(a.db.db_timeout, async {
         let store = a.db.connect(1).await?;
         match a.action {
             DbAction::Migrate => {

@@ -84,7 +84,7 @@ pub struct StatusArgs {
 }
 
 pub fn status(a: StatusArgs) -> Result<i32, String> {
-    super::block_on_bounded(&a.db.clone(), async move {
+    super::block_on_bounded(a.db.db_timeout, async move {
         let store = a.db.connect(1).await?;
         let s = store.status().await.map_err(|e| e.to_string())?;
         if a.json {

@@ -48,6 +48,7 @@ pub(super) async fn claim_loop(c: Claimer) {
         0
     };
     let mut pace = Pace::new();
+    let bound = shared.clock().statement_bound();
     // What the workers take at once: at least one job each, more with
     // prefetch (seen as free room while they are idle).
     let mut capacity = workers.max(1);
@@ -58,8 +59,8 @@ pub(super) async fn claim_loop(c: Claimer) {
         if shared.stopping.load(Ordering::Acquire) {
             return;
         }
-        let bound = shared.clock().statement_bound();
-        if let Ok(Err(e)) = tokio::time::timeout(bound, wakeups.connect(&store)).await {
+        let listening = StoreError::within("listen for new jobs", bound, wakeups.connect(&store));
+        if let Err(e) = listening.await {
             tracing::warn!("cannot listen for new jobs (polling instead): {e}");
         }
         let ended = shared.ended.load(Ordering::Relaxed);
@@ -100,13 +101,11 @@ pub(super) async fn claim_loop(c: Claimer) {
                 draw,
             };
             let began = Instant::now();
-            let bound = shared.clock().statement_bound();
-            let claimed = tokio::time::timeout(bound, async {
+            let claimed = StoreError::within("claim jobs", bound, async {
                 let c = store.client().await?;
                 writes::claim(&c, &ask).await
             })
-            .await
-            .unwrap_or_else(|_| Err(StoreError::timed_out("claim jobs", bound)));
+            .await;
             match claimed {
                 Ok(grants) => {
                     failures = 0;

@@ -41,18 +41,14 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Heartbeat: `Some(n)`, the running rows the table says this supervisor
-/// holds, or `None` if it was declared lost (its jobs were taken over; it
-/// must register again).
-pub(crate) async fn heartbeat(
-    client: &impl GenericClient,
-    me: i64,
-) -> Result<Option<u64>, StoreError> {
-    let row = client
-        .query_opt(include_str!("../sql/heartbeat.sql"), &[&me])
+/// Heartbeat; false if this supervisor was declared lost (its jobs were
+/// taken over; it must register again).
+pub(crate) async fn heartbeat(client: &impl GenericClient, me: i64) -> Result<bool, StoreError> {
+    let n = client
+        .execute(include_str!("../sql/heartbeat.sql"), &[&me])
         .await
         .map_err(|e| StoreError::query("heartbeat", e))?;
-    Ok(row.map(|r| r.get::<_, i64>("running").max(0) as u64))
+    Ok(n == 1)
 }
 
 /// Declare lost the supervisors whose heartbeat is older than their lease,

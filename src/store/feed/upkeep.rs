@@ -29,50 +29,37 @@ pub(super) async fn upkeep_loop(
     let mut last_prune: Option<Instant> = None;
     let mut wakeups = Wakeups::new(&[CANCEL_CHANNEL]);
     let mut told = Told::default();
+    let (bound, every) = {
+        let c = shared.clock();
+        (c.statement_bound(), c.beat_every())
+    };
     loop {
         // First of all, before any statement that may wait on the network:
         // a supervisor woken from a long pause fences itself at once.
         lapse_check(&sup, &shared);
-        let bound = shared.clock().statement_bound();
         // Without the listener, cancels are still seen at the next poll.
-        let _ = tokio::time::timeout(bound, wakeups.connect(&store)).await;
+        let _ = StoreError::within("listen for cancels", bound, wakeups.connect(&store)).await;
         if shared.clock().beat_due(Instant::now()) {
-            if let Err(e) = beat(&store, &sup, &shared, &options, workers).await {
+            if let Err(e) = beat(&store, &sup, &shared, &options, workers, bound).await {
                 shared.error();
                 tracing::warn!("heartbeat failed (retrying): {e}");
             }
             lapse_check(&sup, &shared);
         }
         let work = upkeep(&store, &sup, &shared, &options);
-        match tokio::time::timeout(bound, work).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                shared.error();
-                tracing::warn!("store upkeep failed (retrying): {e}");
-            }
-            Err(_) => {
-                shared.error();
-                let e = StoreError::timed_out("keep up the job queue", bound);
-                tracing::warn!("store upkeep failed (retrying): {e}");
-            }
+        if let Err(e) = StoreError::within("keep up the job queue", bound, work).await {
+            shared.error();
+            tracing::warn!("store upkeep failed (retrying): {e}");
         }
-        let progress =
-            tokio::time::timeout(bound, write_progress(&store, &sup, &shared, &mut told))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(StoreError::timed_out("write running jobs' progress", bound))
-                });
-        if let Err(e) = progress {
+        let progress = write_progress(&store, &sup, &shared, &mut told);
+        if let Err(e) = StoreError::within("write running jobs' progress", bound, progress).await {
             shared.error();
             tracing::warn!("cannot write running jobs' progress (retrying): {e}");
         }
         if let Some(keep) = options.retention {
             if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
                 last_prune = Some(Instant::now());
-                let pruned = tokio::time::timeout(bound, store.prune(keep))
-                    .await
-                    .unwrap_or_else(|_| Err(StoreError::timed_out("delete old history", bound)));
-                match pruned {
+                match StoreError::within("delete old history", bound, store.prune(keep)).await {
                     Ok(p) if p.events > 0 || p.supervisors > 0 => tracing::info!(
                         events = p.events,
                         supervisors = p.supervisors,
@@ -86,10 +73,7 @@ pub(super) async fn upkeep_loop(
                 }
             }
         }
-        let (every, lapse) = {
-            let c = shared.clock();
-            (c.beat_every(), c.lapses_at())
-        };
+        let lapse = shared.clock().lapses_at();
         let until_lapse = lapse.saturating_duration_since(Instant::now());
         let nap = options.poll.min(every);
         tokio::select! {
@@ -111,30 +95,27 @@ fn lapse_check(sup: &Supervisor, shared: &Shared) {
     }
 }
 
-/// One heartbeat, bounded by the lease clock. On success the supervisor may
-/// start jobs for two thirds of a lease more; if it was declared lost, it
-/// stops every job of the old registration and registers again.
+/// One heartbeat, each statement bounded by `bound`. On success the
+/// supervisor may start jobs for two thirds of a lease more; if it was
+/// declared lost, it stops every job of the old registration and registers
+/// again.
 async fn beat(
     store: &Store,
     sup: &Supervisor,
     shared: &Shared,
     options: &FeedOptions,
     workers: usize,
+    bound: Duration,
 ) -> Result<(), StoreError> {
     let sent = Instant::now();
-    let bound = {
-        let mut c = shared.clock();
-        c.beat_sent(sent);
-        c.statement_bound()
-    };
+    shared.clock().beat_sent(sent);
     let me = shared.me.load(Ordering::Acquire);
-    let answer = tokio::time::timeout(bound, async {
+    let alive = StoreError::within("heartbeat", bound, async {
         let client = store.client().await?;
         lease::heartbeat(&client, me).await
     })
-    .await
-    .map_err(|_| StoreError::timed_out("heartbeat", bound))??;
-    if answer.is_some() {
+    .await?;
+    if alive {
         let until = {
             let mut c = shared.clock();
             c.confirmed(sent);
@@ -146,12 +127,11 @@ async fn beat(
     }
     let n = shared.fence(sup, DECLARED_LOST);
     let sent = Instant::now();
-    let again = tokio::time::timeout(bound, async {
+    let again = StoreError::within("register this supervisor again", bound, async {
         let client = store.client().await?;
         lease::register(&client, &options.queues, workers, options.lease).await
     })
-    .await
-    .map_err(|_| StoreError::timed_out("register this supervisor again", bound))??;
+    .await?;
     tracing::error!(
         old = me,
         new = again,

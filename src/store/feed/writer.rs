@@ -26,6 +26,7 @@ pub(super) async fn write_loop(
 ) {
     let mut incoming = Vec::with_capacity(max_batch);
     let mut started_tokens = Vec::new();
+    let bound = shared.clock().statement_bound();
     loop {
         if rx.recv_many(&mut incoming, max_batch).await == 0 {
             return;
@@ -75,13 +76,11 @@ pub(super) async fn write_loop(
         loop {
             let me = shared.me.load(Ordering::Acquire);
             let began = Instant::now();
-            let bound = shared.clock().statement_bound();
-            let result = tokio::time::timeout(bound, async {
+            let result = StoreError::within("write job endings", bound, async {
                 let mut c = store.client().await?;
                 writes::write_endings(&mut c, me, &batch, &started, grace).await
             })
-            .await
-            .unwrap_or_else(|_| Err(StoreError::timed_out("write job endings", bound)));
+            .await;
             match result {
                 Ok(stale) => {
                     shared.meters.wrote(batch.len(), stale, began.elapsed());
