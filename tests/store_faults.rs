@@ -147,14 +147,12 @@ async fn started_record(store: &Store, file: &Path, tag: i64, secs: f64) -> i64 
 
 #[test]
 fn a_cancel_asked_while_its_supervisor_is_stopped_survives_that_supervisor_being_killed() {
-    let Some(url) = pg::database("cancel_then_kill") else {
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("record");
     pg::runtime().block_on(async {
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let Some((store, url)) = pg::migrated("cancel_then_kill").await else {
+            return;
+        };
         let a = supervise(&url, Some(&file), &["--workers", "1", "--lease", "2"]);
         let id = started_record(&store, &file, 1, 30.0).await;
         // The supervisor cannot act on the cancel: it is stopped, then
@@ -173,14 +171,12 @@ fn a_cancel_asked_while_its_supervisor_is_stopped_survives_that_supervisor_being
 
 #[test]
 fn a_cancel_asked_while_its_supervisor_is_paused_past_its_lease_is_kept() {
-    let Some(url) = pg::database("cancel_then_pause") else {
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("record");
     pg::runtime().block_on(async {
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let Some((store, url)) = pg::migrated("cancel_then_pause").await else {
+            return;
+        };
         let a = supervise(&url, Some(&file), &["--workers", "1", "--lease", "2"]);
         let b = supervise(&url, Some(&file), &["--workers", "1", "--lease", "2"]);
         // Keep b busy with a job of its own until a's is running, so that
@@ -218,12 +214,10 @@ fn a_job_waiting_behind_a_long_one_in_its_worker_is_not_taken_from_a_healthy_sup
     // The reproduction: one worker holding two jobs (prefetch 2), a 1 s
     // lease, no reclaim allowed. The second job's 0.5 s timeout must count
     // from its start, after the 5 s job, not from its claim.
-    let Some(url) = pg::database("deadline_from_start") else {
-        return;
-    };
     pg::runtime().block_on(async {
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let Some((store, url)) = pg::migrated("deadline_from_start").await else {
+            return;
+        };
         let sup = supervise(
             &url,
             None,
@@ -271,15 +265,13 @@ fn a_job_waiting_behind_a_long_one_in_its_worker_is_not_taken_from_a_healthy_sup
 
 #[test]
 fn a_supervisor_stopped_past_its_lease_starts_nothing_it_no_longer_holds() {
-    let Some(url) = pg::database("sigstop_fence") else {
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("record");
     const LEASE_MS: u128 = 2000;
     pg::runtime().block_on(async {
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let Some((store, url)) = pg::migrated("sigstop_fence").await else {
+            return;
+        };
         let args = ["--workers", "2", "--lease", "2"];
         let a = supervise(&url, Some(&file), &args);
         let b = supervise(&url, Some(&file), &args);

@@ -49,13 +49,11 @@ async fn jobs_complete(url: &str, n: usize, limit: Duration) -> Result<(), Strin
 
 #[test]
 fn a_supervisor_heals_by_itself_once_a_database_that_turned_read_only_is_writable_again() {
-    let Some(url) = pg::database("read_only") else {
-        return;
-    };
-    let db = pg::db_name(&url);
     pg::runtime().block_on(async {
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let Some((store, url)) = pg::migrated("read_only").await else {
+            return;
+        };
+        let db = pg::db_name(&url);
         let sup = common::start(common::config(2).eviction(EvictionMode::Drop));
         let feed = Feed::start(&store, &sup, options(3)).await.unwrap();
         jobs_complete(&url, 5, Duration::from_secs(20))
