@@ -264,6 +264,20 @@ impl Shared {
         self.clock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The lease was confirmed or taken anew (`how` tells the clock): the
+    /// supervisor may start jobs until the clock's new bound, and the
+    /// claimer, which claims nothing while the lease is in doubt, looks
+    /// again.
+    fn renewed(&self, sup: &Supervisor, how: impl FnOnce(&mut LeaseClock)) {
+        let until = {
+            let mut c = self.clock();
+            how(&mut c);
+            c.starts_until()
+        };
+        sup.hold_starts_from(Some(until));
+        self.wake.notify_one();
+    }
+
     /// Stop every job this supervisor holds, queued or running, because it
     /// may no longer hold them (`why`): each is cancelled in the
     /// supervisor, and its ending gives it back to the table under the

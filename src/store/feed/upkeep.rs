@@ -116,13 +116,7 @@ async fn beat(
     })
     .await?;
     if alive {
-        let until = {
-            let mut c = shared.clock();
-            c.confirmed(sent);
-            c.starts_until()
-        };
-        sup.hold_starts_from(Some(until));
-        shared.wake.notify_one();
+        shared.renewed(sup, |c| c.confirmed(sent));
         return Ok(());
     }
     let n = shared.fence(sup, DECLARED_LOST);
@@ -139,13 +133,7 @@ async fn beat(
         "this supervisor was declared lost (no heartbeat within its lease): it stopped the jobs it held, which were taken over, and registered again"
     );
     shared.me.store(again, Ordering::Release);
-    let until = {
-        let mut c = shared.clock();
-        c.registered(sent);
-        c.starts_until()
-    };
-    sup.hold_starts_from(Some(until));
-    shared.wake.notify_one();
+    shared.renewed(sup, |c| c.registered(sent));
     Ok(())
 }
 
