@@ -315,6 +315,7 @@ impl Supervisor {
     pub async fn demand(&self) -> Demand {
         self.inner.addr.send(GetDemand).await.unwrap_or(Demand {
             free: 0,
+            idle: 0,
             evict_above: None,
             waiting: 0,
         })

@@ -18,7 +18,7 @@ use super::{auth, Access};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::store::{Cancelled, Event, Store, StoreError};
+use crate::store::{Event, Store, StoreError};
 use crate::LEAST_URGENT;
 
 /// What the job queue's handlers share.
@@ -365,15 +365,8 @@ pub(super) async fn cancel(
     Path(id): Path<i64>,
     Posted(_): Posted<JobForm>,
 ) -> Response {
-    let done = match app.store.cancel(id).await {
-        Ok(Cancelled::AlreadyEnded) => Ok(()),
-        Ok(Cancelled::Ended | Cancelled::Requested) => {
-            app.store.record_cancel(id, "dashboard").await
-        }
-        Err(e) => Err(e),
-    };
-    match done {
-        Ok(()) => Redirect::to(&format!("{}/jobs/{id}", app.access.base)).into_response(),
+    match app.store.cancel_as(id, "dashboard").await {
+        Ok(_) => Redirect::to(&format!("{}/jobs/{id}", app.access.base)).into_response(),
         Err(e) => refused(&format!("cancel job {id}"), &e),
     }
 }

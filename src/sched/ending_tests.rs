@@ -172,12 +172,16 @@ fn demand_says_how_many_jobs_and_what_priority_evicts() {
         h.core.demand(),
         Demand {
             free: 4,
+            idle: 2,
             evict_above: None,
             waiting: 0
         }
     );
     h.submit(1, spec(3), "a");
     assert_eq!(h.core.demand().free, 3);
+    // One of the two empty workers will take the queued job: one left
+    // that would start a job at once, the rest is prefetch room.
+    assert_eq!(h.core.demand().idle, 1);
     for id in 2..=4 {
         h.submit(id, spec(6 - id as u8), "b");
     }
@@ -188,6 +192,7 @@ fn demand_says_how_many_jobs_and_what_priority_evicts() {
         h.core.demand(),
         Demand {
             free: 0,
+            idle: 0,
             evict_above: Some(3),
             waiting: 0
         }

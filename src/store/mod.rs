@@ -29,6 +29,7 @@
 //! ```
 
 mod cron;
+mod engine;
 mod error;
 mod events;
 mod feed;

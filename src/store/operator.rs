@@ -26,9 +26,15 @@ pub struct Action {
 
 /// A queue's name, checked.
 fn check_queue(name: &str) -> Result<(), StoreError> {
+    check_name("the queue name", name)
+}
+
+/// A name an operator gives (`what` it is, for the message), checked: 1
+/// to 200 bytes, no control characters.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
     if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
         return Err(StoreError::Invalid(format!(
-            "the queue name {name:?} is empty, longer than 200 bytes, or has control characters"
+            "{what} {name:?} is empty, longer than 200 bytes, or has control characters"
         )));
     }
     Ok(())
@@ -141,19 +147,6 @@ impl Store {
             .await
             .map_err(|e| StoreError::query("commit the retry", e))?;
         Ok(new)
-    }
-
-    /// Record that `by` cancelled job `id` (see [`cancel`](Store::cancel)).
-    pub async fn record_cancel(&self, id: i64, by: &str) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO procvisor_actions (action, job_id, by_whom) VALUES ('cancel', $1, $2)",
-                &[&id, &by],
-            )
-            .await
-            .map_err(|e| StoreError::query("record a cancel", e))?;
-        Ok(())
     }
 
     /// The latest operator actions, newest first, up to `limit` (1 to

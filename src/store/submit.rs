@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::{millis, Store, StoreError, JOBS_CHANNEL};
+use super::{engine, millis, Store, StoreError};
 use crate::sched::retry::MAX_ATTEMPTS;
 
 /// Longest queue name.
@@ -185,7 +185,7 @@ impl NewJob {
 
     /// The delay in milliseconds and the absolute time, as the insert takes
     /// them (at most one is set).
-    fn due(&self) -> (Option<i64>, Option<SystemTime>) {
+    pub(crate) fn due(&self) -> (Option<i64>, Option<SystemTime>) {
         match self.run_at {
             None => (None, None),
             Some(When::After(d)) => (Some(millis(d)), None),
@@ -193,31 +193,6 @@ impl NewJob {
         }
     }
 }
-
-/// The insert of many jobs from parallel arrays; a job with a due time in
-/// the future is `scheduled`, else `available`.
-const INSERT: &str = "
-WITH rows AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::bigint[],
-                         $6::integer[], $7::bigint[], $8::bigint[], $9::bigint[], $10::timestamptz[],
-                         $11::float8[])
-        AS r(queue, kind, args, priority, timeout_ms, max_attempts, backoff_ms, backoff_cap_ms,
-             delay_ms, at, weight)
-), due AS (
-    SELECT *, COALESCE(at, now() + COALESCE(delay_ms, 0) * interval '1 millisecond') AS run_at
-    FROM rows
-), ins AS (
-    INSERT INTO procvisor_jobs (queue, kind, args, priority, timeout_ms, max_attempts,
-                                backoff_ms, backoff_cap_ms, run_at, weight, state)
-    SELECT queue, kind, args::jsonb, priority, timeout_ms, max_attempts, backoff_ms,
-           backoff_cap_ms, run_at, weight,
-           CASE WHEN run_at > now() THEN 'scheduled' ELSE 'available' END
-    FROM due
-    RETURNING id, state
-), wake AS (
-    SELECT pg_notify($12, '') FROM (SELECT 1 FROM ins WHERE state = 'available' LIMIT 1) AS hit
-)
-SELECT id FROM ins, (SELECT count(*) FROM wake) AS w ORDER BY id";
 
 /// Most jobs in one insert statement.
 const INSERT_BATCH: usize = 10_000;
@@ -247,111 +222,45 @@ impl Store {
             j.check()?;
         }
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(INSERT)
-            .await
-            .map_err(|e| StoreError::query("prepare the insert", e))?;
         let mut ids = Vec::with_capacity(jobs.len());
         for chunk in jobs.chunks(INSERT_BATCH) {
-            let queue: Vec<&str> = chunk.iter().map(|j| j.queue.as_str()).collect();
-            let kind: Vec<&str> = chunk.iter().map(|j| j.kind.as_str()).collect();
-            let args: Vec<String> = chunk.iter().map(|j| j.args.to_string()).collect();
-            let priority: Vec<i16> = chunk.iter().map(|j| j.priority.into()).collect();
-            let timeout: Vec<Option<i64>> = chunk.iter().map(|j| j.timeout.map(millis)).collect();
-            let attempts: Vec<i32> = chunk.iter().map(|j| j.max_attempts as i32).collect();
-            let backoff: Vec<i64> = chunk.iter().map(|j| millis(j.backoff)).collect();
-            let cap: Vec<i64> = chunk.iter().map(|j| millis(j.backoff_cap)).collect();
-            let (delay, at): (Vec<Option<i64>>, Vec<Option<SystemTime>>) =
-                chunk.iter().map(NewJob::due).unzip();
-            let weight: Vec<f64> = chunk.iter().map(|j| j.weight).collect();
-            let rows = client
-                .query(
-                    &stmt,
-                    &[
-                        &queue,
-                        &kind,
-                        &args,
-                        &priority,
-                        &timeout,
-                        &attempts,
-                        &backoff,
-                        &cap,
-                        &delay,
-                        &at,
-                        &weight,
-                        &JOBS_CHANNEL,
-                    ],
-                )
-                .await
-                .map_err(|e| StoreError::query("insert jobs", e))?;
-            ids.extend(rows.iter().map(|r| r.get::<_, i64>(0)));
+            ids.extend(engine::insert(&client, chunk).await?);
         }
         Ok(ids)
     }
 
     /// Cancel a job: a waiting one ends `cancelled` at once; a running one
-    /// is stopped by its supervisor, which ends it `cancelled`.
+    /// is stopped by its supervisor, which ends it `cancelled`. Recorded as
+    /// asked by `application`; see [`cancel_as`](Self::cancel_as).
     pub async fn cancel(&self, id: i64) -> Result<Cancelled, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| StoreError::query("begin a cancel", e))?;
-        let row = tx
-            .query_opt(
-                "SELECT state FROM procvisor_jobs WHERE id = $1 FOR UPDATE",
-                &[&id],
-            )
-            .await
-            .map_err(|e| StoreError::query("find the job to cancel", e))?;
-        let (outcome, channel) = match row.map(|r| r.get::<_, String>(0)) {
-            None => {
-                let ended = tx
+        self.cancel_as(id, "application").await
+    }
+
+    /// Cancel a job as asked by `by` (as the caller says: `dashboard`, a
+    /// user's name; 1 to 200 characters, no control characters), recorded
+    /// as an operator action and named in the job's `cancelled` event. The
+    /// request is kept in the job's row: if its supervisor stops or is lost
+    /// before it acts, whichever supervisor the job meets next ends it
+    /// `cancelled`, and none starts it again.
+    pub async fn cancel_as(&self, id: i64, by: &str) -> Result<Cancelled, StoreError> {
+        super::operator::check_name("who cancels", by)?;
+        let client = self.client().await?;
+        match engine::cancel(&client, id, by).await? {
+            engine::Cancel::Ended => Ok(Cancelled::Ended),
+            engine::Cancel::Marked => Ok(Cancelled::Requested),
+            engine::Cancel::NotLive => {
+                let ended = client
                     .query_opt(
                         "SELECT 1 FROM procvisor_events WHERE job_id = $1 AND terminal",
                         &[&id],
                     )
                     .await
                     .map_err(|e| StoreError::query("find the job to cancel", e))?;
-                return match ended {
+                match ended {
                     Some(_) => Ok(Cancelled::AlreadyEnded),
                     None => Err(StoreError::NoSuchJob(id)),
-                };
+                }
             }
-            Some(state) if state == "running" => {
-                tx.execute(
-                    "WITH j AS (UPDATE procvisor_jobs SET cancel_requested = true WHERE id = $1 RETURNING *)
-                     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease,
-                         attempt, evictions, reclaims, supervisor)
-                     SELECT id, 'cancel_requested', false, queue, kind, priority, lease, attempt,
-                         evictions, reclaims, supervisor FROM j",
-                    &[&id],
-                )
-                .await
-                .map_err(|e| StoreError::query("ask for a cancel", e))?;
-                (Cancelled::Requested, super::CANCEL_CHANNEL)
-            }
-            Some(_) => {
-                tx.execute(
-                    "WITH j AS (DELETE FROM procvisor_jobs d WHERE id = $1
-                                RETURNING d.*, procvisor_job_again(d) AS again)
-                     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority,
-                         lease, attempt, evictions, reclaims, error, job)
-                     SELECT id, 'cancelled', true, queue, kind, priority, lease, attempt,
-                         evictions, reclaims, 'cancelled before it ran', again FROM j",
-                    &[&id],
-                )
-                .await
-                .map_err(|e| StoreError::query("cancel the job", e))?;
-                (Cancelled::Ended, super::ENDED_CHANNEL)
-            }
-        };
-        tx.execute("SELECT pg_notify($1, '')", &[&channel])
-            .await
-            .map_err(|e| StoreError::query("cancel the job", e))?;
-        tx.commit()
-            .await
-            .map_err(|e| StoreError::query("commit the cancel", e))?;
-        Ok(outcome)
+        }
     }
 }

@@ -122,10 +122,31 @@ pub struct CancelArgs {
     id: i64,
 }
 
+/// Who runs this command, for the record: the login name, as the
+/// environment says (only a label), kept printable and short.
+fn user_name() -> String {
+    let name: String = std::env::var("USER")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(64)
+        .collect();
+    if name.is_empty() {
+        format!("uid {}", rustix::process::getuid().as_raw())
+    } else {
+        name
+    }
+}
+
 pub fn cancel(a: CancelArgs) -> Result<i32, String> {
     super::block_on_bounded(a.db.db_timeout, async move {
         let store = a.db.connect(1).await?;
-        match store.cancel(a.id).await.map_err(|e| e.to_string())? {
+        let by = format!("procvisor cancel (user {})", user_name());
+        match store
+            .cancel_as(a.id, &by)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Cancelled::Ended => say!("job {} cancelled before it ran", a.id),
             Cancelled::Requested => say!(
                 "job {} is running: its supervisor was asked to stop it",

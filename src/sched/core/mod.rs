@@ -95,6 +95,10 @@ pub enum Refused {
 pub struct Demand {
     /// Jobs that workers could take at once, beyond those already queued.
     pub free: usize,
+    /// Of `free`, the jobs that would start at once: workers holding
+    /// nothing, beyond the jobs already queued. The rest would wait behind
+    /// a worker's running job (prefetch).
+    pub idle: usize,
     /// When no worker has room: the priority of the least urgent running
     /// job, which an arriving job must be more urgent than (a lower number)
     /// to evict it. `None` when a worker has room or eviction is off.
@@ -448,6 +452,7 @@ impl<J, O> Core<J, O> {
         if !self.dispatching {
             return Demand {
                 free: 0,
+                idle: 0,
                 evict_above: None,
                 waiting: self.waiting(),
             };
@@ -459,6 +464,12 @@ impl<J, O> Core<J, O> {
             .map(|s| self.cfg.prefetch.saturating_sub(s.inflight.len()))
             .sum();
         let free = room.saturating_sub(self.waiting());
+        let empty = self
+            .slots
+            .iter()
+            .filter(|s| s.state != SlotState::Down && s.inflight.is_empty())
+            .count();
+        let idle = empty.saturating_sub(self.waiting()).min(free);
         let evict_above = if room > 0 || self.cfg.eviction == EvictionMode::Off {
             None
         } else {
@@ -466,6 +477,7 @@ impl<J, O> Core<J, O> {
         };
         Demand {
             free,
+            idle,
             evict_above,
             waiting: self.waiting(),
         }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::writes::{self, Ask, Draw, Grant};
+use super::endings::Claimed;
 use super::{Ending, FeedOptions, Shared};
+use crate::store::engine::{self, Ask, Draw, Grant};
 use crate::store::{Store, StoreError, Wakeups, JOBS_CHANNEL};
 use crate::{Codec, Job, JobSink, Payload, SubmitError, Supervisor};
 
@@ -71,22 +72,25 @@ pub(super) async fn claim_loop(c: Claimer) {
         let busy = inside > capacity + ahead / 2;
         // While this supervisor's lease is in doubt it takes nothing more.
         let fenced = !shared.clock().may_start(Instant::now());
-        let (limit, below) = if fenced || (busy && !news && !more) {
-            (0, 0)
+        let (limit, below, now, wait) = if fenced || (busy && !news && !more) {
+            (0, 0, 0, Duration::ZERO)
         } else {
             let demand = sup.demand().await;
             capacity = capacity.max(demand.free);
             if demand.free > 0 || (ahead > 0 && demand.waiting <= ahead / 2) {
+                let ahead = ahead.saturating_sub(demand.waiting);
                 (
-                    demand.free + ahead.saturating_sub(demand.waiting),
+                    demand.free + ahead,
                     crate::LEAST_URGENT + 1,
+                    demand.idle,
+                    pace.wait(demand.waiting + demand.free - demand.idle + ahead),
                 )
             } else if let (true, Some(p)) = (news, demand.evict_above) {
                 // All busy: only a job more urgent than the least urgent
                 // running one, which it will evict.
-                (1, p)
+                (1, p, 1, Duration::ZERO)
             } else {
-                (0, 0)
+                (0, 0, 0, Duration::ZERO)
             }
         };
         news = false;
@@ -97,13 +101,15 @@ pub(super) async fn claim_loop(c: Claimer) {
                 kinds: &kinds,
                 below,
                 limit,
+                now,
+                wait,
                 supervisor: shared.me.load(Ordering::Acquire),
                 draw,
             };
             let began = Instant::now();
             let claimed = StoreError::within("claim jobs", bound, async {
                 let c = store.client().await?;
-                writes::claim(&c, &ask).await
+                engine::claim(&c, &ask).await
             })
             .await;
             match claimed {
@@ -178,6 +184,16 @@ impl Pace {
     fn ahead(&self, most: usize) -> usize {
         ((self.per_sec * AHEAD_HORIZON.as_secs_f64()) as usize).min(most)
     }
+
+    /// How long the last of `jobs` waiting in the supervisor waits at this
+    /// pace (a day when there is no pace yet).
+    fn wait(&self, jobs: usize) -> Duration {
+        if self.per_sec > 0.0 {
+            Duration::from_secs_f64((jobs as f64 / self.per_sec).min(86_400.0))
+        } else {
+            Duration::from_secs(86_400)
+        }
+    }
 }
 
 /// Submit one claimed job to the supervisor.
@@ -189,7 +205,7 @@ fn hand_over(
     g: Grant,
 ) {
     let token = shared.next_token.fetch_add(1, Ordering::Relaxed);
-    shared.held().insert(token, g.job);
+    shared.held().insert(token, Claimed::granted(&g));
     let payload = Payload {
         codec: Codec::Json,
         bytes: g.args.into_bytes(),

@@ -13,7 +13,25 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::sched::{RetryPolicy, Retryable};
+use crate::store::engine::Exit;
 use crate::{Codec, Outcome, Payload, Report};
+
+impl Claimed {
+    /// The job as the claim granted it, not yet submitted.
+    pub(crate) fn granted(g: &crate::store::engine::Grant) -> Claimed {
+        Claimed {
+            id: g.id,
+            lease: g.lease,
+            attempt: g.attempt,
+            max_attempts: g.max_attempts,
+            backoff: g.backoff,
+            backoff_cap: g.backoff_cap,
+            local: None,
+            cancel_requested: false,
+            fenced: None,
+        }
+    }
+}
 
 /// A job this supervisor holds, as claimed.
 #[derive(Debug, Clone)]
@@ -33,47 +51,6 @@ pub(crate) struct Claimed {
     pub(crate) fenced: Option<&'static str>,
 }
 
-/// The write one ending makes.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Write {
-    /// The job's one terminal event; the row leaves the live table.
-    End {
-        event: &'static str,
-        result: Option<String>,
-        error: Option<String>,
-        pid: Option<u32>,
-    },
-    /// The row goes back to waiting, with a non-terminal event.
-    Requeue {
-        event: &'static str,
-        /// `available` or `retryable`.
-        state: &'static str,
-        /// Due this long from now; `None` keeps its place (its due time).
-        delay: Option<Duration>,
-        /// The attempt did not count (evictions and releases never do).
-        uncount: bool,
-        evicted: bool,
-        error: Option<String>,
-        pid: Option<u32>,
-    },
-}
-
-impl Write {
-    /// Back to the queue, its attempt not counted: this supervisor could
-    /// not finish it (it stopped, or could not take it).
-    pub(crate) fn released(error: String, pid: Option<u32>) -> Write {
-        Write::Requeue {
-            event: "released",
-            state: "available",
-            delay: None,
-            uncount: true,
-            evicted: false,
-            error: Some(error),
-            pid,
-        }
-    }
-}
-
 /// The write for `report`, the end of an attempt of `job`. `stopping`: this
 /// supervisor is shutting down, so a job cut short is given back.
 pub(crate) fn decide<R: Rng + ?Sized>(
@@ -81,10 +58,10 @@ pub(crate) fn decide<R: Rng + ?Sized>(
     report: &Report<Payload>,
     stopping: bool,
     rng: &mut R,
-) -> Write {
+) -> Exit {
     let pid = report.worker_pid;
     let release = || {
-        Write::released(
+        Exit::released(
             if let Some(why) = job.fenced {
                 format!("its supervisor stopped it: {why}; it is queued again")
             } else if stopping {
@@ -97,7 +74,7 @@ pub(crate) fn decide<R: Rng + ?Sized>(
     };
     let (ending, error) = match &report.outcome {
         Outcome::Completed(p) => {
-            return Write::End {
+            return Exit::End {
                 event: "completed",
                 result: Some(result_json(p)),
                 error: None,
@@ -111,18 +88,19 @@ pub(crate) fn decide<R: Rng + ?Sized>(
         ),
         Outcome::Crashed(c) => (Retryable::Crashed, c.to_string()),
         Outcome::Evicted => {
-            return Write::Requeue {
+            return Exit::Requeue {
                 event: "preempted",
                 state: "available",
                 delay: None,
                 uncount: true,
                 evicted: true,
+                reclaimed: false,
                 error: Some("a more urgent job took its worker; it is queued again".into()),
                 pid,
             }
         }
         Outcome::Cancelled if job.cancel_requested => {
-            return Write::End {
+            return Exit::End {
                 event: "cancelled",
                 result: None,
                 error: Some("cancelled while it ran".into()),
@@ -141,17 +119,18 @@ pub(crate) fn decide<R: Rng + ?Sized>(
     };
     let name = report.outcome.name();
     if policy.should_retry(job.attempt, ending) {
-        Write::Requeue {
+        Exit::Requeue {
             event: "retrying",
             state: "retryable",
             delay: Some(policy.delay(job.attempt, rng)),
             uncount: false,
             evicted: false,
+            reclaimed: false,
             error: Some(format!("{name}: {error}")),
             pid,
         }
     } else {
-        Write::End {
+        Exit::End {
             event: name,
             result: None,
             error: Some(error),
@@ -224,7 +203,7 @@ mod tests {
         );
         assert_eq!(
             w,
-            Write::End {
+            Exit::End {
                 event: "completed",
                 result: Some(r#"{"n":1}"#.into()),
                 error: None,
@@ -237,7 +216,7 @@ mod tests {
     fn a_failure_retries_while_attempts_remain_then_ends_failed() {
         let failed = || report(Outcome::Failed(JobError::Handler("no".into())));
         match decide(&job(2, 3), &failed(), false, &mut rng()) {
-            Write::Requeue {
+            Exit::Requeue {
                 event: "retrying",
                 state: "retryable",
                 delay: Some(d),
@@ -248,7 +227,7 @@ mod tests {
         }
         assert!(matches!(
             decide(&job(3, 3), &failed(), false, &mut rng()),
-            Write::End {
+            Exit::End {
                 event: "failed",
                 ..
             }
@@ -262,7 +241,7 @@ mod tests {
         });
         assert!(matches!(
             decide(&job(1, 1), &t, false, &mut rng()),
-            Write::End {
+            Exit::End {
                 event: "timed_out",
                 ..
             }
@@ -272,7 +251,7 @@ mod tests {
         ))));
         assert!(matches!(
             decide(&job(1, 1), &c, false, &mut rng()),
-            Write::End {
+            Exit::End {
                 event: "crashed",
                 ..
             }
@@ -283,7 +262,7 @@ mod tests {
     fn an_eviction_puts_the_job_back_in_its_place_without_counting_an_attempt() {
         assert!(matches!(
             decide(&job(1, 1), &report(Outcome::Evicted), false, &mut rng()),
-            Write::Requeue {
+            Exit::Requeue {
                 event: "preempted",
                 state: "available",
                 delay: None,
@@ -299,7 +278,7 @@ mod tests {
         let mut j = job(1, 1);
         assert!(matches!(
             decide(&j, &report(Outcome::Cancelled), true, &mut rng()),
-            Write::Requeue {
+            Exit::Requeue {
                 event: "released",
                 ..
             }
@@ -307,7 +286,7 @@ mod tests {
         j.cancel_requested = true;
         assert!(matches!(
             decide(&j, &report(Outcome::Cancelled), true, &mut rng()),
-            Write::End {
+            Exit::End {
                 event: "cancelled",
                 ..
             }
@@ -319,7 +298,7 @@ mod tests {
                 false,
                 &mut rng()
             ),
-            Write::Requeue {
+            Exit::Requeue {
                 event: "released",
                 ..
             }

@@ -11,13 +11,12 @@
 mod claim;
 mod clock;
 mod endings;
-mod lease;
 mod meters;
+mod reconcile;
 mod upkeep;
 mod writer;
-mod writes;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ use self::endings::Claimed;
 use self::meters::FeedMeters;
 use self::upkeep::upkeep_loop;
 use self::writer::write_loop;
-use super::{Store, StoreError};
+use super::{engine, Store, StoreError};
 use crate::{JobSink, Payload, Report, Supervisor};
 
 /// How a store-fed supervisor behaves.
@@ -226,6 +225,10 @@ struct Shared {
     /// This supervisor's own clock of its lease.
     clock: Mutex<LeaseClock>,
     held: Mutex<HashMap<u64, Claimed>>,
+    /// Jobs taken out of `held` whose ending the writer is writing (id
+    /// and lease each): still this supervisor's until the write commits.
+    /// Locked after `held` when both are.
+    writing: Mutex<HashSet<(i64, i64)>>,
     next_token: AtomicU64,
     stopping: AtomicBool,
     /// A local job ended, a wake-up came, or a stop.
@@ -258,6 +261,22 @@ impl Shared {
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Claimed>> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn writing(&self) -> std::sync::MutexGuard<'_, HashSet<(i64, i64)>> {
+        self.writing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Which of `rows` (id and lease each) this supervisor knows it runs:
+    /// it holds them, or is writing their endings.
+    fn knows(&self, rows: &[(i64, i64)]) -> HashSet<(i64, i64)> {
+        let held = self.held();
+        let writing = self.writing();
+        let mine: HashSet<(i64, i64)> = held.values().map(|c| (c.id, c.lease)).collect();
+        rows.iter()
+            .copied()
+            .filter(|r| mine.contains(r) || writing.contains(r))
+            .collect()
     }
 
     fn clock(&self) -> std::sync::MutexGuard<'_, LeaseClock> {
@@ -358,7 +377,7 @@ impl Feed {
             .map(|s| s.workers.len())
             .unwrap_or(0);
         let sent = Instant::now();
-        let me = lease::register(
+        let me = engine::register(
             &store.client().await?,
             &options.queues,
             workers,
@@ -371,6 +390,7 @@ impl Feed {
             me: AtomicI64::new(me),
             clock: Mutex::new(clock),
             held: Mutex::new(HashMap::new()),
+            writing: Mutex::new(HashSet::new()),
             next_token: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             wake: Notify::new(),
@@ -471,7 +491,7 @@ impl Feed {
         self.writer.abort();
         self.upkeep.abort();
         let me = self.shared.me.load(Ordering::Acquire);
-        let given_back = lease::stop(&self.store.client().await?, me).await?;
+        let given_back = engine::stop(&mut self.store.client().await?, me).await?;
         if given_back > 0 {
             tracing::info!(jobs = given_back, "gave back jobs on stopping");
         }

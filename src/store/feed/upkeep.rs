@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{lease, FeedOptions, Shared};
+use super::reconcile::Reconcile;
+use super::{FeedOptions, Shared};
+use crate::store::engine::{self, Exit};
 use crate::store::{Store, StoreError, Wakeups, CANCEL_CHANNEL};
 use crate::Supervisor;
 
@@ -29,6 +31,7 @@ pub(super) async fn upkeep_loop(
     let mut last_prune: Option<Instant> = None;
     let mut wakeups = Wakeups::new(&[CANCEL_CHANNEL]);
     let mut told = Told::default();
+    let mut reconcile = Reconcile::default();
     let (bound, every) = {
         let c = shared.clock();
         (c.statement_bound(), c.beat_every())
@@ -40,9 +43,31 @@ pub(super) async fn upkeep_loop(
         // Without the listener, cancels are still seen at the next poll.
         let _ = StoreError::within("listen for cancels", bound, wakeups.connect(&store)).await;
         if shared.clock().beat_due(Instant::now()) {
-            if let Err(e) = beat(&store, &sup, &shared, &options, workers, bound).await {
-                shared.error();
-                tracing::warn!("heartbeat failed (retrying): {e}");
+            match beat(&store, &sup, &shared, &options, workers, bound).await {
+                Ok(Some(running)) => {
+                    let strays = {
+                        let known = shared.knows(&running);
+                        // Settled past any claim's bound: no claim whose
+                        // answer is on its way can be among them.
+                        reconcile.observe(Instant::now(), bound * 2, &running, |id, lease| {
+                            known.contains(&(id, lease))
+                        })
+                    };
+                    if !strays.is_empty() {
+                        let back = give_back_strays(&store, &shared, &strays, bound).await;
+                        if let Err(e) = back {
+                            shared.error();
+                            tracing::warn!(
+                                "cannot give back jobs it did not know it held (retrying): {e}"
+                            );
+                        }
+                    }
+                }
+                Ok(None) => reconcile.reset(),
+                Err(e) => {
+                    shared.error();
+                    tracing::warn!("heartbeat failed (retrying): {e}");
+                }
             }
             lapse_check(&sup, &shared);
         }
@@ -96,9 +121,9 @@ fn lapse_check(sup: &Supervisor, shared: &Shared) {
 }
 
 /// One heartbeat, each statement bounded by `bound`. On success the
-/// supervisor may start jobs for two thirds of a lease more; if it was
-/// declared lost, it stops every job of the old registration and registers
-/// again.
+/// supervisor may start jobs for two thirds of a lease more, and the rows
+/// the table says it runs come back; if it was declared lost, it stops
+/// every job of the old registration and registers again (`None`).
 async fn beat(
     store: &Store,
     sup: &Supervisor,
@@ -106,24 +131,24 @@ async fn beat(
     options: &FeedOptions,
     workers: usize,
     bound: Duration,
-) -> Result<(), StoreError> {
+) -> Result<Option<Vec<(i64, i64)>>, StoreError> {
     let sent = Instant::now();
     shared.clock().beat_sent(sent);
     let me = shared.me.load(Ordering::Acquire);
-    let alive = StoreError::within("heartbeat", bound, async {
+    let beat = StoreError::within("heartbeat", bound, async {
         let client = store.client().await?;
-        lease::heartbeat(&client, me).await
+        engine::heartbeat(&client, me).await
     })
     .await?;
-    if alive {
+    if beat.alive {
         shared.renewed(sup, |c| c.confirmed(sent));
-        return Ok(());
+        return Ok(Some(beat.running));
     }
     let n = shared.fence(sup, DECLARED_LOST);
     let sent = Instant::now();
     let again = StoreError::within("register this supervisor again", bound, async {
         let client = store.client().await?;
-        lease::register(&client, &options.queues, workers, options.lease).await
+        engine::register(&client, &options.queues, workers, options.lease).await
     })
     .await?;
     tracing::error!(
@@ -134,6 +159,31 @@ async fn beat(
     );
     shared.me.store(again, Ordering::Release);
     shared.renewed(sup, |c| c.registered(sent));
+    Ok(None)
+}
+
+/// Why a job the supervisor did not know it held goes back.
+const STRAY: &str = "the table showed it running under this supervisor, which did not know it held it (the answer to the claim that took it was lost); it is queued again";
+
+/// Give back `strays`, rows the table says this supervisor runs that it
+/// does not know it holds.
+async fn give_back_strays(
+    store: &Store,
+    shared: &Shared,
+    strays: &[(i64, i64)],
+    bound: Duration,
+) -> Result<(), StoreError> {
+    let exit = Exit::released(STRAY.into(), None);
+    let exits: Vec<(i64, i64, &Exit)> = strays.iter().map(|&(i, l)| (i, l, &exit)).collect();
+    let n = StoreError::within("give back unknown jobs", bound, async {
+        engine::leave(&store.client().await?, &exits).await
+    })
+    .await?;
+    tracing::warn!(
+        jobs = n,
+        "gave back jobs the table said this supervisor ran but it did not know it held (a claim's answer was lost)"
+    );
+    shared.wake.notify_one();
     Ok(())
 }
 
@@ -143,15 +193,15 @@ async fn upkeep(
     shared: &Shared,
     options: &FeedOptions,
 ) -> Result<(), StoreError> {
-    let client = store.client().await?;
+    let mut client = store.client().await?;
     let me = shared.me.load(Ordering::Acquire);
-    let reclaimed = lease::reclaim(&client, options.max_reclaims).await?;
+    let reclaimed = engine::reclaim(&mut client, options.max_reclaims).await?;
     if reclaimed > 0 {
         shared.reclaimed.fetch_add(reclaimed, Ordering::Relaxed);
         shared.meters.reclaimed(reclaimed);
         tracing::info!(jobs = reclaimed, "reclaimed the jobs of lost supervisors");
     }
-    lease::promote(&client).await?;
+    engine::promote(&client).await?;
     for f in crate::store::schedules::fire_due(&**client, std::time::SystemTime::now()).await? {
         tracing::info!(
             schedule = f.schedule,
@@ -159,7 +209,7 @@ async fn upkeep(
             "enqueued a periodic job's fire"
         );
     }
-    let asked = lease::cancels(&client, me).await?;
+    let asked = engine::cancels(&client, me).await?;
     if !asked.is_empty() {
         let mut held = shared.held();
         for (id, lease) in asked {
@@ -219,7 +269,7 @@ async fn write_progress(
     if changed.is_empty() {
         return Ok(());
     }
-    lease::progress(&store.client().await?, &changed).await?;
+    engine::progress(&store.client().await?, &changed).await?;
     for (id, _, p) in changed {
         told.insert(id, p);
     }

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::endings::{decide, Claimed, Write};
-use super::{writes, Ending, Shared};
+use super::endings::{decide, Claimed};
+use super::{Ending, Shared};
+use crate::store::engine::{self, Exit};
 use crate::store::{Store, StoreError};
 
 /// A job that started in a worker: its id and lease.
@@ -32,7 +33,7 @@ pub(super) async fn write_loop(
             return;
         }
         let stopping = shared.stopping.load(Ordering::Acquire);
-        let (batch, started): (Vec<(Claimed, Write)>, Vec<Started>) = {
+        let (batch, started): (Vec<(Claimed, Exit)>, Vec<Started>) = {
             let mut rng = rand::rng();
             let mut held = shared.held();
             let batch = incoming
@@ -49,7 +50,7 @@ pub(super) async fn write_loop(
                     }
                     Ending::Refused(token, why) => Some((
                         held.remove(&token)?,
-                        Write::End {
+                        Exit::End {
                             event: "rejected",
                             result: None,
                             error: Some(why),
@@ -57,10 +58,15 @@ pub(super) async fn write_loop(
                         },
                     )),
                     Ending::NotNow(token, why) => {
-                        Some((held.remove(&token)?, Write::released(why, None)))
+                        Some((held.remove(&token)?, Exit::released(why, None)))
                     }
                 })
-                .collect();
+                .collect::<Vec<_>>();
+            // Still this supervisor's until the write commits (for the
+            // heartbeat's reconciling).
+            shared
+                .writing()
+                .extend(batch.iter().map(|(c, _)| (c.id, c.lease)));
             // A job that started and ended within one batch needs no
             // deadline.
             let started = started_tokens
@@ -74,11 +80,10 @@ pub(super) async fn write_loop(
         }
         let mut failures = 0u32;
         loop {
-            let me = shared.me.load(Ordering::Acquire);
             let began = Instant::now();
             let result = StoreError::within("write job endings", bound, async {
                 let mut c = store.client().await?;
-                writes::write_endings(&mut c, me, &batch, &started, grace).await
+                write(&mut c, &batch, &started, grace).await
             })
             .await;
             match result {
@@ -106,8 +111,36 @@ pub(super) async fn write_loop(
                 }
             }
         }
+        {
+            let mut writing = shared.writing();
+            for (c, _) in &batch {
+                writing.remove(&(c.id, c.lease));
+            }
+        }
         if shared.held().is_empty() {
             shared.drained.notify_waiters();
         }
     }
+}
+
+/// Write a batch of endings and the deadlines of jobs that started
+/// (`grace` beyond their timeout) in one transaction. Returns how many
+/// endings were stale (their lease had moved on).
+async fn write(
+    client: &mut deadpool_postgres::Object,
+    batch: &[(Claimed, Exit)],
+    started: &[Started],
+    grace: Duration,
+) -> Result<usize, StoreError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| StoreError::query("begin writing endings", e))?;
+    engine::start(&tx, started, grace).await?;
+    let exits: Vec<(i64, i64, &Exit)> = batch.iter().map(|(c, e)| (c.id, c.lease, e)).collect();
+    let written = engine::leave(&tx, &exits).await?;
+    tx.commit()
+        .await
+        .map_err(|e| StoreError::query("commit job endings", e))?;
+    Ok(batch.len().saturating_sub(written))
 }

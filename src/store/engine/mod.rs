@@ -1,0 +1,40 @@
+//! Every change of a store job's state, each one named statement (a file
+//! under `src/store/sql/`, read as SQL) behind one function here, over any
+//! executor (a pooled connection or a transaction). Every path that makes a
+//! change goes through its function; later features (limits, unique jobs,
+//! dependencies) hook into these places.
+//!
+//! | change | from → to | function | statement |
+//! |---|---|---|---|
+//! | insert | — → `available` / `scheduled` | [`insert`] | `insert.sql` |
+//! | promote | `scheduled` / `retryable` → `available` | [`promote`] | `promote.sql` |
+//! | claim | `available` → `running` (new lease) | [`claim`] | `claim/*.sql` |
+//! | start | `running`, deadline set | [`start`] | `start.sql` |
+//! | end | `running` → gone, terminal event | [`leave`] | `leave.sql` |
+//! | requeue (retry, preempt, release) | `running` → `available` / `retryable` | [`leave`] | `leave.sql` |
+//! | reclaim, give up | `running` of a lost supervisor or past its deadline → `available`, or gone `crashed` | [`reclaim`] → [`leave`] | `lost.sql`, `leave.sql` |
+//! | release at stop | `running` → `available` | [`stop`] → [`leave`] | `stop.sql`, `held.sql`, `leave.sql` |
+//! | cancel | waiting → gone `cancelled`; `running` → marked | [`cancel`] | `cancel.sql` |
+//!
+//! So a job leaves `running` in one statement only, `leave.sql`, and that
+//! is also where a marked cancel is carried out. The only other statement
+//! that writes a terminal event is `cancel.sql`, for a job that never ran.
+//! Supervisors' own rows: [`register`], [`heartbeat`] (which also returns
+//! the rows the table says the supervisor runs, for it to reconcile).
+
+mod claim;
+mod leave;
+mod running;
+mod supervisors;
+mod waiting;
+
+pub(crate) use claim::{claim, Ask, Draw, Grant};
+pub(crate) use leave::{leave, Exit};
+pub(crate) use running::{cancels, progress, start};
+pub(crate) use supervisors::{heartbeat, reclaim, register, stop};
+pub(crate) use waiting::{cancel, insert, promote, Cancel};
+
+/// A worker's pid for the table.
+fn pid_column(pid: Option<u32>) -> Option<i32> {
+    pid.map(|p| p.min(i32::MAX as u32) as i32)
+}
