@@ -6,103 +6,14 @@
 //! (`examples/recording_worker.rs`), not from what the supervisor believes.
 
 mod pg;
+mod record;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
 use procvisor::store::{Cancelled, Event, NewJob, Store};
+use record::{kill, marks, supervise, until, Mark};
 use serde_json::json;
-
-/// The recording worker program (`cargo test` builds the examples).
-fn recording_worker() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let debug = exe.parent().unwrap().parent().unwrap();
-    let path = debug.join("examples").join("recording_worker");
-    assert!(
-        path.exists(),
-        "{} is missing: cargo test builds it (examples/recording_worker.rs)",
-        path.display()
-    );
-    path
-}
-
-/// A supervisor process, killed when dropped: a failing test leaves no
-/// supervisor (and no worker) behind.
-struct Sup(Child);
-
-impl Sup {
-    fn id(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Sup {
-    fn drop(&mut self) {
-        // SIGCONT first: a stopped process dies of SIGKILL all the same,
-        // but its workers are reaped sooner.
-        pg::signal(&self.0, libc::SIGCONT);
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `procvisor supervise` with these extra arguments, its workers recording
-/// to `record` (when given, with the recording worker).
-fn supervise(url: &str, record: Option<&Path>, args: &[&str]) -> Sup {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_procvisor"));
-    cmd.args(["supervise", "--poll-ms", "100", "--grace", "1"])
-        .args(args)
-        .env("PROCVISOR_DATABASE_URL", url)
-        .stdin(Stdio::null());
-    if let Some(file) = record {
-        cmd.arg("--worker")
-            .arg(recording_worker())
-            .env("PROCVISOR_RECORD_FILE", file);
-    }
-    Sup(cmd.spawn().expect("start procvisor supervise"))
-}
-
-fn kill(sup: Sup) {
-    drop(sup);
-}
-
-/// One line of a worker's record.
-#[derive(Debug, Clone)]
-struct Mark {
-    what: String,
-    tag: i64,
-    ppid: u32,
-    at_ms: u128,
-}
-
-fn marks(file: &Path) -> Vec<Mark> {
-    std::fs::read_to_string(file)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            Mark {
-                what: f[0].to_string(),
-                tag: f[1].parse().unwrap(),
-                ppid: f[3].parse().unwrap(),
-                at_ms: f[4].parse().unwrap(),
-            }
-        })
-        .collect()
-}
-
-async fn until(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
 
 async fn ending(store: &Store, id: i64, limit: Duration) -> Event {
     let mut end = None;
@@ -157,14 +68,27 @@ fn a_cancel_asked_while_its_supervisor_is_stopped_survives_that_supervisor_being
         let id = started_record(&store, &file, 1, 30.0).await;
         // The supervisor cannot act on the cancel: it is stopped, then
         // killed (its worker dies with it).
-        pg::signal(&a.0, libc::SIGSTOP);
-        assert_eq!(store.cancel(id).await.unwrap(), Cancelled::Requested);
+        a.signal(libc::SIGSTOP);
+        assert_eq!(
+            store.cancel_as(id, "the night operator").await.unwrap(),
+            Cancelled::Requested
+        );
         kill(a);
         let b = supervise(&url, Some(&file), &["--workers", "1", "--lease", "2"]);
         let end = ending(&store, id, Duration::from_secs(20)).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         kill(b);
         assert_eq!(end.event, "cancelled", "{end:?}");
+        // Its one ending names who asked, though a supervisor that never
+        // heard the request wrote it.
+        let why = end.error.clone().unwrap_or_default();
+        assert!(why.contains("asked by the night operator"), "{why}");
+        let asked = store.events_of(id).await.unwrap();
+        assert!(
+            asked.iter().any(|e| e.event == "cancel_requested"
+                && e.error.as_deref() == Some("asked by the night operator")),
+            "{asked:?}"
+        );
         assert_started_once(&file, 1);
     });
 }
@@ -191,12 +115,12 @@ fn a_cancel_asked_while_its_supervisor_is_paused_past_its_lease_is_kept() {
             .map(|m| m.tag)
             .expect("a runs one of the two jobs");
         let id = ids[(in_a - 1) as usize];
-        pg::signal(&a.0, libc::SIGSTOP);
+        a.signal(libc::SIGSTOP);
         assert_eq!(store.cancel(id).await.unwrap(), Cancelled::Requested);
         // b takes a's job over once a's lease lapses: it must end it
         // cancelled, not run it again.
         let end = ending(&store, id, Duration::from_secs(20)).await;
-        pg::signal(&a.0, libc::SIGCONT);
+        a.signal(libc::SIGCONT);
         tokio::time::sleep(Duration::from_secs(2)).await;
         for other in ids.iter().filter(|&&i| i != id) {
             store.cancel(*other).await.unwrap();
@@ -284,9 +208,9 @@ fn a_supervisor_stopped_past_its_lease_starts_nothing_it_no_longer_holds() {
         })
         .await;
         assert!(busy, "supervisor a started jobs");
-        pg::signal(&a.0, libc::SIGSTOP);
+        a.signal(libc::SIGSTOP);
         tokio::time::sleep(Duration::from_secs(5)).await;
-        pg::signal(&a.0, libc::SIGCONT);
+        a.signal(libc::SIGCONT);
         let events = pg::until_ended(&store, ids.len(), Duration::from_secs(90)).await;
         pg::assert_each_ended_once(&events, &ids);
         // a's registrations: the one lost during the pause, then the new
@@ -330,27 +254,130 @@ fn a_supervisor_stopped_past_its_lease_starts_nothing_it_no_longer_holds() {
         // Two runs of one job never overlapped: jobs take 50 ms, and a
         // worker holds one at a time, so the window of the README's promise
         // (pause − ⅔ lease + grace) is never reached.
-        let mut runs: BTreeMap<i64, Vec<(u128, u128)>> = BTreeMap::new();
-        let mut open: BTreeMap<(i64, u32), u128> = BTreeMap::new();
-        for m in &all {
-            match m.what.as_str() {
-                "start" => {
-                    open.insert((m.tag, m.ppid), m.at_ms);
-                }
-                _ => {
-                    if let Some(s) = open.remove(&(m.tag, m.ppid)) {
-                        runs.entry(m.tag).or_default().push((s, m.at_ms));
-                    }
-                }
-            }
-        }
-        for (tag, r) in &runs {
-            for (i, x) in r.iter().enumerate() {
-                for y in &r[i + 1..] {
-                    let overlap = x.1.min(y.1).saturating_sub(x.0.max(y.0));
-                    assert!(overlap == 0, "job {tag} ran twice at once: {r:?}");
-                }
-            }
-        }
+        record::assert_no_two_runs_overlap(&all);
+    });
+}
+
+/// This supervisor's id in the store (its latest registration).
+fn supervisor_id(url: &str, sup: &record::Sup) -> Option<i64> {
+    pg::psql(
+        url,
+        &format!(
+            "SELECT id FROM procvisor_supervisors WHERE pid = {} AND stopped_at IS NULL \
+             ORDER BY id DESC LIMIT 1",
+            sup.id()
+        ),
+    )
+    .trim()
+    .parse()
+    .ok()
+}
+
+#[test]
+fn a_job_claimed_by_a_supervisor_that_never_heard_the_answer_is_given_back_and_runs_once() {
+    // A claim that committed but whose answer never reached its supervisor
+    // (the connection died between the commit and the rows) leaves a row
+    // running under a live, heartbeating supervisor that does not know it.
+    // The row is made here exactly as that commit leaves it; a job without
+    // a timeout has no deadline, so only the supervisor can notice.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("record");
+    pg::runtime().block_on(async {
+        let Some((store, url)) = pg::migrated("lost_claim_answer").await else {
+            return;
+        };
+        let sup = supervise(&url, Some(&file), &["--workers", "1", "--lease", "2"]);
+        let mut me = None;
+        assert!(
+            until(Duration::from_secs(20), async || {
+                me = supervisor_id(&url, &sup);
+                me.is_some()
+            })
+            .await,
+            "the supervisor registered"
+        );
+        let me = me.unwrap();
+        let id: i64 = pg::psql(
+            &url,
+            &format!(
+                "INSERT INTO procvisor_jobs (kind, args, state, lease, attempt, supervisor, claimed_at) \
+                 VALUES ('record', '{{\"tag\": 1, \"secs\": 0.1}}', 'running', 1, 1, {me}, now()) \
+                 RETURNING id"
+            ),
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        let end = ending(&store, id, Duration::from_secs(30)).await;
+        kill(sup);
+        assert_eq!(
+            (end.event.as_str(), end.attempt, end.reclaims),
+            ("completed", 1, 0),
+            "{:?}",
+            store.events_of(id).await
+        );
+        let events = store.events_of(id).await.unwrap();
+        let back = events
+            .iter()
+            .find(|e| e.event == "released")
+            .unwrap_or_else(|| panic!("given back first: {events:?}"));
+        assert!(
+            back.error.as_deref().unwrap_or("").contains("did not know it held it"),
+            "{back:?}"
+        );
+        assert_started_once(&file, 1);
+    });
+}
+
+#[test]
+fn a_short_timeout_job_is_not_claimed_to_wait_behind_a_long_one() {
+    // One worker holding a long job, room for one more behind it
+    // (prefetch 2): a job whose timeout is shorter than its wait there is
+    // left in the table for a supervisor that can start it at once.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("record");
+    pg::runtime().block_on(async {
+        let Some((store, url)) = pg::migrated("no_short_job_ahead").await else {
+            return;
+        };
+        let args = ["--workers", "1", "--prefetch", "2", "--lease", "2"];
+        let a = supervise(&url, Some(&file), &args);
+        let long = started_record(&store, &file, 1, 6.0).await;
+        let short = store
+            .submit(
+                &NewJob::new("record", json!({"tag": 2, "secs": 0.1}))
+                    .timeout(Duration::from_secs(1)),
+            )
+            .await
+            .unwrap();
+        // Long enough for a's claimer to have looked several times.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let state = pg::psql(
+            &url,
+            &format!("SELECT state FROM procvisor_jobs WHERE id = {short}"),
+        );
+        assert_eq!(state.trim(), "available", "left waiting in the table");
+        let b = supervise(&url, Some(&file), &args);
+        let end = ending(&store, short, Duration::from_secs(20)).await;
+        let long_end = ending(&store, long, Duration::from_secs(20)).await;
+        let (a_pid, b_pid) = (a.id(), b.id());
+        kill(a);
+        kill(b);
+        assert_eq!(end.event, "completed", "{end:?}");
+        assert_eq!(long_end.event, "completed", "{long_end:?}");
+        let all = marks(&file);
+        let short_start = all
+            .iter()
+            .find(|m| m.what == "start" && m.tag == 2)
+            .expect("the short job ran");
+        let long_mark = all
+            .iter()
+            .find(|m| m.what == "end" && m.tag == 1)
+            .expect("the long job ended");
+        assert_eq!(
+            short_start.ppid, b_pid,
+            "the short job ran in the idle supervisor b ({b_pid}), not behind a's long job (a is {a_pid}): {all:?}"
+        );
+        assert!(short_start.at_ms < long_mark.at_ms, "{all:?}");
     });
 }

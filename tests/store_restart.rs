@@ -1,28 +1,41 @@
-//! PostgreSQL restarted under running supervisors: they reconnect on their
-//! own, no job is lost, and none ends twice. (Its own test program: the
-//! restart would cut the connections of any other test on the server.)
+//! PostgreSQL restarted under running supervisors, for far less than their
+//! lease: they reconnect on their own, no job is lost, none ends twice, and
+//! — by the workers' own records — none runs twice. (Its own test program:
+//! the restart would cut the connections of any other test on the server.)
 
 mod pg;
+mod record;
 
 use std::time::Duration;
 
 use procvisor::store::{NewJob, Store};
 use serde_json::json;
 
+/// The tests of this program restart the one server: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn supervisors_ride_out_a_database_restart_and_every_job_ends_once() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let Some(url) = pg::database("restart") else {
         return;
     };
     let server = pg::server().expect("the server behind the database");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("record");
     pg::runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        let supervisors: Vec<_> = (0..2).map(|_| pg::supervise(&url, 2, 15)).collect();
+        let args = ["--workers", "2", "--lease", "15"];
+        let supervisors: Vec<_> = (0..2)
+            .map(|_| record::supervise(&url, Some(&file), &args))
+            .collect();
         // Short jobs, so many are running and many endings are being
         // written when the server goes down.
         let jobs: Vec<NewJob> = (0..1500)
-            .map(|i| NewJob::new("sleep", json!({"secs": 0.004})).priority((i % 11) as u8))
+            .map(|i| {
+                NewJob::new("record", json!({"tag": i, "secs": 0.004})).priority((i % 11) as u8)
+            })
             .collect();
         let ids = store.submit_many(&jobs).await.unwrap();
         pg::until_ended(&store, 300, Duration::from_secs(120)).await;
@@ -31,7 +44,8 @@ fn supervisors_ride_out_a_database_restart_and_every_job_ends_once() {
         // The store's own pool reconnects too: the first uses may fail.
         let mut after = None;
         for _ in 0..50 {
-            match store.submit(&NewJob::new("noop", json!({}))).await {
+            let last = NewJob::new("record", json!({"tag": 1500, "secs": 0.004}));
+            match store.submit(&last).await {
                 Ok(id) => {
                     after = Some(id);
                     break;
@@ -43,8 +57,20 @@ fn supervisors_ride_out_a_database_restart_and_every_job_ends_once() {
 
         let events = pg::until_ended(&store, ids.len() + 1, Duration::from_secs(180)).await;
         for s in supervisors {
-            pg::stop(s);
+            pg::stop(s.into_child());
         }
+        // Each job started in a worker exactly once.
+        let marks = record::marks(&file);
+        let mut starts = std::collections::BTreeMap::<i64, usize>::new();
+        for m in marks.iter().filter(|m| m.what == "start") {
+            *starts.entry(m.tag).or_default() += 1;
+        }
+        let twice: Vec<_> = starts.iter().filter(|(_, &n)| n > 1).collect();
+        assert!(
+            twice.is_empty(),
+            "jobs that ran twice (tag, starts): {twice:?}"
+        );
+        assert_eq!(starts.len(), 1501, "every job ran");
         let mut expected = ids.clone();
         expected.push(after);
         pg::assert_each_ended_once(&events, &expected);
@@ -69,5 +95,65 @@ fn supervisors_ride_out_a_database_restart_and_every_job_ends_once() {
             "nothing left in the queue: {:?}",
             status.jobs
         );
+    });
+}
+
+#[test]
+fn a_restart_shorter_than_the_lease_runs_no_job_twice_not_even_one_waiting_with_a_short_timeout() {
+    // One worker, room for a second job behind its first (prefetch 2), a
+    // 6 s lease; a 7 s job, then one with a 1 s timeout. The server is down
+    // for 3 s meanwhile, less than the two thirds of the lease after which
+    // the supervisor would hold its starts. No job may run twice: the
+    // short job's deadline must not pass while it waits, nor during the
+    // outage.
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(url) = pg::database("short_restart") else {
+        return;
+    };
+    let server = pg::server().expect("the server behind the database");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("record");
+    pg::runtime().block_on(async {
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let args = ["--workers", "1", "--prefetch", "2", "--lease", "6"];
+        let sup = record::supervise(&url, Some(&file), &args);
+        let long = store
+            .submit(&NewJob::new("record", json!({"tag": 1, "secs": 7})))
+            .await
+            .unwrap();
+        let short = store
+            .submit(
+                &NewJob::new("record", json!({"tag": 2, "secs": 0.1}))
+                    .timeout(Duration::from_secs(1)),
+            )
+            .await
+            .unwrap();
+        let started = record::until(Duration::from_secs(20), async || {
+            record::marks(&file).iter().any(|m| m.tag == 1)
+        })
+        .await;
+        assert!(started, "the long job started");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        server.restart_after(Duration::from_secs(3));
+        let events = pg::until_ended(&store, 2, Duration::from_secs(60)).await;
+        // A moment for a second run, if there were one, to show.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        pg::stop(sup.into_child());
+        pg::assert_each_ended_once(&events, &[long, short]);
+        let ends: Vec<_> = events.iter().filter(|e| e.terminal).collect();
+        assert!(
+            ends.iter()
+                .all(|e| e.event == "completed" && e.reclaims == 0),
+            "{ends:?}"
+        );
+        let marks = record::marks(&file);
+        for tag in [1, 2] {
+            let starts = marks
+                .iter()
+                .filter(|m| m.what == "start" && m.tag == tag)
+                .count();
+            assert_eq!(starts, 1, "job {tag} started once: {marks:?}");
+        }
     });
 }

@@ -213,7 +213,10 @@ impl Server {
 }}
 start
 while read -r order; do
-  if [ "$order" = restart ]; then kill -INT $pg; wait $pg; start; fi
+  case "$order" in
+    restart) kill -INT $pg; wait $pg; start ;;
+    "restart after "*) kill -INT $pg; wait $pg; sleep "${{order#restart after }}"; start ;;
+  esac
 done
 kill -INT $pg 2>/dev/null
 wait $pg
@@ -262,13 +265,24 @@ rm -rf {dir}"#,
     /// every connection is cut), and wait until it takes connections
     /// again.
     pub fn restart(&self) {
+        self.restart_after(Duration::ZERO);
+    }
+
+    /// Like [`restart`](Self::restart), the server staying down for
+    /// `down` (whole milliseconds) between its stop and its start.
+    pub fn restart_after(&self, down: Duration) {
         use std::io::Write;
         let started = self.log().matches("ready to accept connections").count();
+        let order = if down.is_zero() {
+            "restart\n".to_string()
+        } else {
+            format!("restart after {:.3}\n", down.as_secs_f64())
+        };
         {
             let mut keeper = self.keeper.lock().unwrap();
             let input = keeper.stdin.as_mut().expect("the keeper's input");
             input
-                .write_all(b"restart\n")
+                .write_all(order.as_bytes())
                 .expect("tell the keeper to restart");
             input.flush().unwrap();
         }

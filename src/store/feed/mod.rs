@@ -3,14 +3,16 @@
 //! least urgent running one), runs them exactly as embedded jobs, and
 //! writes each ending back under the job's lease, in batches.
 //!
-//! Three tasks on the caller's tokio runtime: the claimer (woken by the
+//! Four tasks on the caller's tokio runtime: the claimer (woken by the
 //! store's notifications, by a local job ending, and by a poll), the
-//! writer of endings, and the upkeep (heartbeat, reclaims, due jobs,
-//! periodic schedules' fires, cancels).
+//! writer of endings, the heartbeat (which carries out the lease clock's
+//! decisions), and the upkeep (reclaims, due jobs, periodic schedules'
+//! fires, cancels, progress).
 
 mod claim;
 mod clock;
 mod endings;
+mod heartbeat;
 mod meters;
 mod reconcile;
 mod upkeep;
@@ -27,6 +29,7 @@ use tokio::task::JoinHandle;
 use self::claim::{claim_loop, Claimer};
 use self::clock::LeaseClock;
 use self::endings::Claimed;
+use self::heartbeat::beat_loop;
 use self::meters::FeedMeters;
 use self::upkeep::upkeep_loop;
 use self::writer::write_loop;
@@ -209,6 +212,7 @@ pub struct Feed {
     supervisor: Supervisor,
     claimer: JoinHandle<()>,
     writer: JoinHandle<()>,
+    beat: JoinHandle<()>,
     upkeep: JoinHandle<()>,
 }
 
@@ -429,12 +433,18 @@ impl Feed {
             options.lease,
             rx,
         ));
-        let upkeep = tokio::spawn(upkeep_loop(
+        let beat = tokio::spawn(beat_loop(
             store.clone(),
             supervisor.clone(),
             shared.clone(),
             options.clone(),
             workers,
+        ));
+        let upkeep = tokio::spawn(upkeep_loop(
+            store.clone(),
+            supervisor.clone(),
+            shared.clone(),
+            options.clone(),
         ));
         tracing::info!(supervisor = me, "feeding from the store");
         Ok(Feed {
@@ -443,6 +453,7 @@ impl Feed {
             supervisor: supervisor.clone(),
             claimer,
             writer,
+            beat,
             upkeep,
         })
     }
@@ -489,6 +500,7 @@ impl Feed {
             }
         }
         self.writer.abort();
+        self.beat.abort();
         self.upkeep.abort();
         let me = self.shared.me.load(Ordering::Acquire);
         let given_back = engine::stop(&mut self.store.client().await?, me).await?;
