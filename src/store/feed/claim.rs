@@ -1,7 +1,5 @@
-//! The claimer of a store-fed supervisor: it keeps the supervisor's
-//! workers fed from the table, claiming in batches as far ahead as their
-//! pace asks, and claims an urgent job when all are busy so the supervisor
-//! evicts for it.
+//! The claimer of a store-fed supervisor: it carries out the planner's
+//! claims (`plan.rs`) and hands each claimed job to the supervisor.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::endings::Claimed;
+use super::plan::Planner;
 use super::{Ending, FeedOptions, Shared};
 use crate::store::engine::{self, Ask, Draw, Grant};
 use crate::store::{Store, StoreError, Wakeups, JOBS_CHANNEL};
@@ -48,14 +47,8 @@ pub(super) async fn claim_loop(c: Claimer) {
     } else {
         0
     };
-    let mut pace = Pace::new();
+    let mut planner = Planner::new(workers, most_ahead, Instant::now());
     let bound = shared.clock().statement_bound();
-    // What the workers take at once: at least one job each, more with
-    // prefetch (seen as free room while they are idle).
-    let mut capacity = workers.max(1);
-    // The table may hold something new (at the start, after a
-    // notification or a poll); the last claim was full.
-    let (mut news, mut more) = (true, false);
     loop {
         if shared.stopping.load(Ordering::Acquire) {
             return;
@@ -65,44 +58,23 @@ pub(super) async fn claim_loop(c: Claimer) {
             tracing::warn!("cannot listen for new jobs (polling instead): {e}");
         }
         let ended = shared.ended.load(Ordering::Relaxed);
-        pace.observe(ended);
-        let ahead = pace.ahead(most_ahead);
         let inside = shared.claimed.load(Ordering::Relaxed).saturating_sub(ended) as usize;
-        // Enough in the supervisor and nothing new: do not even ask it.
-        let busy = inside > capacity + ahead / 2;
         // While this supervisor's lease is in doubt it takes nothing more.
-        let fenced = !shared.clock().may_start(Instant::now());
-        let (limit, below, now, wait) = if fenced || (busy && !news && !more) {
-            (0, 0, 0, Duration::ZERO)
+        let may_start = shared.clock().may_start(Instant::now());
+        let plan = if planner.ask(Instant::now(), ended, inside, may_start) {
+            planner.plan(sup.demand().await)
         } else {
-            let demand = sup.demand().await;
-            capacity = capacity.max(demand.free);
-            if demand.free > 0 || (ahead > 0 && demand.waiting <= ahead / 2) {
-                let ahead = ahead.saturating_sub(demand.waiting);
-                (
-                    demand.free + ahead,
-                    crate::LEAST_URGENT + 1,
-                    demand.idle,
-                    pace.wait(demand.waiting + demand.free - demand.idle + ahead),
-                )
-            } else if let (true, Some(p)) = (news, demand.evict_above) {
-                // All busy: only a job more urgent than the least urgent
-                // running one, which it will evict.
-                (1, p, 1, Duration::ZERO)
-            } else {
-                (0, 0, 0, Duration::ZERO)
-            }
+            None
         };
-        news = false;
-        more = false;
-        if limit > 0 {
+        if let Some(plan) = plan {
+            let limit = plan.limit;
             let ask = Ask {
                 queues: &options.queues,
                 kinds: &kinds,
-                below,
+                below: plan.below,
                 limit,
-                now,
-                wait,
+                now: plan.now,
+                wait: plan.wait,
                 supervisor: shared.me.load(Ordering::Acquire),
                 draw,
             };
@@ -126,7 +98,7 @@ pub(super) async fn claim_loop(c: Claimer) {
                         hand_over(&sup, &shared, &sink, &endings, g);
                     }
                     if n == limit {
-                        more = true;
+                        planner.filled();
                         continue;
                     }
                 }
@@ -136,62 +108,15 @@ pub(super) async fn claim_loop(c: Claimer) {
                     tracing::warn!("cannot claim jobs (retrying): {e}");
                     let pause = Duration::from_millis(50 << failures.min(5));
                     tokio::time::sleep(pause.min(options.poll)).await;
-                    news = true;
+                    planner.news();
                     continue;
                 }
             }
         }
         tokio::select! {
             _ = shared.wake.notified() => {}
-            _ = wakeups.next() => news = true,
-            _ = tokio::time::sleep(options.poll) => news = true,
-        }
-    }
-}
-
-/// How far ahead of its workers a feed claims: the jobs they get through
-/// in [`AHEAD_HORIZON`], from a moving average of their pace.
-struct Pace {
-    at: Instant,
-    ended: u64,
-    per_sec: f64,
-}
-
-/// Claim ahead what the workers get through in this long.
-const AHEAD_HORIZON: Duration = Duration::from_millis(150);
-
-impl Pace {
-    fn new() -> Pace {
-        Pace {
-            at: Instant::now(),
-            ended: 0,
-            per_sec: 0.0,
-        }
-    }
-
-    /// Take the count of ended jobs into the average (every 20 ms at most).
-    fn observe(&mut self, ended: u64) {
-        let dt = self.at.elapsed();
-        if dt < Duration::from_millis(20) {
-            return;
-        }
-        let now = ended.saturating_sub(self.ended) as f64 / dt.as_secs_f64();
-        self.per_sec = (self.per_sec + now) / 2.0;
-        self.at = Instant::now();
-        self.ended = ended;
-    }
-
-    fn ahead(&self, most: usize) -> usize {
-        ((self.per_sec * AHEAD_HORIZON.as_secs_f64()) as usize).min(most)
-    }
-
-    /// How long the last of `jobs` waiting in the supervisor waits at this
-    /// pace (a day when there is no pace yet).
-    fn wait(&self, jobs: usize) -> Duration {
-        if self.per_sec > 0.0 {
-            Duration::from_secs_f64((jobs as f64 / self.per_sec).min(86_400.0))
-        } else {
-            Duration::from_secs(86_400)
+            _ = wakeups.next() => planner.news(),
+            _ = tokio::time::sleep(options.poll) => planner.news(),
         }
     }
 }

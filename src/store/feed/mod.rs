@@ -14,6 +14,7 @@ mod clock;
 mod endings;
 mod heartbeat;
 mod meters;
+mod plan;
 mod reconcile;
 mod upkeep;
 mod writer;
