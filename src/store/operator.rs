@@ -109,34 +109,7 @@ impl Store {
             Some(_) => {}
         }
         let new: i64 = tx
-            .query_one(
-                "WITH old AS (
-                    SELECT * FROM procvisor_events WHERE job_id = $1 AND terminal
-                 ), new AS (
-                    INSERT INTO procvisor_jobs (queue, kind, args, priority, weight, timeout_ms,
-                                                max_attempts, backoff_ms, backoff_cap_ms, state)
-                    SELECT queue, kind, job->'args', priority, (job->>'weight')::float8,
-                           (job->>'timeout_ms')::bigint, (job->>'max_attempts')::integer,
-                           (job->>'backoff_ms')::bigint, (job->>'backoff_cap_ms')::bigint,
-                           'available'
-                    FROM old
-                    RETURNING id
-                 ), ev AS (
-                    INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority,
-                                                  lease, attempt, evictions, reclaims, result)
-                    SELECT old.job_id, 'retried', false, old.queue, old.kind, old.priority,
-                           old.lease, old.attempt, old.evictions, old.reclaims,
-                           jsonb_build_object('new_job', new.id)
-                    FROM old, new
-                    RETURNING 1
-                 ), a AS (
-                    INSERT INTO procvisor_actions (action, job_id, new_job_id, by_whom)
-                    SELECT 'retry', $1, new.id, $2 FROM new
-                    RETURNING 1
-                 )
-                 SELECT new.id FROM new, (SELECT count(*) FROM ev) e, (SELECT count(*) FROM a) aa",
-                &[&id, &by],
-            )
+            .query_one(include_str!("sql/retry.sql"), &[&id, &by])
             .await
             .map_err(|e| StoreError::query("retry the job", e))?
             .get(0);

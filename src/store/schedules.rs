@@ -65,26 +65,6 @@ fn check_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The compare-and-swap on the last fire and the insert of the fire's job,
-/// in one statement.
-const FIRE: &str = "
-WITH fired AS (
-    UPDATE procvisor_schedules SET last_fire = $2
-    WHERE name = $1 AND (last_fire IS NULL OR last_fire < $2)
-    RETURNING queue, kind, args, priority, timeout_ms, max_attempts, backoff_ms, backoff_cap_ms,
-              weight
-), ins AS (
-    INSERT INTO procvisor_jobs (queue, kind, args, priority, timeout_ms, max_attempts,
-                                backoff_ms, backoff_cap_ms, weight)
-    SELECT queue, kind, args, priority, timeout_ms, max_attempts, backoff_ms, backoff_cap_ms,
-           weight
-    FROM fired
-    RETURNING id
-), wake AS (
-    SELECT pg_notify($3, '') FROM ins
-)
-SELECT id FROM ins, (SELECT count(*) FROM wake) AS w";
-
 impl Store {
     /// Add a schedule: enqueue `job` at every fire of the cron expression
     /// `cron` read in the IANA time zone `zone`. The first fire is the first
@@ -237,7 +217,7 @@ pub(crate) async fn fire_due(
         };
         let fire = SystemTime::from(fire);
         let job = client
-            .query_opt(FIRE, &[&name, &fire, &JOBS_CHANNEL])
+            .query_opt(include_str!("sql/fire.sql"), &[&name, &fire, &JOBS_CHANNEL])
             .await
             .map_err(|e| StoreError::query("enqueue a schedule's fire", e))?;
         if let Some(job) = job {

@@ -1,12 +1,16 @@
 //! Every change of a store job's state, each one named statement (a file
-//! under `src/store/sql/`, read as SQL) behind one function here, over any
+//! under `src/store/sql/`, read as SQL) behind one function, over any
 //! executor (a pooled connection or a transaction). Every path that makes a
 //! change goes through its function; later features (limits, unique jobs,
-//! dependencies) hook into these places.
+//! dependencies) hook into these places. All live here but the two inserts
+//! that copy a job from a template (a schedule's fire, an operator's
+//! retry), which stay beside their templates.
 //!
 //! | change | from → to | function | statement |
 //! |---|---|---|---|
 //! | insert | — → `available` / `scheduled` | [`insert`] | `insert.sql` |
+//! | a schedule fires | — → `available` | `schedules::fire_due` | `fire.sql` |
+//! | an operator retries an ended job | — → `available` | `Store::retry` | `retry.sql` |
 //! | promote | `scheduled` / `retryable` → `available` | [`promote`] | `promote.sql` |
 //! | claim | `available` → `running` (new lease) | [`claim`] | `claim/*.sql` |
 //! | start | `running`, deadline set | [`start`] | `start.sql` |
