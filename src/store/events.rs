@@ -158,12 +158,12 @@ impl EventCursor {
 async fn horizon(client: &deadpool_postgres::Object) -> Result<u64, StoreError> {
     let h: i64 = client
         .query_one(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon",
             &[],
         )
         .await
         .map_err(|e| StoreError::query("read the event horizon", e))?
-        .get(0);
+        .get("horizon");
     Ok(h.max(0) as u64)
 }
 

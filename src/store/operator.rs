@@ -76,7 +76,7 @@ impl Store {
             )
             .await
             .map_err(|e| StoreError::query("list paused queues", e))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows.iter().map(|r| r.get("name")).collect())
     }
 
     /// Run an ended job again: a new job with its kind, queue, priority,
@@ -92,7 +92,7 @@ impl Store {
             .map_err(|e| StoreError::query("begin the retry", e))?;
         let row = tx
             .query_opt(
-                "SELECT event, job IS NOT NULL FROM procvisor_events
+                "SELECT event, job IS NOT NULL AS again FROM procvisor_events
                  WHERE job_id = $1 AND terminal",
                 &[&id],
             )
@@ -100,8 +100,8 @@ impl Store {
             .map_err(|e| StoreError::query("find the job to retry", e))?;
         match row {
             None => return Err(StoreError::NoSuchJob(id)),
-            Some(r) if !r.get::<_, bool>(1) => {
-                let event: String = r.get(0);
+            Some(r) if !r.get::<_, bool>("again") => {
+                let event: String = r.get("event");
                 return Err(StoreError::Invalid(format!(
                     "job {id} ended {event}: only a job that failed, timed out, crashed, or was evicted, cancelled or rejected can be retried"
                 )));
@@ -112,7 +112,7 @@ impl Store {
             .query_one(include_str!("sql/retry.sql"), &[&id, &by])
             .await
             .map_err(|e| StoreError::query("retry the job", e))?
-            .get(0);
+            .get("id");
         tx.execute("SELECT pg_notify($1, '')", &[&JOBS_CHANNEL])
             .await
             .map_err(|e| StoreError::query("retry the job", e))?;
@@ -138,12 +138,12 @@ impl Store {
         Ok(rows
             .iter()
             .map(|r| Action {
-                at: r.get(0),
-                action: r.get(1),
-                queue: r.get(2),
-                job_id: r.get(3),
-                new_job_id: r.get(4),
-                by: r.get(5),
+                at: r.get("at"),
+                action: r.get("action"),
+                queue: r.get("queue"),
+                job_id: r.get("job_id"),
+                new_job_id: r.get("new_job_id"),
+                by: r.get("by_whom"),
             })
             .collect())
     }

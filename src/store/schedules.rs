@@ -224,7 +224,7 @@ pub(crate) async fn fire_due(
             fired.push(Fired {
                 schedule: name,
                 fire,
-                job: job.get(0),
+                job: job.get("id"),
             });
         }
     }

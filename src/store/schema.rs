@@ -68,10 +68,13 @@ impl Store {
     pub async fn schema_status(&self) -> Result<SchemaStatus, StoreError> {
         let client = self.client().await?;
         let exists: bool = client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&HISTORY_TABLE])
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL AS present",
+                &[&HISTORY_TABLE],
+            )
             .await
             .map_err(|e| StoreError::query("read the schema version", e))?
-            .get(0);
+            .get("present");
         let applied = if exists {
             client
                 .query(
@@ -81,7 +84,7 @@ impl Store {
                 .await
                 .map_err(|e| StoreError::query("read the schema version", e))?
                 .iter()
-                .map(|r| (r.get::<_, i32>(0), r.get::<_, String>(1)))
+                .map(|r| (r.get::<_, i32>("version"), r.get::<_, String>("name")))
                 .collect()
         } else {
             Vec::new()

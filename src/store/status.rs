@@ -151,7 +151,7 @@ impl Store {
         let client = self.client().await?;
         let jobs = client
             .query(
-                "SELECT queue, state, priority, count(*) FROM procvisor_jobs
+                "SELECT queue, state, priority, count(*) AS jobs FROM procvisor_jobs
                  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
                 &[],
             )
@@ -159,19 +159,19 @@ impl Store {
             .map_err(|e| StoreError::query("count jobs", e))?
             .iter()
             .map(|r| QueueCount {
-                queue: r.get(0),
-                state: r.get(1),
-                priority: r.get::<_, i16>(2).clamp(0, 255) as u8,
-                jobs: r.get(3),
+                queue: r.get("queue"),
+                state: r.get("state"),
+                priority: r.get::<_, i16>("priority").clamp(0, 255) as u8,
+                jobs: r.get("jobs"),
             })
             .collect();
         let supervisors = client
             .query(
                 "SELECT s.id, s.host, s.pid, s.queues, s.workers,
-                        (extract(epoch FROM now() - s.heartbeat_at) * 1000)::bigint,
-                        s.started_at, s.stopped_at IS NOT NULL,
+                        (extract(epoch FROM now() - s.heartbeat_at) * 1000)::bigint AS age_ms,
+                        s.started_at, s.stopped_at IS NOT NULL AS stopped,
                         (SELECT count(*) FROM procvisor_jobs j
-                          WHERE j.state = 'running' AND j.supervisor = s.id)
+                          WHERE j.state = 'running' AND j.supervisor = s.id) AS running
                  FROM procvisor_supervisors s
                  WHERE s.stopped_at IS NULL
                     OR s.id IN (SELECT id FROM procvisor_supervisors
@@ -183,15 +183,15 @@ impl Store {
             .map_err(|e| StoreError::query("list supervisors", e))?
             .iter()
             .map(|r| SupervisorRow {
-                id: r.get(0),
-                host: r.get(1),
-                pid: r.get::<_, i32>(2).max(0) as u32,
-                queues: r.get(3),
-                workers: r.get::<_, i32>(4).max(0) as u32,
-                heartbeat_age: Duration::from_millis(r.get::<_, i64>(5).max(0) as u64),
-                started_at: r.get(6),
-                stopped: r.get(7),
-                running: r.get(8),
+                id: r.get("id"),
+                host: r.get("host"),
+                pid: r.get::<_, i32>("pid").max(0) as u32,
+                queues: r.get("queues"),
+                workers: r.get::<_, i32>("workers").max(0) as u32,
+                heartbeat_age: Duration::from_millis(r.get::<_, i64>("age_ms").max(0) as u64),
+                started_at: r.get("started_at"),
+                stopped: r.get("stopped"),
+                running: r.get("running"),
             })
             .collect();
         Ok(Status { jobs, supervisors })
@@ -211,17 +211,17 @@ impl Store {
             .await
             .map_err(|e| StoreError::query("read a job", e))?;
         Ok(row.map(|r| LiveJob {
-            id: r.get(0),
-            queue: r.get(1),
-            kind: r.get(2),
-            priority: r.get::<_, i16>(3).clamp(0, 255) as u8,
-            state: r.get(4),
-            attempt: r.get::<_, i32>(5).max(0) as u32,
-            max_attempts: r.get::<_, i32>(6).max(0) as u32,
-            supervisor: r.get(7),
-            run_at: r.get(8),
-            created_at: r.get(9),
-            args: r.get(10),
+            id: r.get("id"),
+            queue: r.get("queue"),
+            kind: r.get("kind"),
+            priority: r.get::<_, i16>("priority").clamp(0, 255) as u8,
+            state: r.get("state"),
+            attempt: r.get::<_, i32>("attempt").max(0) as u32,
+            max_attempts: r.get::<_, i32>("max_attempts").max(0) as u32,
+            supervisor: r.get("supervisor"),
+            run_at: r.get("run_at"),
+            created_at: r.get("created_at"),
+            args: r.get("args"),
         }))
     }
 
@@ -233,7 +233,7 @@ impl Store {
         let rows = client
             .query(
                 "SELECT id, queue, kind, priority, attempt, supervisor,
-                        (extract(epoch FROM now() - claimed_at) * 1000)::bigint,
+                        (extract(epoch FROM now() - claimed_at) * 1000)::bigint AS running_ms,
                         progress, progress_note
                  FROM procvisor_jobs WHERE state = 'running'
                  ORDER BY claimed_at, id LIMIT $1",
@@ -244,18 +244,22 @@ impl Store {
         Ok(rows
             .iter()
             .map(|r| RunningRow {
-                id: r.get(0),
-                queue: r.get(1),
-                kind: r.get(2),
-                priority: r.get::<_, i16>(3).clamp(0, 255) as u8,
-                attempt: r.get::<_, i32>(4).max(0) as u32,
-                supervisor: r.get(5),
+                id: r.get("id"),
+                queue: r.get("queue"),
+                kind: r.get("kind"),
+                priority: r.get::<_, i16>("priority").clamp(0, 255) as u8,
+                attempt: r.get::<_, i32>("attempt").max(0) as u32,
+                supervisor: r.get("supervisor"),
                 running_for: Duration::from_millis(
-                    r.get::<_, Option<i64>>(6).unwrap_or(0).max(0) as u64
+                    r.get::<_, Option<i64>>("running_ms").unwrap_or(0).max(0) as u64,
                 ),
-                progress: r
-                    .get::<_, Option<f32>>(7)
-                    .map(|f| (f, r.get::<_, Option<String>>(8).unwrap_or_default())),
+                progress: r.get::<_, Option<f32>>("progress").map(|f| {
+                    (
+                        f,
+                        r.get::<_, Option<String>>("progress_note")
+                            .unwrap_or_default(),
+                    )
+                }),
             })
             .collect())
     }

@@ -121,7 +121,7 @@ async fn look_up(store: &Store, ids: &[i64]) -> Result<Vec<(i64, Option<Event>)>
         .await
         .map_err(|e| StoreError::query("find jobs", e))?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| r.get("id"))
         .collect();
     let ended: Vec<Event> = client
         .query(

@@ -1,5 +1,8 @@
-//! The one way out of `running` (`leave.sql`): a batch of attempts that
-//! ended, each under the lease it was claimed with, in one statement.
+//! The one way out of `running`: a batch of attempts that ended, each under
+//! the lease it was claimed with. Endings go through `end.sql`, attempts
+//! that leave their job waiting again through `requeue.sql` (which also
+//! carries out a cancel asked meanwhile): one statement each, two at most
+//! per batch.
 
 use std::time::Duration;
 
@@ -8,7 +11,8 @@ use deadpool_postgres::GenericClient;
 use super::pid_column;
 use crate::store::{millis, StoreError, ENDED_CHANNEL, JOBS_CHANNEL};
 
-const LEAVE: &str = include_str!("../sql/leave.sql");
+const END: &str = include_str!("../sql/end.sql");
+const REQUEUE: &str = include_str!("../sql/requeue.sql");
 
 /// How one attempt leaves `running`.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,18 +61,15 @@ impl Exit {
 
 /// Take each `(id, lease, exit)` out of `running`, if the row is still
 /// under that lease. Returns how many were (the rest are stale: taken over
-/// by another supervisor).
+/// by another supervisor). Run it in a transaction for the batch to be
+/// written whole.
 pub(crate) async fn leave(
     client: &impl GenericClient,
     exits: &[(i64, i64, &Exit)],
 ) -> Result<usize, StoreError> {
-    if exits.is_empty() {
-        return Ok(0);
-    }
-    let mut c = Columns::default();
+    let mut ends = EndColumns::default();
+    let mut waits = RequeueColumns::default();
     for &(id, lease, exit) in exits {
-        c.id.push(id);
-        c.lease.push(lease);
         match exit {
             Exit::End {
                 event,
@@ -76,16 +77,12 @@ pub(crate) async fn leave(
                 error,
                 pid,
             } => {
-                c.event.push(event);
-                c.terminal.push(true);
-                c.state.push(None);
-                c.result.push(result.as_deref());
-                c.error.push(error.as_deref());
-                c.delay.push(None);
-                c.uncount.push(0);
-                c.evicted.push(0);
-                c.reclaimed.push(0);
-                c.pid.push(pid_column(*pid));
+                ends.id.push(id);
+                ends.lease.push(lease);
+                ends.event.push(event);
+                ends.result.push(result.as_deref());
+                ends.error.push(error.as_deref());
+                ends.pid.push(pid_column(*pid));
             }
             Exit::Requeue {
                 event,
@@ -97,61 +94,90 @@ pub(crate) async fn leave(
                 error,
                 pid,
             } => {
-                c.event.push(event);
-                c.terminal.push(false);
-                c.state.push(Some(state));
-                c.result.push(None);
-                c.error.push(error.as_deref());
-                c.delay.push(delay.map(millis));
-                c.uncount.push(i32::from(*uncount));
-                c.evicted.push(i32::from(*evicted));
-                c.reclaimed.push(i32::from(*reclaimed));
-                c.pid.push(pid_column(*pid));
+                waits.id.push(id);
+                waits.lease.push(lease);
+                waits.event.push(event);
+                waits.state.push(state);
+                waits.error.push(error.as_deref());
+                waits.delay.push(delay.map(millis));
+                waits.bits.push(
+                    i32::from(*uncount) | i32::from(*evicted) << 1 | i32::from(*reclaimed) << 2,
+                );
+                waits.pid.push(pid_column(*pid));
             }
         }
     }
-    let stmt = client
-        .prepare_cached(LEAVE)
-        .await
-        .map_err(|e| StoreError::query("prepare the ending write", e))?;
-    let row = client
-        .query_one(
-            &stmt,
-            &[
-                &c.id,
-                &c.lease,
-                &c.event,
-                &c.terminal,
-                &c.state,
-                &c.result,
-                &c.error,
-                &c.delay,
-                &c.uncount,
-                &c.evicted,
-                &c.reclaimed,
-                &c.pid,
-                &JOBS_CHANNEL,
-                &ENDED_CHANNEL,
-            ],
-        )
-        .await
-        .map_err(|e| StoreError::query("write job endings", e))?;
-    Ok(row.get::<_, i64>("written").max(0) as usize)
+    let mut written = 0;
+    if !ends.id.is_empty() {
+        let stmt = client
+            .prepare_cached(END)
+            .await
+            .map_err(|e| StoreError::query("prepare the ending write", e))?;
+        let row = client
+            .query_one(
+                &stmt,
+                &[
+                    &ends.id,
+                    &ends.lease,
+                    &ends.event,
+                    &ends.result,
+                    &ends.error,
+                    &ends.pid,
+                    &ENDED_CHANNEL,
+                ],
+            )
+            .await
+            .map_err(|e| StoreError::query("write job endings", e))?;
+        written += row.get::<_, i64>("written").max(0) as usize;
+    }
+    if !waits.id.is_empty() {
+        let stmt = client
+            .prepare_cached(REQUEUE)
+            .await
+            .map_err(|e| StoreError::query("prepare the requeue", e))?;
+        let row = client
+            .query_one(
+                &stmt,
+                &[
+                    &waits.id,
+                    &waits.lease,
+                    &waits.event,
+                    &waits.state,
+                    &waits.error,
+                    &waits.delay,
+                    &waits.bits,
+                    &waits.pid,
+                    &JOBS_CHANNEL,
+                    &ENDED_CHANNEL,
+                ],
+            )
+            .await
+            .map_err(|e| StoreError::query("put jobs back in the queue", e))?;
+        written += row.get::<_, i64>("written").max(0) as usize;
+    }
+    Ok(written)
 }
 
-/// The statement's parameters, a column each.
+/// `end.sql`'s parameters, a column each.
 #[derive(Default)]
-struct Columns<'a> {
+struct EndColumns<'a> {
     id: Vec<i64>,
     lease: Vec<i64>,
     event: Vec<&'a str>,
-    terminal: Vec<bool>,
-    state: Vec<Option<&'a str>>,
     result: Vec<Option<&'a str>>,
     error: Vec<Option<&'a str>>,
+    pid: Vec<Option<i32>>,
+}
+
+/// `requeue.sql`'s parameters, a column each.
+#[derive(Default)]
+struct RequeueColumns<'a> {
+    id: Vec<i64>,
+    lease: Vec<i64>,
+    event: Vec<&'a str>,
+    state: Vec<&'a str>,
+    error: Vec<Option<&'a str>>,
     delay: Vec<Option<i64>>,
-    uncount: Vec<i32>,
-    evicted: Vec<i32>,
-    reclaimed: Vec<i32>,
+    bits: Vec<i32>,
     pid: Vec<Option<i32>>,
 }

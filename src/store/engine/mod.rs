@@ -14,15 +14,16 @@
 //! | promote | `scheduled` / `retryable` → `available` | [`promote`] | `promote.sql` |
 //! | claim | `available` → `running` (new lease) | [`claim`] | `claim/*.sql` |
 //! | start | `running`, deadline set | [`start`] | `start.sql` |
-//! | end | `running` → gone, terminal event | [`leave`] | `leave.sql` |
-//! | requeue (retry, preempt, release) | `running` → `available` / `retryable` | [`leave`] | `leave.sql` |
-//! | reclaim, give up | `running` of a lost supervisor or past its deadline → `available`, or gone `crashed` | [`reclaim`] → [`leave`] | `lost.sql`, `leave.sql` |
-//! | release at stop | `running` → `available` | [`stop`] → [`leave`] | `stop.sql`, `held.sql`, `leave.sql` |
+//! | end | `running` → gone, terminal event | [`leave`] | `end.sql` |
+//! | requeue (retry, preempt, release) | `running` → `available` / `retryable`, or gone `cancelled` if its cancel was asked | [`leave`] | `requeue.sql` |
+//! | reclaim, give up | `running` of a lost supervisor or past its deadline → `available`, or gone `crashed` | [`reclaim`] → [`leave`] | `lost.sql`, `requeue.sql`, `end.sql` |
+//! | release at stop | `running` → `available` | [`stop`] → [`leave`] | `stop.sql`, `held.sql`, `requeue.sql` |
 //! | cancel | waiting → gone `cancelled`; `running` → marked | [`cancel`] | `cancel.sql` |
 //!
-//! So a job leaves `running` in one statement only, `leave.sql`, and that
-//! is also where a marked cancel is carried out. The only other statement
-//! that writes a terminal event is `cancel.sql`, for a job that never ran.
+//! So a job leaves `running` only through [`leave`]: by `end.sql` when its
+//! attempt ended it, by `requeue.sql` when it waits again, which is also
+//! where a marked cancel is carried out. The only other statement that
+//! writes a terminal event is `cancel.sql`, for a job that never ran.
 //! Supervisors' own rows: [`register`], [`heartbeat`] (which also returns
 //! the rows the table says the supervisor runs, for it to reconcile).
 
