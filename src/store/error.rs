@@ -78,6 +78,14 @@ impl StoreError {
             _ => None,
         }
     }
+
+    /// The database refused the data of a statement (SQLSTATE class 22,
+    /// a data exception, or 54, a program limit): sending the same rows
+    /// again fails again, whatever the connection.
+    pub(crate) fn refuses_data(&self) -> bool {
+        self.sqlstate()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("54"))
+    }
 }
 
 /// Raised each time a statement fails in a way that says its connection

@@ -102,9 +102,21 @@ impl Event {
             worker_pid: r
                 .get::<_, Option<i32>>("worker_pid")
                 .map(|p| p.max(0) as u32),
-            result: r.get("result"),
+            result: readable_result(r),
             error: r.get("error"),
         }
+    }
+}
+
+/// The event's result, or, when it cannot be read back (a result stored
+/// by other means, nested deeper than a JSON reader allows), a note that
+/// says why: one odd event never makes a whole history unreadable.
+fn readable_result(r: &tokio_postgres::Row) -> Option<serde_json::Value> {
+    match r.try_get::<_, Option<serde_json::Value>>("result") {
+        Ok(v) => v,
+        Err(e) => Some(serde_json::json!({
+            "unreadable_result": format!("the stored result cannot be read back: {e}")
+        })),
     }
 }
 

@@ -38,6 +38,7 @@ mod prune;
 mod schedules;
 mod schema;
 mod status;
+mod storable;
 mod submit;
 mod waiter;
 

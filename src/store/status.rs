@@ -221,7 +221,11 @@ impl Store {
             supervisor: r.get("supervisor"),
             run_at: r.get("run_at"),
             created_at: r.get("created_at"),
-            args: r.get("args"),
+            args: r.try_get("args").unwrap_or_else(|e| {
+                serde_json::json!({
+                    "unreadable_args": format!("the stored arguments cannot be read back: {e}")
+                })
+            }),
         }))
     }
 

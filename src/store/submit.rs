@@ -163,6 +163,18 @@ impl NewJob {
                 ));
             }
         }
+        let deep = super::storable::depth(&self.args);
+        if deep > super::storable::MAX_DEPTH {
+            return bad(format!(
+                "the arguments are nested {deep} levels deep: at most {} are allowed",
+                super::storable::MAX_DEPTH
+            ));
+        }
+        if super::storable::holds_nul(&self.args) {
+            return bad(
+                "the arguments hold the character U+0000, which PostgreSQL cannot store: remove it or encode the data (base64, for example)".into(),
+            );
+        }
         if !(1..=MAX_ATTEMPTS).contains(&self.max_attempts) {
             return bad(format!(
                 "{} retries is out of range: use 0 to {}",
@@ -262,5 +274,26 @@ impl Store {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_the_database_cannot_keep_are_refused_with_what_to_do() {
+        let nul = NewJob::new("k", serde_json::json!({"s": "a\u{0}b"}));
+        let e = nul.check().unwrap_err().to_string();
+        assert!(e.contains("U+0000") && e.contains("base64"), "{e}");
+        let mut deep = serde_json::json!(1);
+        for _ in 0..150 {
+            deep = serde_json::Value::Array(vec![deep]);
+        }
+        let e = NewJob::new("k", deep).check().unwrap_err().to_string();
+        assert!(e.contains("nested 150 levels deep"), "{e}");
+        assert!(NewJob::new("k", serde_json::json!({"s": "\\u0000"}))
+            .check()
+            .is_ok());
     }
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 
+use std::borrow::Cow;
+
 use super::pid_column;
-use crate::store::{millis, StoreError, ENDED_CHANNEL, JOBS_CHANNEL};
+use crate::store::{millis, storable, StoreError, ENDED_CHANNEL, JOBS_CHANNEL};
 
 const END: &str = include_str!("../sql/end.sql");
 const REQUEUE: &str = include_str!("../sql/requeue.sql");
@@ -59,10 +61,48 @@ impl Exit {
     }
 }
 
+impl Exit {
+    /// This exit without the job's own data (its result and error text),
+    /// which the database refused (`why`), and a note that says so.
+    pub(crate) fn without_data(&self, why: &str) -> Exit {
+        let note = Some(format!(
+            "its ending could not be stored as reported (the database refused it: {why}); it is recorded without its result and error text"
+        ));
+        match self {
+            Exit::End { event, pid, .. } => Exit::End {
+                event,
+                result: None,
+                error: note,
+                pid: *pid,
+            },
+            Exit::Requeue {
+                event,
+                state,
+                delay,
+                uncount,
+                evicted,
+                reclaimed,
+                pid,
+                ..
+            } => Exit::Requeue {
+                event,
+                state,
+                delay: *delay,
+                uncount: *uncount,
+                evicted: *evicted,
+                reclaimed: *reclaimed,
+                error: note,
+                pid: *pid,
+            },
+        }
+    }
+}
+
 /// Take each `(id, lease, exit)` out of `running`, if the row is still
 /// under that lease. Returns how many were (the rest are stale: taken over
 /// by another supervisor). Run it in a transaction for the batch to be
-/// written whole.
+/// written whole. Results and error texts are made storable first (see
+/// `store::storable`): a job's own data cannot make the batch fail.
 pub(crate) async fn leave(
     client: &impl GenericClient,
     exits: &[(i64, i64, &Exit)],
@@ -80,8 +120,8 @@ pub(crate) async fn leave(
                 ends.id.push(id);
                 ends.lease.push(lease);
                 ends.event.push(event);
-                ends.result.push(result.as_deref());
-                ends.error.push(error.as_deref());
+                ends.result.push(result.as_deref().map(storable::json));
+                ends.error.push(error.as_deref().map(storable::text));
                 ends.pid.push(pid_column(*pid));
             }
             Exit::Requeue {
@@ -98,7 +138,7 @@ pub(crate) async fn leave(
                 waits.lease.push(lease);
                 waits.event.push(event);
                 waits.state.push(state);
-                waits.error.push(error.as_deref());
+                waits.error.push(error.as_deref().map(storable::text));
                 waits.delay.push(delay.map(millis));
                 waits.bits.push(
                     i32::from(*uncount) | i32::from(*evicted) << 1 | i32::from(*reclaimed) << 2,
@@ -164,8 +204,8 @@ struct EndColumns<'a> {
     id: Vec<i64>,
     lease: Vec<i64>,
     event: Vec<&'a str>,
-    result: Vec<Option<&'a str>>,
-    error: Vec<Option<&'a str>>,
+    result: Vec<Option<Cow<'a, str>>>,
+    error: Vec<Option<Cow<'a, str>>>,
     pid: Vec<Option<i32>>,
 }
 
@@ -176,7 +216,7 @@ struct RequeueColumns<'a> {
     lease: Vec<i64>,
     event: Vec<&'a str>,
     state: Vec<&'a str>,
-    error: Vec<Option<&'a str>>,
+    error: Vec<Option<Cow<'a, str>>>,
     delay: Vec<Option<i64>>,
     bits: Vec<i32>,
     pid: Vec<Option<i32>>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
 
-use crate::store::{millis, StoreError};
+use crate::store::{millis, storable, StoreError};
 
 /// Jobs with a timeout that began running in a worker (`(id, lease)`
 /// each): each one's deadline becomes its timeout plus `grace` from now
@@ -41,7 +41,8 @@ pub(crate) async fn progress(
     let ids: Vec<i64> = jobs.iter().map(|j| j.0).collect();
     let leases: Vec<i64> = jobs.iter().map(|j| j.1).collect();
     let fractions: Vec<f32> = jobs.iter().map(|j| j.2 .0).collect();
-    let notes: Vec<&str> = jobs.iter().map(|j| j.2 .1.as_str()).collect();
+    let notes: Vec<std::borrow::Cow<'_, str>> =
+        jobs.iter().map(|j| storable::text(&j.2 .1)).collect();
     client
         .execute(
             include_str!("../sql/progress.sql"),

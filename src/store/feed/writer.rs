@@ -33,7 +33,7 @@ pub(super) async fn write_loop(
             return;
         }
         let stopping = shared.stopping.load(Ordering::Acquire);
-        let (batch, started): (Vec<(Claimed, Exit)>, Vec<Started>) = {
+        let (mut batch, started): (Vec<(Claimed, Exit)>, Vec<Started>) = {
             let mut rng = rand::rng();
             let mut held = shared.held();
             let batch = incoming
@@ -103,10 +103,49 @@ pub(super) async fn write_loop(
                     }
                     break;
                 }
+                Err(e) if e.refuses_data() => {
+                    // One ending the database cannot keep must not hold
+                    // back the others: each is written alone.
+                    shared.error();
+                    tracing::error!(
+                        jobs = batch.len(),
+                        "the database refused a batch of endings; writing them one by one: {e}"
+                    );
+                    let (stale, failed) =
+                        isolate(&store, &shared, &mut batch, &started, grace, bound).await;
+                    let done = batch.len() - failed.len();
+                    shared.meters.wrote(done, stale, began.elapsed());
+                    Shared::stamp(&shared.last_write);
+                    shared
+                        .written
+                        .fetch_add((done - stale) as u64, Ordering::Release);
+                    if failed.is_empty() {
+                        break;
+                    }
+                    // Those that could not be written at all are tried
+                    // again; the others are done with.
+                    {
+                        let mut writing = shared.writing();
+                        for (c, _) in batch.iter().filter(|(c, _)| !failed.contains(&c.id)) {
+                            writing.remove(&(c.id, c.lease));
+                        }
+                    }
+                    batch.retain(|(c, _)| failed.contains(&c.id));
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(50 << failures.min(5))).await;
+                }
                 Err(e) => {
                     shared.error();
                     failures += 1;
-                    tracing::warn!("cannot write job endings (retrying): {e}");
+                    if failures >= 3 {
+                        tracing::error!(
+                            failures,
+                            jobs = batch.len(),
+                            "cannot write job endings (retrying): {e}"
+                        );
+                    } else {
+                        tracing::warn!("cannot write job endings (retrying): {e}");
+                    }
                     tokio::time::sleep(Duration::from_millis(50 << failures.min(5))).await;
                 }
             }
@@ -121,6 +160,59 @@ pub(super) async fn write_loop(
             shared.drained.notify_waiters();
         }
     }
+}
+
+/// Write each ending of `batch` alone (after the database refused the
+/// batch), and the deadlines of `started`. An ending still refused is
+/// written without the job's own data (see `Exit::without_data`), which
+/// replaces it in `batch`. Returns how many were stale, and the ids of
+/// those that could not be written at all (to retry).
+async fn isolate(
+    store: &Store,
+    shared: &Shared,
+    batch: &mut [(Claimed, Exit)],
+    started: &[Started],
+    grace: Duration,
+    bound: Duration,
+) -> (usize, Vec<i64>) {
+    let (mut stale, mut failed) = (0, Vec::new());
+    let deadlines = StoreError::within("write started jobs' deadlines", bound, async {
+        engine::start(&store.client().await?, started, grace).await
+    });
+    if let Err(e) = deadlines.await {
+        tracing::warn!("cannot write started jobs' deadlines: {e}");
+    }
+    for one in batch.iter_mut() {
+        let mut stripped = false;
+        loop {
+            let alone = std::slice::from_ref(&*one);
+            let result = StoreError::within("write a job's ending", bound, async {
+                write(&mut store.client().await?, alone, &[], grace).await
+            })
+            .await;
+            match result {
+                Ok(s) => {
+                    stale += s;
+                    shared.batches.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) if e.refuses_data() && !stripped => {
+                    tracing::error!(
+                        job = one.0.id,
+                        "the database refused a job's ending; writing it without the job's result and error text: {e}"
+                    );
+                    stripped = true;
+                    one.1 = one.1.without_data(&e.to_string());
+                }
+                Err(e) => {
+                    tracing::error!(job = one.0.id, "cannot write a job's ending: {e}");
+                    failed.push(one.0.id);
+                    break;
+                }
+            }
+        }
+    }
+    (stale, failed)
 }
 
 /// Write a batch of endings and the deadlines of jobs that started
