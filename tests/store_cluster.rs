@@ -229,3 +229,49 @@ fn the_command_line_submits_waits_cancels_and_reports_as_json() {
     assert_eq!(code, 2);
     assert!(err.contains("does not parse"), "{err}");
 }
+
+#[test]
+fn the_command_line_takes_the_database_after_the_subcommand_long_delays_and_refuses_rounded_numbers(
+) {
+    let Some(url) = pg::database("cli_args") else {
+        return;
+    };
+    // The README's form: the database URL after `db migrate`, with no
+    // environment to fall back on.
+    let out = Command::new(env!("CARGO_BIN_EXE_procvisor"))
+        .args(["db", "migrate", "--db", &url])
+        .env_remove("PROCVISOR_DATABASE_URL")
+        .output()
+        .expect("run procvisor");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A delay of a year, as the help says it may be.
+    let (code, out, err) = cli(&url, &["submit", "noop", "{}", "--delay", "31536000"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = cli(&url, &["submit", "noop", "{}", "--delay", "400000000"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("10 years"), "{err}");
+    // A whole number a JSON reader would round is refused, not changed.
+    let (code, out, err) = cli(
+        &url,
+        &["submit", "echo", r#"{"n": 123456789012345678901234567890}"#],
+    );
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        err.contains("123456789012345678901234567890") && err.contains("as a string"),
+        "{err}"
+    );
+    // Numbers that fit, and digits inside strings, are fine.
+    let (code, out, err) = cli(
+        &url,
+        &[
+            "submit",
+            "echo",
+            r#"{"n": -9223372036854775808, "s": "123456789012345678901234567890", "f": 1.5e300}"#,
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}

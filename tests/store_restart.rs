@@ -157,3 +157,35 @@ fn a_restart_shorter_than_the_lease_runs_no_job_twice_not_even_one_waiting_with_
         }
     });
 }
+
+#[test]
+fn submit_wait_rides_out_a_database_restart_and_reports_the_ending() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(url) = pg::database("wait_restart") else {
+        return;
+    };
+    let server = pg::server().expect("the server behind the database");
+    pg::runtime().block_on(async {
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+    });
+    let sup = pg::supervise(&url, 1, 15);
+    let waiting = std::process::Command::new(env!("CARGO_BIN_EXE_procvisor"))
+        .args(["submit", "sleep", r#"{"secs": 4}"#, "--wait"])
+        .env("PROCVISOR_DATABASE_URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run procvisor submit --wait");
+    std::thread::sleep(Duration::from_millis(1500));
+    server.restart_after(Duration::from_secs(1));
+    let out = waiting.wait_with_output().unwrap();
+    pg::stop(sup);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "submit --wait gave up: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"event\":\"completed\""), "{stdout}");
+}

@@ -32,6 +32,22 @@ pub fn secs(s: &str) -> Result<Duration, String> {
     seconds(s, true)
 }
 
+/// A delay: a number of seconds from 0 to 10 years.
+pub fn delay(s: &str) -> Result<Duration, String> {
+    const TEN_YEARS: f64 = 10.0 * 365.0 * 86_400.0;
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if v.is_finite() && (0.0..=TEN_YEARS).contains(&v) {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!(
+            "{v} is out of range: use 0 to {TEN_YEARS} seconds (10 years)"
+        ))
+    }
+}
+
 /// A finite number from `lo` (exclusive) to `hi`.
 fn number_in(s: &str, lo: f64, hi: f64, what: &str) -> Result<f64, String> {
     let v: f64 = s

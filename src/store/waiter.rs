@@ -45,7 +45,10 @@ impl Store {
     /// [`StoreError::NoSuchJob`] if there is no such job, or its history
     /// was pruned). All the waits on one store handle (and its clones)
     /// share one listening connection and one query per wake-up; woken by
-    /// the store's notifications, it also looks every second.
+    /// the store's notifications, it also looks every second. A wait rides
+    /// out a database that restarts or is out of reach for a while (the
+    /// job goes on, and ends): to give up after a time, wrap it in
+    /// `tokio::time::timeout`.
     pub async fn wait(&self, id: i64) -> Result<Event, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.waiter.send(self, id, reply);
@@ -92,19 +95,15 @@ async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<(i64, Reply)>) {
                     }
                 }
             }
-            Err(e) if listening.is_err() => {
-                // Neither can be had: tell the callers rather than leave
-                // them waiting on a database that is gone.
-                for (_, replies) in waiting.drain() {
-                    for reply in replies {
-                        let _ = reply.send(Err(StoreError::Connect {
-                            at: super::error::describe(&store.config),
-                            reason: e.to_string(),
-                        }));
-                    }
-                }
+            // The database may be restarting: the jobs go on and end, so
+            // the waits go on too, looking again every second.
+            Err(e) => {
+                let also = match listening {
+                    Err(l) => format!("; cannot listen either: {l}"),
+                    Ok(()) => String::new(),
+                };
+                tracing::warn!("cannot look for job endings (retrying): {e}{also}");
             }
-            Err(e) => tracing::warn!("cannot look for job endings (retrying): {e}"),
         }
     }
 }

@@ -43,6 +43,11 @@ impl JobArgs {
         let value: serde_json::Value = serde_json::from_str(&self.args).map_err(|e| {
             format!("the job's input is not valid JSON ({e}): quote it, e.g. '{{\"secs\": 1}}'")
         })?;
+        inexact_integer(&self.args).map_or(Ok(()), |n| {
+            Err(format!(
+                "the number {n} in the job's input is too large to be kept exactly (whole numbers must fit in 64 bits): pass it as a string, e.g. \"{n}\""
+            ))
+        })?;
         let mut job = NewJob::new(&self.kind, value)
             .priority(self.priority)
             .queue(&self.queue)
@@ -56,6 +61,49 @@ impl JobArgs {
     }
 }
 
+/// The first whole number in the JSON text `json` (outside strings) that
+/// does not fit in 64 bits, which a JSON reader would round: the job
+/// would get another number than the one given.
+fn inexact_integer(json: &str) -> Option<&str> {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    let mut in_string = false;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while i < bytes.len()
+                && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+            {
+                i += 1;
+            }
+            let token = &json[start..i];
+            let whole = !token.contains(['.', 'e', 'E']);
+            if whole && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() {
+                return Some(token);
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Arguments of `submit`.
 #[derive(clap::Args, Debug)]
 pub struct SubmitArgs {
@@ -64,7 +112,7 @@ pub struct SubmitArgs {
     #[command(flatten)]
     job: JobArgs,
     /// Run no earlier than this many seconds from now (up to 10 years).
-    #[arg(long, value_name = "SECS", conflicts_with = "at", value_parser = crate::cli::num::secs)]
+    #[arg(long, value_name = "SECS", conflicts_with = "at", value_parser = crate::cli::num::delay)]
     delay: Option<Duration>,
     /// Run no earlier than this time: 2026-12-01T09:00:00Z, or a local
     /// 2026-12-01T09:00 (in the system's time zone).

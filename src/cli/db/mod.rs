@@ -19,20 +19,30 @@ pub struct DbArgs {
     /// The PostgreSQL database holding the job queue, as a URL:
     /// postgres://USER:PASSWORD@HOST:PORT/DATABASE (default: the
     /// PROCVISOR_DATABASE_URL environment variable).
-    #[arg(long, value_name = "URL", env = procvisor::store::DATABASE_URL_ENV, hide_env_values = true)]
-    pub db: String,
+    #[arg(long, value_name = "URL", env = procvisor::store::DATABASE_URL_ENV, hide_env_values = true, global = true)]
+    pub db: Option<String>,
     /// How long a one-shot command (status, cancel, db) waits for the
     /// database in all before it gives up, in seconds (1 to 3600).
-    #[arg(long = "db-timeout", value_name = "SECS", default_value_t = 30, env = "PROCVISOR_DB_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long = "db-timeout", value_name = "SECS", default_value_t = 30, env = "PROCVISOR_DB_TIMEOUT", value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
     pub db_timeout: u64,
 }
 
 impl DbArgs {
     /// Connect, with `connections` at most.
     pub async fn connect(&self, connections: usize) -> Result<Store, String> {
-        Store::connect_with(&self.db, connections)
+        Store::connect_with(self.url()?, connections)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    /// The database URL, or what to do when none was given.
+    pub fn url(&self) -> Result<&str, String> {
+        self.db.as_deref().ok_or_else(|| {
+            format!(
+                "no database given: pass --db postgres://USER@HOST:PORT/DATABASE or set {}",
+                procvisor::store::DATABASE_URL_ENV
+            )
+        })
     }
 }
 
