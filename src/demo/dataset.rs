@@ -34,9 +34,43 @@ pub struct DataSet {
     pub treasure: usize,
 }
 
-/// The manifest: what the folder holds; its presence marks the folder as
-/// `hunt`'s.
+/// The manifest: what the folder holds; with [`MADE_BY`] in it, it marks
+/// the folder as `hunt`'s.
 const MANIFEST: &str = "hunt.json";
+/// What every manifest `hunt` writes says it was made by: a `hunt.json` of
+/// anyone else's never makes a folder `hunt`'s.
+const MADE_BY: &str = "procvisor hunt";
+
+/// The manifest's form on disk: the data set, or (while the files are
+/// being written) none yet.
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    made_by: String,
+    #[serde(default)]
+    set: Option<DataSet>,
+}
+
+/// The manifest `hunt` wrote in `dir`: `None` if there is none of its own
+/// (no file, a link, or anyone else's `hunt.json`); `Some(None)` while a
+/// set is being written.
+fn manifest(dir: &Path) -> Option<Option<DataSet>> {
+    let path = dir.join(MANIFEST);
+    if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let m: Manifest = serde_json::from_str(&text).ok()?;
+    (m.made_by == MADE_BY).then_some(m.set)
+}
+
+/// The manifest's text.
+fn manifest_text(set: Option<&DataSet>) -> io::Result<String> {
+    serde_json::to_string_pretty(&Manifest {
+        made_by: MADE_BY.into(),
+        set: set.cloned(),
+    })
+    .map_err(io::Error::other)
+}
 /// The lock file.
 const LOCK: &str = ".hunt.lock";
 
@@ -136,18 +170,16 @@ impl DataSet {
         };
         ensure_dir(dir)?;
         if refuse_foreign(dir)? {
-            if let Ok(text) = std::fs::read_to_string(dir.join(MANIFEST)) {
-                let same = serde_json::from_str::<DataSet>(&text).ok().as_ref() == Some(&wanted);
-                if same && std::fs::symlink_metadata(file_path(dir, files - 1)).is_ok() {
-                    return Ok((wanted, false));
-                }
+            let same = manifest(dir).flatten().as_ref() == Some(&wanted);
+            if same && std::fs::symlink_metadata(file_path(dir, files - 1)).is_ok() {
+                return Ok((wanted, false));
             }
         }
         // The old set goes first (links are removed, not followed), and a
         // stale manifest must not vouch for a half-written set: it is
         // written last. Until then, the folder is marked by an empty one.
         remove_ours(dir, false)?;
-        create_new(&dir.join(MANIFEST), b"")?;
+        create_new(&dir.join(MANIFEST), manifest_text(None)?.as_bytes())?;
         let plain = b"Not a treasure\n".repeat(lines);
         let gold = b"Treasure\n".repeat(lines);
         for i in 0..files {
@@ -155,25 +187,23 @@ impl DataSet {
             create_new(&file_path(dir, i), body)?;
             progress(i + 1);
         }
-        let manifest = serde_json::to_string_pretty(&wanted).map_err(io::Error::other)?;
+        let manifest = manifest_text(Some(&wanted))?;
         std::fs::remove_file(dir.join(MANIFEST))?;
         create_new(&dir.join(MANIFEST), manifest.as_bytes())?;
         Ok((wanted, true))
     }
 
     /// Remove the data set in `dir`: the files `hunt` wrote, then the
-    /// folder if nothing else is left in it. A folder without a manifest is
-    /// left alone.
+    /// folder. A folder without `hunt`'s own manifest, or with any file
+    /// `hunt` does not write, is left alone.
     pub fn clean(dir: &Path) -> io::Result<usize> {
-        match std::fs::symlink_metadata(dir.join(MANIFEST)) {
-            Ok(m) if m.is_file() => {}
-            _ => {
-                return Err(refuse(format!(
-                    "{} holds no hunt data set; nothing was removed",
-                    dir.display()
-                )))
-            }
+        if manifest(dir).is_none() {
+            return Err(refuse(format!(
+                "{} holds no hunt data set (no hunt.json written by hunt); nothing was removed",
+                dir.display()
+            )));
         }
+        refuse_strangers(dir)?;
         let removed = remove_ours(dir, true)?;
         let _ = std::fs::remove_dir(dir);
         Ok(removed)
@@ -198,10 +228,12 @@ fn ensure_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Refuse a non-empty folder that holds no manifest (hunt did not create
-/// it); returns whether the folder holds a manifest.
+/// Refuse a non-empty folder that holds no manifest of `hunt`'s (hunt did
+/// not create it), and one of `hunt`'s that holds anything else; returns
+/// whether the folder holds `hunt`'s manifest.
 fn refuse_foreign(dir: &Path) -> io::Result<bool> {
-    if std::fs::symlink_metadata(dir.join(MANIFEST)).is_ok_and(|m| m.is_file()) {
+    if manifest(dir).is_some() {
+        refuse_strangers(dir)?;
         return Ok(true);
     }
     if std::fs::read_dir(dir)?
@@ -214,6 +246,25 @@ fn refuse_foreign(dir: &Path) -> io::Result<bool> {
         )));
     }
     Ok(false)
+}
+
+/// Refuse a folder that holds anything `hunt` does not write: it is not
+/// `hunt`'s to change.
+fn refuse_strangers(dir: &Path) -> io::Result<()> {
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        // A link under one of hunt's names is removed, never followed:
+        // only a folder under such a name is a stranger.
+        let folder = e.file_type().is_ok_and(|t| t.is_dir());
+        if !is_ours(&name) || folder {
+            return Err(refuse(format!(
+                "{} holds {name:?}, which hunt did not write; nothing was changed: remove it, or pass --dir with a new or empty folder",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Remove the files `hunt` writes from `dir` (the lock too, if `lock`).
@@ -239,4 +290,47 @@ fn create_new(path: &Path, body: &[u8]) -> io::Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)?
         .write_all(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_with_someone_elses_hunt_json_is_neither_cleaned_nor_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join(MANIFEST), r#"{"mine": true}"#).unwrap();
+        std::fs::write(d.join("file_1.txt"), "my notes").unwrap();
+        assert!(DataSet::clean(d)
+            .unwrap_err()
+            .to_string()
+            .contains("no hunt data set"));
+        assert!(DataSet::prepare(d, 3, 2, 1, &|_| {}).is_err());
+        assert_eq!(
+            std::fs::read_to_string(d.join("file_1.txt")).unwrap(),
+            "my notes"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join(MANIFEST)).unwrap(),
+            r#"{"mine": true}"#
+        );
+    }
+
+    #[test]
+    fn hunts_own_folder_is_reused_and_cleaned_but_not_with_a_strangers_file_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("set");
+        let (set, made) = DataSet::prepare(&d, 3, 2, 7, &|_| {}).unwrap();
+        assert!(made);
+        let (again, made) = DataSet::prepare(&d, 3, 2, 7, &|_| {}).unwrap();
+        assert_eq!((again, made), (set, false));
+        std::fs::write(d.join("notes.txt"), "mine").unwrap();
+        let e = DataSet::clean(&d).unwrap_err().to_string();
+        assert!(e.contains("notes.txt"), "{e}");
+        assert!(file_path(&d, 0).exists(), "nothing removed");
+        std::fs::remove_file(d.join("notes.txt")).unwrap();
+        assert_eq!(DataSet::clean(&d).unwrap(), 4);
+        assert!(!d.exists());
+    }
 }
