@@ -397,3 +397,164 @@ fn pausing_a_queue_stops_its_claims_and_a_failed_job_can_be_run_again() {
         feed.stop(Duration::ZERO).await.unwrap();
     });
 }
+
+/// One raw HTTP/1.1 request with exactly these header lines (no Host of
+/// the helper's): the status and the head, lower-cased.
+async fn raw(addr: SocketAddr, request_line: &str, headers: &[&str]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut req = format!("{request_line}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_lowercase();
+    let status = text.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    (status, text)
+}
+
+#[test]
+fn a_page_that_rebinds_its_name_to_this_machine_reads_nothing_and_sends_nothing() {
+    pg::runtime().block_on(async {
+        let Some(store) = pg::store("dash_rebind").await else {
+            return;
+        };
+        // No token: a loopback dashboard, as most run it.
+        let addr = serve(Dashboard::new(store.clone()).allow_host("jobs.internal")).await;
+        let port = addr.port();
+        let get = "GET / HTTP/1.1";
+        // A page at rebind.example whose name now resolves to 127.0.0.1.
+        let (status, head) = raw(addr, get, &["Host: rebind.example"]).await;
+        assert_eq!(status, 421, "{head}");
+        let (status, _) = raw(addr, get, &[&format!("Host: rebind.example:{port}")]).await;
+        assert_eq!(status, 421);
+        // Its own addresses, and the name it was told to answer to.
+        for host in [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("JOBS.internal:{port}"),
+        ] {
+            let (status, head) = raw(addr, get, &[&format!("Host: {host}")]).await;
+            assert_eq!(status, 200, "{host}: {head}");
+        }
+        // An action posted from another site's page is refused, key or not.
+        let id = store.submit(&NewJob::new("noop", json!({}))).await.unwrap();
+        let key = form_key(
+            &http(addr, "GET", &format!("/jobs/{id}"), &[], "")
+                .await
+                .body,
+        );
+        let forged = http(
+            addr,
+            "POST",
+            &format!("/jobs/{id}/cancel"),
+            &["Origin: http://evil.example"],
+            &format!("key={key}"),
+        )
+        .await;
+        assert_eq!(forged.status, 403, "{}", forged.body);
+        assert!(store.live_job(id).await.unwrap().is_some(), "not cancelled");
+        let own = http(
+            addr,
+            "POST",
+            &format!("/jobs/{id}/cancel"),
+            &[&format!("Origin: http://{addr}")],
+            &format!("key={key}"),
+        )
+        .await;
+        assert_eq!(own.status, 303, "{}", own.body);
+    });
+}
+
+#[test]
+fn the_token_must_look_like_a_secret_and_never_sends_the_browser_elsewhere() {
+    pg::runtime().block_on(async {
+        let Some(store) = pg::store("dash_token_rules").await else {
+            return;
+        };
+        let public: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        for plain in [
+            "                ",
+            "aaaaaaaaaaaaaaaa",
+            "abababababababab",
+            "0123456789 abcdef",
+        ] {
+            let d = Dashboard::new(store.clone()).token(Some(plain.into()));
+            assert!(
+                matches!(d.check(public), Err(DashboardError::PlainToken)),
+                "{plain:?} refused"
+            );
+        }
+        let secret = "0123456789abcdef-secret";
+        let addr = serve(Dashboard::new(store.clone()).token(Some(secret.into()))).await;
+        let r = http(
+            addr,
+            "GET",
+            &format!("//other.site/?token={secret}"),
+            &[],
+            "",
+        )
+        .await;
+        // The token is taken, and the browser sent to a path of this
+        // dashboard: `//other.site/` would be another site.
+        assert_eq!(r.status, 303, "{}", r.head);
+        let location = r
+            .head
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .unwrap_or("");
+        assert_eq!(location, "/other.site/");
+    });
+}
+
+#[test]
+fn run_it_again_posted_three_times_makes_one_job() {
+    pg::runtime().block_on(async {
+        let Some(store) = pg::store("dash_retry_once").await else {
+            return;
+        };
+        let id = store
+            .submit(&NewJob::new("noop", json!({})).run_after(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        store.cancel(id).await.unwrap();
+        let addr = serve(Dashboard::new(store.clone())).await;
+        let key = form_key(
+            &http(addr, "GET", &format!("/jobs/{id}"), &[], "")
+                .await
+                .body,
+        );
+        let mut made = Vec::new();
+        for _ in 0..3 {
+            let r = http(
+                addr,
+                "POST",
+                &format!("/jobs/{id}/retry"),
+                &[],
+                &format!("key={key}"),
+            )
+            .await;
+            assert_eq!(r.status, 303, "{}", r.body);
+            made.push(
+                r.head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("location: /jobs/"))
+                    .unwrap()
+                    .to_string(),
+            );
+        }
+        made.dedup();
+        assert_eq!(made.len(), 1, "one new job: {made:?}");
+        let retried = store
+            .events_of(id)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.event == "retried")
+            .count();
+        assert_eq!(retried, 1);
+    });
+}

@@ -47,6 +47,7 @@ pub struct EmbeddedDashboard {
     sup: Supervisor,
     token: Option<String>,
     base: String,
+    hosts: Vec<String>,
 }
 
 impl std::fmt::Debug for EmbeddedDashboard {
@@ -120,7 +121,16 @@ impl EmbeddedDashboard {
             sup: sup.clone(),
             token: None,
             base: String::new(),
+            hosts: Vec::new(),
         }
+    }
+
+    /// Answer requests that name this host, besides IP addresses and
+    /// `localhost` (as `Dashboard::allow_host` does).
+    pub fn allow_host(mut self, name: &str) -> EmbeddedDashboard {
+        self.hosts
+            .push(name.trim_end_matches('.').to_ascii_lowercase());
+        self
     }
 
     /// Require this token of every request (at least 16 characters).
@@ -140,7 +150,7 @@ impl EmbeddedDashboard {
     /// `/jobs/{id}/cancel`. From now on a thread keeps the supervisor's
     /// latest events for the pages.
     pub fn router(self) -> Router {
-        let access = Access::new(self.token, self.base);
+        let access = Access::new(self.token, self.base, self.hosts);
         let events = self.sup.events();
         let app = Arc::new(App {
             sup: self.sup,

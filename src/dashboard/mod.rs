@@ -14,7 +14,11 @@
 //! [`Dashboard::serve`] listens on an address itself, as `procvisor
 //! dashboard` does.
 //!
-//! Access: on a loopback address anybody on this machine may look, so
+//! Access: every request must name the dashboard in its `Host` (an IP
+//! address, `localhost`, or a name it was told to answer to), so a web
+//! page that points its own name at this machine (DNS rebinding) reads
+//! nothing, and an action's `Origin`, when a browser sends one, must be
+//! the dashboard's own. On a loopback address anybody on this machine may look, so
 //! [`Dashboard::serve`] refuses any other address unless a token is set,
 //! and with a token every request must carry it (the `Authorization:
 //! Bearer` header, or the cookie set by opening any page once with
@@ -47,6 +51,10 @@ pub enum DashboardError {
     /// A token too short to be a secret.
     #[error("the dashboard token is {0} characters; use at least 16 (for example: openssl rand -hex 16)")]
     WeakToken(usize),
+    /// A token with spaces or control characters, or too few different
+    /// characters to be a secret.
+    #[error("the dashboard token has spaces or control characters, or fewer than 8 different characters: use a random one (for example: openssl rand -hex 16)")]
+    PlainToken,
     /// The address could not be listened on.
     #[error("cannot listen on {addr}: {source}; pick another address with --listen")]
     Listen {
@@ -57,11 +65,18 @@ pub enum DashboardError {
     },
 }
 
-/// The access rule: a token, if any, has at least 16 characters, and an
-/// address other than loopback needs one.
+/// The access rule: a token, if any, has at least 16 characters, none of
+/// them a space or a control character, at least 8 of them different; and
+/// an address other than loopback needs one.
 pub fn check_access(addr: SocketAddr, token: Option<&str>) -> Result<(), DashboardError> {
     match token {
         Some(t) if t.chars().count() < 16 => Err(DashboardError::WeakToken(t.chars().count())),
+        Some(t)
+            if t.chars().any(|c| c.is_whitespace() || c.is_control())
+                || t.chars().collect::<std::collections::HashSet<_>>().len() < 8 =>
+        {
+            Err(DashboardError::PlainToken)
+        }
         None if !addr.ip().is_loopback() => Err(DashboardError::NeedsToken(addr)),
         _ => Ok(()),
     }
@@ -71,6 +86,9 @@ pub fn check_access(addr: SocketAddr, token: Option<&str>) -> Result<(), Dashboa
 /// and the forms of both dashboards share).
 pub(crate) struct Access {
     pub(crate) token: Option<String>,
+    /// Host names (lower-case) it answers to besides IP addresses and
+    /// `localhost`.
+    pub(crate) hosts: Vec<String>,
     /// Carried by every action's form (see the module docs).
     pub(crate) form_key: String,
     /// The path the routes are mounted at ("" at the root).
@@ -78,9 +96,10 @@ pub(crate) struct Access {
 }
 
 impl Access {
-    fn new(token: Option<String>, base: String) -> Arc<Access> {
+    fn new(token: Option<String>, base: String, hosts: Vec<String>) -> Arc<Access> {
         Arc::new(Access {
             token,
+            hosts,
             form_key: auth::random_key(),
             base,
         })
@@ -138,6 +157,7 @@ pub struct Dashboard {
     store: Store,
     token: Option<String>,
     base: String,
+    hosts: Vec<String>,
 }
 
 #[cfg(feature = "store")]
@@ -157,7 +177,18 @@ impl Dashboard {
             store,
             token: None,
             base: String::new(),
+            hosts: Vec::new(),
         }
+    }
+
+    /// Answer requests that name this host (like `jobs.example.com`),
+    /// besides IP addresses and `localhost`. Any other name in a request's
+    /// `Host` is refused: that is what a web page does that pointed its own
+    /// name at this machine to read the dashboard (DNS rebinding).
+    pub fn allow_host(mut self, name: &str) -> Dashboard {
+        self.hosts
+            .push(name.trim_end_matches('.').to_ascii_lowercase());
+        self
     }
 
     /// The path the router is mounted at in an application (for the
@@ -178,7 +209,7 @@ impl Dashboard {
     /// to) `/jobs/{id}/cancel`, `/jobs/{id}/retry`, `/queues/pause` and
     /// `/queues/resume`.
     pub fn router(self) -> Router {
-        store_pages::routes(self.store, Access::new(self.token, self.base))
+        store_pages::routes(self.store, Access::new(self.token, self.base, self.hosts))
     }
 
     /// Check the access rule for `addr` (see [`check_access`]).

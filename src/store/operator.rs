@@ -83,7 +83,9 @@ impl Store {
     /// arguments and settings, due now. Its history gets a `retried`
     /// event naming the new job, and the action is recorded. Returns the
     /// new job's id. Only a job that ended other than `completed` can be
-    /// retried this way.
+    /// retried this way. A job retried already is not retried again: the
+    /// id of the job its first retry made is returned (so a form posted
+    /// twice makes one job); to run it once more, retry that job.
     pub async fn retry(&self, id: i64, by: &str) -> Result<i64, StoreError> {
         let mut client = self.client().await?;
         let tx = client
@@ -93,7 +95,7 @@ impl Store {
         let row = tx
             .query_opt(
                 "SELECT event, job IS NOT NULL AS again FROM procvisor_events
-                 WHERE job_id = $1 AND terminal",
+                 WHERE job_id = $1 AND terminal FOR UPDATE",
                 &[&id],
             )
             .await

@@ -1,9 +1,15 @@
 -- An operator ($2) runs ended job $1 again: a new job with its kind, queue,
 -- priority, arguments and settings (as its terminal event kept them), due
 -- now; the old job's history gets a `retried` event naming the new one,
--- and the action is recorded. Returns the new job's id.
+-- and the action is recorded. Returns the new job's id. A job retried
+-- already is not retried again: the job its first retry made is returned
+-- (a form posted twice makes one job); to run it once more, retry that one.
 WITH old AS (
     SELECT * FROM procvisor_events WHERE job_id = $1 AND terminal
+), prior AS (
+    SELECT (result->>'new_job')::bigint AS id FROM procvisor_events
+    WHERE job_id = $1 AND event = 'retried'
+    ORDER BY id DESC LIMIT 1
 ), new AS (
     INSERT INTO procvisor_jobs (queue, kind, args, priority, weight, timeout_ms,
                                 max_attempts, backoff_ms, backoff_cap_ms, state)
@@ -12,6 +18,7 @@ WITH old AS (
            (job->>'backoff_ms')::bigint, (job->>'backoff_cap_ms')::bigint,
            'available'
     FROM old
+    WHERE NOT EXISTS (SELECT 1 FROM prior)
     RETURNING id
 ), ev AS (
     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority,
@@ -26,4 +33,5 @@ WITH old AS (
     SELECT 'retry', $1, new.id, $2 FROM new
     RETURNING 1
 )
-SELECT new.id FROM new, (SELECT count(*) FROM ev) e, (SELECT count(*) FROM a) aa
+SELECT coalesce((SELECT id FROM new), (SELECT id FROM prior)) AS id,
+       (SELECT count(*) FROM ev) AS events, (SELECT count(*) FROM a) AS recorded
