@@ -5,7 +5,7 @@ mod cli;
 
 fn main() {
     // When a supervisor started this executable as its worker, serve and exit.
-    procvisor::stock::worker().run_if_worker();
+    procvisor::stock::worker_for_env().run_if_worker();
     procvisor::init_tracing();
     std::process::exit(cli::main());
 }

@@ -275,3 +275,55 @@ fn the_command_line_takes_the_database_after_the_subcommand_long_delays_and_refu
     );
     assert_eq!(code, 0, "{out}{err}");
 }
+
+#[test]
+fn a_supervisor_serves_only_the_safe_stock_handlers_unless_told_test_handlers() {
+    use std::io::BufRead;
+    let Some(url) = pg::database("safe_stock") else {
+        return;
+    };
+    assert_eq!(cli(&url, &["db", "migrate"]).0, 0);
+    let mut sup = Command::new(env!("CARGO_BIN_EXE_procvisor"))
+        .args([
+            "supervise",
+            "--workers",
+            "1",
+            "--poll-ms",
+            "100",
+            "--grace",
+            "1",
+        ])
+        .env("PROCVISOR_DATABASE_URL", &url)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(sup.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.contains("(kinds: echo, fail, noop, sleep)"),
+        "{first}"
+    );
+    // A job for a test handler is not taken; a safe one runs.
+    let (_, out, _) = cli(
+        &url,
+        &[
+            "submit",
+            "spawn_then",
+            r#"{"pid_file": "/tmp/x", "then": "return"}"#,
+        ],
+    );
+    let risky: i64 = out.trim().parse().unwrap();
+    let (code, out, err) = cli(&url, &["submit", "noop", "{}", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (_, status, _) = cli(&url, &["status", "--json"]);
+    let _ = sup.kill();
+    let _ = sup.wait();
+    assert!(
+        status.contains("\"state\":\"available\""),
+        "the spawn_then job {risky} still waits: {status}"
+    );
+}

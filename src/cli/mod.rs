@@ -166,7 +166,17 @@ impl WorkerArgs {
 
     /// A config with these workers, `n` of them.
     pub fn config(&self, n: usize) -> Result<Config, String> {
-        Ok(Config::new(self.command()?)
+        self.config_serving(n, true)
+    }
+
+    /// Like [`config`](Self::config); with `test_handlers` false, the stock
+    /// worker (when no --worker is given) serves only its safe handlers.
+    pub fn config_serving(&self, n: usize, test_handlers: bool) -> Result<Config, String> {
+        let mut command = self.command()?;
+        if self.worker.is_none() && !test_handlers {
+            command = command.env(procvisor::stock::HANDLERS_ENV, "safe");
+        }
+        Ok(Config::new(command)
             .workers(n)
             .memory_limit(self.memory_limit.map(|m| m << 20))
             .recycle_after(self.recycle_after)

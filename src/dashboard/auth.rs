@@ -78,9 +78,7 @@ fn host_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
         return false;
     };
     let host = host_of(value);
-    host == "localhost"
-        || host.parse::<std::net::IpAddr>().is_ok()
-        || allowed.contains(&host)
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() || allowed.contains(&host)
 }
 
 /// Whether an action comes from this dashboard's own pages: a browser

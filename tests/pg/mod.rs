@@ -407,6 +407,7 @@ pub fn supervise(url: &str, workers: u32, lease_secs: u32) -> Child {
     Command::new(env!("CARGO_BIN_EXE_procvisor"))
         .args([
             "supervise",
+            "--test-handlers",
             "--workers",
             &workers.to_string(),
             "--lease",

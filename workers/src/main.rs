@@ -8,5 +8,5 @@
 //! [`procvisor::Worker`] with your handlers and call `main()`.
 
 fn main() {
-    procvisor::stock::worker().main()
+    procvisor::stock::worker_for_env().main()
 }

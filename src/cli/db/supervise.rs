@@ -62,6 +62,13 @@ pub struct Args {
     policy: PolicyArg,
     #[command(flatten)]
     worker: WorkerArgs,
+    /// Without --worker, serve the stock worker's test handlers too (panic,
+    /// abort, segfault, hang, alloc, garbage, spawn_then, chatty, hunt), not
+    /// only noop, echo, sleep and fail. They crash, hang, exhaust memory and
+    /// read or write files a job names: only for trials, never on a queue
+    /// that others can write to.
+    #[arg(long = "test-handlers")]
+    test_handlers: bool,
 }
 
 pub fn run(a: Args) -> Result<i32, String> {
@@ -92,7 +99,7 @@ pub fn run(a: Args) -> Result<i32, String> {
     }
     let cfg = a
         .worker
-        .config(workers)?
+        .config_serving(workers, a.test_handlers)?
         .eviction(EvictionMode::Drop)
         .prefetch(a.prefetch.into())
         .policy(a.policy.policy());

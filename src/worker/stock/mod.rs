@@ -2,6 +2,12 @@
 //! own worker) serves, for demos, benchmarks and tests of every way a job can
 //! end.
 //!
+//! Only the first four are *safe* to serve from a job queue that others
+//! can write to ([`safe_worker`]); the rest crash, hang, exhaust memory, or
+//! read and write files a job names. `procvisor supervise` serves the safe
+//! ones unless told `--test-handlers`: it starts the stock worker with
+//! [`HANDLERS_ENV`]`=safe`, which [`worker_for_env`] obeys.
+//!
 //! | kind | payload | does |
 //! |---|---|---|
 //! | `noop` | `{}` | nothing; returns `null` |
@@ -67,10 +73,28 @@ pub struct AllocArgs {
     pub plain: bool,
 }
 
-/// A worker with every stock handler registered.
-pub fn worker() -> Worker {
-    Worker::new()
-        .handler("noop", |_: Empty, _| Ok::<_, String>(()))
+/// The environment variable that, set to `safe`, makes the stock worker
+/// programs serve only [`safe_worker`]'s handlers.
+pub const HANDLERS_ENV: &str = "PROCVISOR_STOCK_HANDLERS";
+
+/// The stock worker as its environment asks: only the safe handlers when
+/// [`HANDLERS_ENV`] is `safe`, every stock handler otherwise. What the
+/// stock binaries run.
+pub fn worker_for_env() -> Worker {
+    match std::env::var_os(HANDLERS_ENV) {
+        Some(v) if v == "safe" => safe_worker(),
+        _ => worker(),
+    }
+}
+
+/// A worker with the handlers that are safe to serve from a job queue
+/// others can write to: `noop`, `echo`, `sleep` and `fail`.
+pub fn safe_worker() -> Worker {
+    safe(Worker::new())
+}
+
+fn safe(w: Worker) -> Worker {
+    w.handler("noop", |_: Empty, _| Ok::<_, String>(()))
         .raw_handler("echo", |payload, _| JobResult::Ok(payload.clone()))
         .handler("sleep", sleep)
         .handler("fail", |a: FailArgs, _| {
@@ -79,6 +103,11 @@ pub fn worker() -> Worker {
                     .unwrap_or_else(|| "the fail handler always fails".into()),
             )
         })
+}
+
+/// A worker with every stock handler registered, the test handlers too.
+pub fn worker() -> Worker {
+    safe(Worker::new())
         .handler("panic", |_: Empty, _| -> Result<(), String> {
             panic!("the panic handler panicked on purpose")
         })
