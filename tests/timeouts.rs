@@ -93,3 +93,47 @@ fn a_frozen_worker_misses_heartbeats_and_is_replaced() {
         .outcome
         .is_completed());
 }
+
+#[test]
+fn a_supervisor_process_stopped_for_7_s_right_after_start_kills_no_healthy_worker() {
+    // `procvisor run` stopped (as Ctrl-Z or a debugger would) at several
+    // moments of its first second, before its first heartbeat check, for
+    // 7 s (more than the 5 missed heartbeats that mark a worker silent).
+    let runs: Vec<(std::process::Child, u64)> = [500, 700, 900, 1100]
+        .into_iter()
+        .map(|after_ms| {
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_procvisor"))
+                .args(["run", "sleep", r#"{"secs": 9}"#])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (child, after_ms)
+        })
+        .collect();
+    let stoppers: Vec<_> = runs
+        .iter()
+        .map(|(c, after_ms)| {
+            let (pid, after_ms) = (c.id() as i32, *after_ms);
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(after_ms));
+                // SAFETY: signals to a child we spawned and have not reaped.
+                unsafe { libc::kill(pid, libc::SIGSTOP) };
+                std::thread::sleep(Duration::from_secs(7));
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+            })
+        })
+        .collect();
+    for s in stoppers {
+        s.join().unwrap();
+    }
+    for (child, after_ms) in runs {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("\"outcome\":\"completed\""),
+            "stopped {after_ms} ms after start: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -443,14 +443,15 @@ impl Pool {
                 break;
             }
             self.timers.pop();
-            self.fire(timer, slot, gen, now);
+            self.fire(timer, slot, gen, at, now);
         }
         std::mem::take(&mut self.out)
     }
 
-    fn fire(&mut self, timer: Timer, slot: SlotId, gen: u64, now: Instant) {
+    /// Fire `timer`, due at `at`, at `now`.
+    fn fire(&mut self, timer: Timer, slot: SlotId, gen: u64, at: Instant, now: Instant) {
         if timer == Timer::Heartbeats {
-            return self.check_heartbeats(now);
+            return self.check_heartbeats(at, now);
         }
         if timer == Timer::ExitGrace {
             return self.out.push(PoolAction::KillAll);
@@ -483,14 +484,18 @@ impl Pool {
     }
 
     /// Kill workers that went silent. A supervisor that was itself stopped
-    /// (the checks came far apart) gives every worker a fresh start instead
-    /// of blaming it for the supervisor's own silence.
-    fn check_heartbeats(&mut self, now: Instant) {
+    /// (this check, due at `due`, came more than an interval late, or long
+    /// after the last one) gives every worker a fresh start instead of
+    /// blaming it for the supervisor's own silence. The lateness is what
+    /// tells, since the first check of all has no last one to compare with.
+    fn check_heartbeats(&mut self, due: Instant, now: Instant) {
         let every = self.cfg.heartbeat;
         let limit = every.saturating_mul(self.cfg.heartbeat_misses);
-        let stalled = self
+        let late = now.saturating_duration_since(due) > every;
+        let apart = self
             .last_check
             .is_some_and(|t| now.saturating_duration_since(t) > every.saturating_mul(2));
+        let stalled = late || apart;
         self.last_check = Some(now);
         for slot in 0..self.slots.len() {
             let s = &mut self.slots[slot];

@@ -50,6 +50,36 @@ impl T {
 }
 
 #[test]
+fn a_supervisor_stopped_before_its_first_check_blames_no_worker_for_its_own_silence() {
+    // Paused 7 s half a second after start: no check has run yet, and the
+    // workers' heartbeats sent meanwhile are read only after the checks.
+    let mut t = T::new(1);
+    t.poll(0);
+    let g = t.up(0, 5);
+    t.pool.heard(0, g, t.at(400));
+    assert!(t.poll(7_500).is_empty(), "no kill on waking");
+    t.pool.heard(0, g, t.at(7_501));
+    for s in 8..=14 {
+        t.pool.heard(0, g, t.at(s * 1000));
+        assert!(t.poll(s * 1000).is_empty(), "second {s}");
+    }
+    // A worker that really goes silent after that is still killed, once
+    // its misses are used up.
+    let killed: Vec<u64> = (15..=21)
+        .filter(|&s| {
+            matches!(
+                t.poll(s * 1000).as_slice(),
+                [PoolAction::Kill {
+                    slot: 0,
+                    why: Broke::Unresponsive(_)
+                }]
+            )
+        })
+        .collect();
+    assert_eq!(killed, vec![20]);
+}
+
+#[test]
 fn workers_start_then_a_silent_one_is_killed_after_its_misses() {
     let mut t = T::new(2);
     assert_eq!(
