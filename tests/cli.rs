@@ -428,3 +428,33 @@ fn a_closed_stdout_ends_the_command_quietly() {
     assert_eq!(status.code(), Some(141), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn the_workers_marker_in_a_users_environment_makes_nothing_a_worker() {
+    // Exported by hand, or inherited by a program a job started: the
+    // variable alone does not name this process's parent, so `run` runs.
+    for marker in ["4", "4:1", "garbage"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_procvisor"))
+            .args(["run", "noop", "{}"])
+            .env("PROCVISOR_HANDSHAKE_FD", marker)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("\"outcome\":\"completed\""),
+            "PROCVISOR_HANDSHAKE_FD={marker}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let worker =
+        std::path::Path::new(env!("CARGO_BIN_EXE_procvisor")).with_file_name("procvisor-worker");
+    if worker.exists() {
+        let out = std::process::Command::new(&worker)
+            .arg("--list")
+            .env("PROCVISOR_HANDSHAKE_FD", "4")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains("noop"), "{stdout}");
+    }
+}

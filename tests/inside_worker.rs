@@ -8,8 +8,12 @@ use procvisor::{StartError, Supervisor};
 
 #[test]
 fn a_worker_that_forgot_run_if_worker_cannot_start_a_supervisor() {
-    // What a supervisor sets in the environment of the workers it starts.
-    std::env::set_var("PROCVISOR_HANDSHAKE_FD", "4");
+    // What a supervisor sets in the environment of the workers it starts:
+    // the descriptor, and the supervisor's pid (this process's parent).
+    std::env::set_var(
+        "PROCVISOR_HANDSHAKE_FD",
+        format!("4:{}", std::os::unix::process::parent_id()),
+    );
     match Supervisor::start(common::config(2)) {
         Err(e @ StartError::InsideWorker) => {
             let msg = e.to_string();

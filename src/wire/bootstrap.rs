@@ -16,9 +16,29 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use serde::{Deserialize, Serialize};
 
 /// Name of the environment variable that tells a worker which inherited
-/// file descriptor carries its [`Bootstrap`] record. Its presence is what
-/// marks a process as a worker started by a supervisor.
+/// file descriptor carries its [`Bootstrap`] record, and which process
+/// started it: `FD:PID` (see [`marker`] and [`marked`]).
 pub(crate) const HANDSHAKE_FD_ENV: &str = "PROCVISOR_HANDSHAKE_FD";
+
+/// The value of [`HANDSHAKE_FD_ENV`] for a worker this process starts.
+pub(crate) fn marker() -> String {
+    format!("{HANDSHAKE_FD}:{}", std::process::id())
+}
+
+/// The descriptor of the bootstrap pipe, if this process is a worker a
+/// supervisor started: [`HANDSHAKE_FD_ENV`] is set *and* names this
+/// process's parent. The variable alone proves nothing: anyone may have it
+/// in their environment (exported by hand, or inherited by a program a job
+/// started), and such a process is no worker, and runs as it would
+/// without it.
+pub(crate) fn marked() -> Option<i32> {
+    let value = std::env::var(HANDSHAKE_FD_ENV).ok()?;
+    let (fd, pid) = value.split_once(':')?;
+    let parent = rustix::process::getppid()?.as_raw_nonzero().get();
+    (pid.parse::<i32>().ok()? == parent)
+        .then(|| fd.parse().ok())
+        .flatten()
+}
 
 /// The descriptor number a worker inherits its bootstrap pipe as.
 pub(crate) const HANDSHAKE_FD: i32 = 4;

@@ -39,11 +39,10 @@ pub use serve::ServeError;
 static SERVING: AtomicBool = AtomicBool::new(false);
 
 /// Whether this process is a procvisor worker: it serves a supervisor, or a
-/// supervisor started it to (it has the worker's marker in its
-/// environment, whether or not it called `run_if_worker`).
+/// supervisor started it to (it has the worker's marker, naming its
+/// parent, in its environment, whether or not it called `run_if_worker`).
 pub(crate) fn is_worker() -> bool {
-    SERVING.load(Ordering::Relaxed)
-        || std::env::var_os(crate::wire::bootstrap::HANDSHAKE_FD_ENV).is_some()
+    SERVING.load(Ordering::Relaxed) || crate::wire::bootstrap::marked().is_some()
 }
 
 pub(crate) fn mark_serving() {
@@ -271,7 +270,7 @@ impl Worker {
     /// exit the process when done; otherwise return at once. Call it first
     /// thing in the `main` of an application that is its own worker.
     pub fn run_if_worker(self) {
-        if std::env::var_os(crate::wire::bootstrap::HANDSHAKE_FD_ENV).is_some() {
+        if crate::wire::bootstrap::marked().is_some() {
             crate::init_tracing();
             let code = match self.serve() {
                 Ok(()) => 0,

@@ -31,7 +31,7 @@ use crate::wire::{
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// Not started by a supervisor.
-    #[error("{HANDSHAKE_FD_ENV} is not set: this process was not started by a procvisor supervisor (run it with --once KIND JSON to try a job by hand)")]
+    #[error("{HANDSHAKE_FD_ENV} is not set, or names another parent: this process was not started by a procvisor supervisor (run it with --once KIND JSON to try a job by hand)")]
     NotAWorker,
     /// The handshake failed.
     #[error("could not reach the supervisor at {name:?}: {reason}")]
@@ -102,13 +102,13 @@ impl Settings {
     /// programs a job starts neither see them nor mistake themselves for
     /// workers. Runs before this process starts any thread.
     fn take_from_env() -> Result<Settings, ServeError> {
-        if std::env::var_os(HANDSHAKE_FD_ENV).is_none() {
+        let Some(handshake_fd) = crate::wire::bootstrap::marked() else {
             return Err(ServeError::NotAWorker);
-        }
+        };
         let num = |key: &str| std::env::var(key).ok().and_then(|v| v.parse::<u64>().ok());
         let fd = |key: &str| num(key).and_then(|fd| i32::try_from(fd).ok());
         let settings = Settings {
-            handshake_fd: fd(HANDSHAKE_FD_ENV),
+            handshake_fd: Some(handshake_fd),
             results_fd: fd(RESULTS_FD_ENV),
             heartbeat: Duration::from_millis(
                 num(HEARTBEAT_ENV).unwrap_or(1000).clamp(1, 3_600_000),

@@ -122,7 +122,7 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
     command
         .args(&cmd.args)
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
-        .env(HANDSHAKE_FD_ENV, HANDSHAKE_FD.to_string())
+        .env(HANDSHAKE_FD_ENV, crate::wire::bootstrap::marker())
         .env(RESULTS_FD_ENV, RESULTS_FD.to_string())
         .env(
             HEARTBEAT_ENV,
