@@ -17,6 +17,14 @@ use crate::wire::{self, FromWorker, Handshake, PROTOCOL_VERSION};
 /// Most frames gathered into one event.
 const READ_BATCH: usize = 256;
 
+/// A worker's chatter (heartbeats, progress) reaches the actor at most this
+/// often when nothing else comes with it: a worker that floods either
+/// costs the supervisor one event per interval, not one per frame, so its
+/// mailbox cannot grow without bound and its other workers' news is not
+/// queued behind the flood. Only the newest progress of each job, and one
+/// heartbeat, are kept meanwhile.
+const CHATTER_EVERY: Duration = Duration::from_millis(50);
+
 /// Where a new worker knocks: its one-shot handshake server, and the
 /// record that tells the worker from anyone else.
 pub(super) struct Door {
@@ -80,8 +88,18 @@ pub(super) fn read_frames(
     spin: Duration,
 ) {
     let mut reports = Vec::new();
+    // Chatter held back (see CHATTER_EVERY): a heartbeat, and the newest
+    // progress of each job, in the order jobs first reported.
+    let mut beat = false;
+    let mut progress: Vec<(u64, f32, String)> = Vec::new();
+    let mut chatter_sent: Option<Instant> = None;
+    // Read more only once every whole frame read so far is taken: reading
+    // ahead of the frames already in would let a flooding worker grow the
+    // buffer without bound, and leave its last frames unread until it
+    // writes again.
+    let mut drained = false;
     loop {
-        if rx.fill(spin).is_err() {
+        if drained && rx.fill(spin).is_err() {
             return sink(LinkEvent::Closed { slot, gen });
         }
         let at = Instant::now();
@@ -106,6 +124,24 @@ pub(super) fn read_frames(
             };
             count += 1;
             for m in frame {
+                match m {
+                    FromWorker::Heartbeat => {
+                        beat = true;
+                        continue;
+                    }
+                    FromWorker::Progress {
+                        job,
+                        fraction,
+                        note,
+                    } => {
+                        match progress.iter_mut().find(|p| p.0 == job) {
+                            Some(p) => *p = (job, fraction, note),
+                            None => progress.push((job, fraction, note)),
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
                 messages.push(match m {
                     FromWorker::Finished {
                         job,
@@ -132,20 +168,29 @@ pub(super) fn read_frames(
                             run,
                         }
                     }
-                    FromWorker::Progress {
-                        job,
-                        fraction,
-                        note,
-                    } => Incoming::Progress {
-                        job,
-                        fraction,
-                        note,
-                    },
-                    FromWorker::Heartbeat => Incoming::Heartbeat,
+                    FromWorker::Progress { .. } | FromWorker::Heartbeat => continue,
                     FromWorker::MemoryLimit => Incoming::MemoryLimit,
                     FromWorker::MemoryHigh { rss } => Incoming::MemoryHigh { rss },
                 });
             }
+        }
+        // Chatter goes with any other news, or alone once an interval.
+        let chatter = beat || !progress.is_empty();
+        let due = chatter_sent.is_none_or(|t| at.saturating_duration_since(t) >= CHATTER_EVERY);
+        if chatter && (due || !messages.is_empty() || fault.is_some()) {
+            messages.extend(
+                progress
+                    .drain(..)
+                    .map(|(job, fraction, note)| Incoming::Progress {
+                        job,
+                        fraction,
+                        note,
+                    }),
+            );
+            if std::mem::take(&mut beat) {
+                messages.push(Incoming::Heartbeat);
+            }
+            chatter_sent = Some(at);
         }
         // The actor hears first, so that anything a submitter asks after
         // seeing its report already counts the job.
@@ -162,5 +207,7 @@ pub(super) fn read_frames(
         if let Some(error) = fault {
             return sink(LinkEvent::Fault { slot, gen, error });
         }
+        // A full batch may have left whole frames behind: take them first.
+        drained = count < READ_BATCH;
     }
 }

@@ -20,6 +20,8 @@
 //! | `hang` | `{}` | ignores `SIGTERM` and spins forever |
 //! | `alloc` | `{"mib": 100}` | allocates and touches N MiB, holds it 50 ms; returns `{"mib": n}` |
 //! | `garbage` | `{}` | writes bytes that are not a frame to the supervisor channel, then waits |
+//! | `flood_progress` | `{"secs": 2}` | reports progress as fast as it can for that long; returns how many reports it sent |
+//! | `flood_heartbeats` | `{"secs": 2}` | writes heartbeat frames as fast as the pipe takes them for that long; returns how many |
 //! | `spawn_then` | `{"pid_file": "...", "then": "segfault"}` | starts a `sleep` child, writes its pid, then segfaults, exits, or returns |
 //! | `chatty` | `"text"` | prints the text to its standard output, returns it |
 //! | `hunt` | `{"dir": "...", "first": 0, "count": 100}` | searches files of a treasure-hunt data set (see [`hunt`]) |
@@ -155,6 +157,39 @@ pub fn worker() -> Worker {
             println!("{text}");
             Ok(text)
         })
+        .handler(
+            "flood_progress",
+            |a: SleepArgs, ctx| -> Result<u64, String> {
+                // Reports progress as fast as it can, as a careless loop would.
+                let until = Instant::now() + Duration::from_secs_f64(a.secs.clamp(0.0, 60.0));
+                let mut sent = 0u64;
+                while Instant::now() < until {
+                    ctx.progress((sent % 100) as f32 / 100.0, "flooding");
+                    sent += 1;
+                }
+                Ok(sent)
+            },
+        )
+        .handler(
+            "flood_heartbeats",
+            |a: SleepArgs, ctx| -> Result<u64, String> {
+                // Writes heartbeat frames, one per write, as fast as the pipe
+                // takes them: what a hostile worker program could send.
+                let frame = crate::wire::stream::frame_into(
+                    &[crate::wire::FromWorker::Heartbeat],
+                    Vec::new(),
+                )
+                .map_err(|e| e.to_string())?;
+                let burst = frame.repeat(64);
+                let until = Instant::now() + Duration::from_secs_f64(a.secs.clamp(0.0, 60.0));
+                let mut sent = 0u64;
+                while Instant::now() < until {
+                    ctx.send_raw_bytes_for_tests(&burst);
+                    sent += 64;
+                }
+                Ok(sent)
+            },
+        )
         .handler("garbage", |_: Empty, ctx| -> Result<(), String> {
             ctx.send_raw_bytes_for_tests(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xffnot a frame");
             std::thread::sleep(Duration::from_secs(30));
