@@ -193,6 +193,26 @@ impl FrameReader {
         }
     }
 
+    /// Read what has arrived without waiting, if less than a chunk is
+    /// still unread (so the buffer stays bounded however fast the writer
+    /// is). An end of stream is left for [`fill`](Self::fill) to report.
+    pub(crate) fn top_up(&mut self) {
+        if self.end - self.start >= CHUNK {
+            return;
+        }
+        self.make_room();
+        loop {
+            match (&self.stream).read(&mut self.buf[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
     /// Wait until the socket is readable (or closed).
     fn block(&self) {
         let fd = self.stream.as_fd();

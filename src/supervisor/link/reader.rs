@@ -93,14 +93,20 @@ pub(super) fn read_frames(
     let mut beat = false;
     let mut progress: Vec<(u64, f32, String)> = Vec::new();
     let mut chatter_sent: Option<Instant> = None;
-    // Read more only once every whole frame read so far is taken: reading
-    // ahead of the frames already in would let a flooding worker grow the
-    // buffer without bound, and leave its last frames unread until it
-    // writes again.
+    // Wait for more only once every whole frame read so far is taken, and
+    // read ahead of the frames already in by a chunk at most: more would
+    // let a flooding worker grow the buffer without bound, and leave its
+    // last frames unread until it writes again.
     let mut drained = false;
     loop {
-        if drained && rx.fill(spin).is_err() {
-            return sink(LinkEvent::Closed { slot, gen });
+        if drained {
+            if rx.fill(spin).is_err() {
+                return sink(LinkEvent::Closed { slot, gen });
+            }
+        } else {
+            // Frames are left: take them, with whatever else came (for
+            // batches as large as before), but never read far ahead.
+            rx.top_up();
         }
         let at = Instant::now();
         let mut messages = Vec::new();
