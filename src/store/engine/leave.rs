@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
 
 use std::borrow::Cow;
 
@@ -149,53 +150,52 @@ pub(crate) async fn leave(
     }
     let mut written = 0;
     if !ends.id.is_empty() {
-        let stmt = client
-            .prepare_cached(END)
-            .await
-            .map_err(|e| StoreError::query("prepare the ending write", e))?;
-        let row = client
-            .query_one(
-                &stmt,
-                &[
-                    &ends.id,
-                    &ends.lease,
-                    &ends.event,
-                    &ends.result,
-                    &ends.error,
-                    &ends.pid,
-                    &ENDED_CHANNEL,
-                ],
-            )
-            .await
-            .map_err(|e| StoreError::query("write job endings", e))?;
-        written += row.get::<_, i64>("written").max(0) as usize;
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &ends.id,
+            &ends.lease,
+            &ends.event,
+            &ends.result,
+            &ends.error,
+            &ends.pid,
+            &ENDED_CHANNEL,
+        ];
+        written += run(client, END, "write job endings", &params).await?;
     }
     if !waits.id.is_empty() {
-        let stmt = client
-            .prepare_cached(REQUEUE)
-            .await
-            .map_err(|e| StoreError::query("prepare the requeue", e))?;
-        let row = client
-            .query_one(
-                &stmt,
-                &[
-                    &waits.id,
-                    &waits.lease,
-                    &waits.event,
-                    &waits.state,
-                    &waits.error,
-                    &waits.delay,
-                    &waits.bits,
-                    &waits.pid,
-                    &JOBS_CHANNEL,
-                    &ENDED_CHANNEL,
-                ],
-            )
-            .await
-            .map_err(|e| StoreError::query("put jobs back in the queue", e))?;
-        written += row.get::<_, i64>("written").max(0) as usize;
+        let params: [&(dyn ToSql + Sync); 10] = [
+            &waits.id,
+            &waits.lease,
+            &waits.event,
+            &waits.state,
+            &waits.error,
+            &waits.delay,
+            &waits.bits,
+            &waits.pid,
+            &JOBS_CHANNEL,
+            &ENDED_CHANNEL,
+        ];
+        written += run(client, REQUEUE, "put jobs back in the queue", &params).await?;
     }
     Ok(written)
+}
+
+/// Run one of the two statements (prepared once per connection); returns
+/// the rows it found still under their lease.
+async fn run(
+    client: &impl GenericClient,
+    sql: &str,
+    what: &'static str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<usize, StoreError> {
+    let stmt = client
+        .prepare_cached(sql)
+        .await
+        .map_err(|e| StoreError::query(what, e))?;
+    let row = client
+        .query_one(&stmt, params)
+        .await
+        .map_err(|e| StoreError::query(what, e))?;
+    Ok(row.get::<_, i64>("written").max(0) as usize)
 }
 
 /// `end.sql`'s parameters, a column each.
