@@ -154,3 +154,37 @@ fn a_process_that_connects_first_without_the_secret_gets_no_job() {
     assert!(left.is_empty(), "left behind: {left:?}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
+
+#[test]
+fn a_worker_program_that_never_presents_its_secret_is_not_restarted_for_ever() {
+    let exe = std::env::current_exe().unwrap();
+    let program = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("secretless_worker");
+    assert!(
+        program.exists(),
+        "{} is missing: cargo test builds it",
+        program.display()
+    );
+    let t = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_procvisor"))
+        .args(["run", "noop", "{}", "--worker"])
+        .arg(&program)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("never became a worker") && err.contains("three times"),
+        "{err}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(30),
+        "gave up within the restart backoff: {:?}",
+        t.elapsed()
+    );
+}

@@ -94,10 +94,16 @@ impl SupervisorActor {
             self.route_core(now, ctx);
         }
         if death == (Death::BeforeReady { not_a_worker: true }) {
-            let why = format!(
-                "the worker program {} did not start: {crash}, before its handshake; is it a procvisor worker (does its main call Worker::main or run_if_worker)?",
-                self.cfg.worker.program.display()
-            );
+            let program = self.cfg.worker.program.display();
+            let why = if matches!(crash, Crash::HandshakeTaken | Crash::ProtocolFault(_)) {
+                format!(
+                    "the worker program {program} never became a worker: its handshake was refused three times in a row (last: {crash}); either it does not present the secret it is given (is it a procvisor worker of this version?), or another process of this user keeps connecting first to its handshake socket"
+                )
+            } else {
+                format!(
+                    "the worker program {program} did not start: {crash}, before its handshake; is it a procvisor worker (does its main call Worker::main or run_if_worker)?"
+                )
+            };
             self.fail(why, ctx);
         }
         if self.pool.phase(slot) == Phase::Down {
@@ -292,8 +298,12 @@ impl Handler<LinkEvent> for SupervisorActor {
                 self.core.worker_ready(slot);
             }
             LinkEvent::HandshakeFailed { slot, gen, error } => {
+                // Whoever connected first sent what does not decode: the
+                // worker, or another process racing it (which is then
+                // refused like one that lacks the secret).
                 if self.pool.is_current(slot, gen) {
                     self.kill_broken(slot, Crash::ProtocolFault(error));
+                    self.pool.intruded(slot, gen);
                 }
             }
             LinkEvent::HandshakeTaken { slot, gen } => {

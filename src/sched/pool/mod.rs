@@ -94,6 +94,10 @@ pub enum Death {
     },
 }
 
+/// Handshakes refused in a row, before any worker was ever ready, after
+/// which the worker program is taken for one that cannot become a worker.
+const MAX_REFUSALS: u32 = 3;
+
 /// What the pool asks its driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PoolAction {
@@ -152,6 +156,10 @@ struct Life {
     broke: bool,
     /// Another process took its handshake: the program itself may be fine.
     intruded: bool,
+    /// Handshakes of this slot in a row that were refused (another process
+    /// took the handshake, or what came did not decode), while no worker
+    /// of the pool was ever ready.
+    refusals: u32,
     /// Jobs it finished.
     jobs: u32,
     /// It asked to be replaced (its memory grew past the limit).
@@ -192,6 +200,7 @@ impl Pool {
                     expected: false,
                     broke: false,
                     intruded: false,
+                    refusals: 0,
                     jobs: 0,
                     asked_out: false,
                     consecutive_deaths: 0,
@@ -247,6 +256,7 @@ impl Pool {
             jobs: 0,
             asked_out: false,
             consecutive_deaths,
+            refusals: self.slots[slot].refusals,
             drained: false,
             exited: false,
         };
@@ -528,8 +538,16 @@ impl Pool {
         } else if was == Phase::Ready {
             Death::Lost
         } else {
+            if s.intruded {
+                s.refusals += 1;
+            }
+            // A handshake taken once may be another process's doing; taken
+            // every time, before any worker was ever ready, it is the
+            // program's own (it never presents its secret): starting it
+            // again would loop.
+            let refused = s.refusals >= MAX_REFUSALS;
             Death::BeforeReady {
-                not_a_worker: !self.ever_ready && !s.intruded,
+                not_a_worker: !self.ever_ready && (!s.intruded || refused),
             }
         };
         s.phase = Phase::Down;

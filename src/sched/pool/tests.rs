@@ -322,3 +322,43 @@ fn a_worker_whose_handshake_was_taken_is_restarted_even_before_any_was_ready() {
         "no restart: {actions:?}"
     );
 }
+
+#[test]
+fn a_program_whose_handshake_is_refused_three_times_in_a_row_is_not_started_again() {
+    let mut t = T::new(1);
+    t.poll(0);
+    let mut deaths = Vec::new();
+    let mut spawns = 1;
+    let mut ms = 1;
+    for gen in 1..=3u64 {
+        t.pool.spawned(0, gen, t.at(ms));
+        t.pool.broke(0, gen);
+        t.pool.intruded(0, gen);
+        t.pool.exited(0, gen, t.at(ms + 1));
+        t.pool.closed(0, gen, t.at(ms + 1));
+        let end = ms + 1000;
+        while ms < end {
+            ms += 1;
+            for a in t.poll(ms) {
+                match a {
+                    PoolAction::Dead { death, .. } => deaths.push(death),
+                    PoolAction::Spawn { .. } => spawns += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(
+        deaths,
+        vec![
+            Death::BeforeReady {
+                not_a_worker: false
+            },
+            Death::BeforeReady {
+                not_a_worker: false
+            },
+            Death::BeforeReady { not_a_worker: true },
+        ]
+    );
+    assert_eq!(spawns, 3, "started three times, not a fourth");
+}
