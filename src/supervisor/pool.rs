@@ -282,7 +282,11 @@ impl Handler<LinkEvent> for SupervisorActor {
                 }
                 let wanted = self.pool.ready(slot, gen, now);
                 let s = &mut self.slots[slot];
-                s.pid = Some(pid);
+                // The pid is the process this supervisor started, not what
+                // the worker says it is (a wrapper's child says another).
+                if s.pid != Some(pid) {
+                    tracing::debug!(slot, spawned = s.pid, said = pid, "the worker says it has another pid than the process started");
+                }
                 s.server = None;
                 s.tx = Some(WorkerTx::new(tx, control));
                 self.initial_pending = self.initial_pending.saturating_sub(1);

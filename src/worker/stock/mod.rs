@@ -243,7 +243,8 @@ fn sleep(a: SleepArgs, ctx: &JobContext) -> Result<Slept, String> {
             a.secs
         ));
     }
-    let total = Duration::from_secs_f64(a.secs);
+    let total = Duration::try_from_secs_f64(a.secs)
+        .map_err(|_| format!("secs {} is too large to sleep", a.secs))?;
     let start = Instant::now();
     let mut told = start;
     while start.elapsed() < total {
