@@ -70,3 +70,16 @@ fn flood(kind: &str) {
         "another worker's job waited {slowest:?} behind the flood"
     );
 }
+
+#[test]
+fn a_run_time_a_worker_reports_is_believed_only_up_to_the_time_since_the_job_was_sent() {
+    let sup = start(config(1));
+    let t = Instant::now();
+    let r = wait(
+        sup.submit(Job::json("lying_finish", &json!({}))).unwrap(),
+        20,
+    );
+    assert!(r.outcome.is_completed(), "{:?}", r.outcome);
+    let ran = r.ran_for.expect("a run time");
+    assert!(ran <= t.elapsed(), "ran for {ran:?} in {:?}", t.elapsed());
+}

@@ -131,6 +131,7 @@ impl SupervisorActor {
                 &meta,
                 from_slot.and_then(|s| s.pid),
                 true,
+                now,
             )),
             None => from_slot.and_then(|s| s.replies.take(job)),
         };
@@ -153,7 +154,12 @@ impl SupervisorActor {
             return;
         }
         let (outcome, run) = outcome_of(end, detail, spec.timeout, || self.stop_reason_text());
-        let ran_for = run.or_else(|| meta.started.map(|t| now.saturating_duration_since(t)));
+        // What the worker says it ran is believed only up to the time since
+        // the job was sent to it.
+        let sent = now.saturating_duration_since(reply.sent_at);
+        let ran_for = run
+            .map(|r| r.min(sent))
+            .or_else(|| meta.started.map(|t| now.saturating_duration_since(t)));
         self.tally
             .ended(job, spec.kind, &data.kind, &outcome, ran_for);
         reply.send(job, outcome, ran_for);
@@ -175,7 +181,7 @@ impl SupervisorActor {
         self.tally
             .started(job, meta.kind, &rec.kind, waited, pid, meta.attempt);
         if let Some(target) = rec.target.take() {
-            let reply = reply_for(target, rec, &meta, pid, failure_is_final);
+            let reply = reply_for(target, rec, &meta, pid, failure_is_final, now);
             self.slots[slot].replies.lock().insert(job, reply);
         }
         self.dispatches.0.push((slot, job));
@@ -288,6 +294,7 @@ fn reply_for(
     meta: &JobMeta,
     pid: Option<u32>,
     failure_is_final: bool,
+    now: Instant,
 ) -> Reply {
     Reply {
         target,
@@ -298,6 +305,7 @@ fn reply_for(
         pid,
         history: std::mem::take(&mut rec.history),
         failure_is_final,
+        sent_at: now,
     }
 }
 

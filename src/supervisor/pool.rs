@@ -285,7 +285,12 @@ impl Handler<LinkEvent> for SupervisorActor {
                 // The pid is the process this supervisor started, not what
                 // the worker says it is (a wrapper's child says another).
                 if s.pid != Some(pid) {
-                    tracing::debug!(slot, spawned = s.pid, said = pid, "the worker says it has another pid than the process started");
+                    tracing::debug!(
+                        slot,
+                        spawned = s.pid,
+                        said = pid,
+                        "the worker says it has another pid than the process started"
+                    );
                 }
                 s.server = None;
                 s.tx = Some(WorkerTx::new(tx, control));

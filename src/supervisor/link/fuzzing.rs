@@ -69,6 +69,7 @@ pub fn read_worker_bytes(bytes: &[u8], max_frame: usize) -> WorkerBytes {
                 pid: None,
                 history: Vec::new(),
                 failure_is_final: job % 2 == 0,
+                sent_at: std::time::Instant::now(),
             },
         );
     }

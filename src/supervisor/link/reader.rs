@@ -155,10 +155,13 @@ pub(super) fn read_frames(
                         run_us,
                     } => {
                         let outcome = Outcome::from_result(result);
-                        let run = Duration::from_micros(run_us);
+                        let mut run = Duration::from_micros(run_us);
                         let how = outcome.finish();
                         let end = match replies.take_if_final(job, &outcome) {
                             Some(reply) => {
+                                // Believed only up to the time since the
+                                // job was sent.
+                                run = run.min(at.saturating_duration_since(reply.sent_at));
                                 let summary = outcome.without_result();
                                 let kind = reply.kind_id;
                                 reports.push((reply, job, outcome, run));

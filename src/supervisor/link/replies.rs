@@ -31,6 +31,9 @@ pub(crate) struct Reply {
     pub(crate) history: Vec<AttemptEnd>,
     /// A failure of this attempt ends the job (no retry is left).
     pub(crate) failure_is_final: bool,
+    /// When the job was sent to the worker: no run the worker reports is
+    /// longer than the time since.
+    pub(crate) sent_at: std::time::Instant,
 }
 
 impl Reply {

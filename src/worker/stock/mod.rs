@@ -21,6 +21,7 @@
 //! | `alloc` | `{"mib": 100}` | allocates and touches N MiB, holds it 50 ms; returns `{"mib": n}` |
 //! | `garbage` | `{}` | writes bytes that are not a frame to the supervisor channel, then waits |
 //! | `flood_progress` | `{"secs": 2}` | reports progress as fast as it can for that long; returns how many reports it sent |
+//! | `lying_finish` | `{}` | reports its own end with a run time of 31 years, then stays busy |
 //! | `flood_heartbeats` | `{"secs": 2}` | writes heartbeat frames as fast as the pipe takes them for that long; returns how many |
 //! | `spawn_then` | `{"pid_file": "...", "then": "segfault"}` | starts a `sleep` child, writes its pid, then segfaults, exits, or returns |
 //! | `chatty` | `"text"` | prints the text to its standard output, returns it |
@@ -190,6 +191,22 @@ pub fn worker() -> Worker {
                 Ok(sent)
             },
         )
+        .handler("lying_finish", |_: Empty, ctx| -> Result<(), String> {
+            // Reports its own end with a run time of 31 years, as a hostile
+            // worker could, then stays busy.
+            let frame = crate::wire::stream::frame_into(
+                &[crate::wire::FromWorker::Finished {
+                    job: ctx.job_id(),
+                    result: JobResult::Ok(crate::Payload::json(&()).map_err(|e| e.to_string())?),
+                    run_us: 1_000_000_000_000_000,
+                }],
+                Vec::new(),
+            )
+            .map_err(|e| e.to_string())?;
+            ctx.send_raw_bytes_for_tests(&frame);
+            std::thread::sleep(Duration::from_secs(60));
+            Err("the supervisor did not take the forged ending".into())
+        })
         .handler("garbage", |_: Empty, ctx| -> Result<(), String> {
             ctx.send_raw_bytes_for_tests(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xffnot a frame");
             std::thread::sleep(Duration::from_secs(30));
