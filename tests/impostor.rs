@@ -171,9 +171,12 @@ fn a_worker_program_that_never_presents_its_secret_is_not_restarted_for_ever() {
         program.display()
     );
     let t = Instant::now();
+    // Its sockets in a folder of its own, away from the impostor's.
+    let tmp = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_procvisor"))
         .args(["run", "noop", "{}", "--worker"])
         .arg(&program)
+        .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -187,4 +190,57 @@ fn a_worker_program_that_never_presents_its_secret_is_not_restarted_for_ever() {
         "gave up within the restart backoff: {:?}",
         t.elapsed()
     );
+}
+
+#[test]
+fn the_handshake_socket_is_this_users_alone_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    // `procvisor run` under umask 000, its worker slow to connect, so the
+    // socket can be looked at while it waits.
+    let slow = tmp.path().join("slow-worker");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\nsleep 1\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_procvisor")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut run = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" run noop '{}' --worker \"$1\"")
+        .arg(env!("CARGO_BIN_EXE_procvisor"))
+        .arg(&slow)
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let socket = find_socket(tmp.path(), Duration::from_secs(10));
+    // By the time the worker is told where it is (it was told at once;
+    // it waits 1 s before it connects).
+    std::thread::sleep(Duration::from_millis(300));
+    let modes = socket.as_ref().map(|s| {
+        let dir = std::fs::metadata(s.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        let file = std::fs::metadata(s)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        (dir, file)
+    });
+    let _ = run.kill();
+    let out = run.wait_with_output().unwrap();
+    let (dir, file) = modes.unwrap_or_else(|| {
+        panic!(
+            "no handshake socket appeared: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(dir & 0o077, 0, "the socket's folder is {dir:o}");
+    assert_eq!(file & 0o077, 0, "the socket is {file:o}");
 }

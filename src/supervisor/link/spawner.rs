@@ -85,6 +85,19 @@ impl Drop for Spawner {
     }
 }
 
+/// The handshake socket's folder and file take their modes from the
+/// umask (under `umask 000`, any user could connect); make them this
+/// user's alone (0700, 0600) before the worker is told where they are. A
+/// process that connects in between is refused like any other without the
+/// secret.
+fn keep_private(socket: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = socket.parent() {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+}
+
 fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRequest) {
     let SpawnRequest { slot, gen, replies } = req;
     let failed = |error: String| sink(LinkEvent::SpawnFailed { slot, gen, error });
@@ -92,6 +105,9 @@ fn spawn_one(cmd: &WorkerCommand, timing: Timing, sink: &EventSink, req: SpawnRe
         Ok(s) => s,
         Err(e) => return failed(format!("cannot create the handshake server: {e}")),
     };
+    if let Err(e) = keep_private(std::path::Path::new(&name)) {
+        return failed(format!("cannot make the handshake socket private: {e}"));
+    }
     let (ours, theirs) = match pipe() {
         Ok(p) => p,
         Err(e) => return failed(format!("cannot create the results pipe: {e}")),
