@@ -69,6 +69,17 @@ fn a_cancel_asked_while_its_supervisor_is_stopped_survives_that_supervisor_being
         // The supervisor cannot act on the cancel: it is stopped, then
         // killed (its worker dies with it).
         a.signal(libc::SIGSTOP);
+        let stopped = until(Duration::from_secs(5), async || {
+            std::fs::read_to_string(format!("/proc/{}/stat", a.id())).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('T')
+            })
+        })
+        .await;
+        assert!(stopped, "supervisor a stopped");
         assert_eq!(
             store.cancel_as(id, "the night operator").await.unwrap(),
             Cancelled::Requested

@@ -2,7 +2,7 @@
 -- ids, $2 leases) leaves the live table with its one terminal event ($3,
 -- with the result $4 and error $5; $6 the worker's pid), in one statement.
 -- An ending other than `completed` keeps what it takes to run the job again
--- (for an operator's retry). Waiters are woken ($7). The events take their
+-- (for an operator's retry); a `cancelled` one names who asked. Waiters are woken ($7). The events take their
 -- ids in the order the endings came. Returns how many rows were still under
 -- their lease (the rest were taken over: stale).
 --
@@ -18,7 +18,11 @@ WITH d AS (
     DELETE FROM procvisor_jobs j USING d
     WHERE j.id = d.id AND j.lease = d.lease
     RETURNING j.id, d.event, j.queue, j.kind, j.priority, j.lease, j.attempt, j.evictions,
-              j.reclaims, j.supervisor, d.pid, d.result, d.error, d.ord,
+              j.reclaims, j.supervisor, d.pid, d.result,
+              CASE WHEN d.event = 'cancelled' AND j.cancel_requested_by IS NOT NULL
+                   THEN coalesce(d.error, 'cancelled') || ' (asked by ' || j.cancel_requested_by || ')'
+                   ELSE d.error END AS error,
+              d.ord,
               CASE WHEN d.event <> 'completed' THEN procvisor_job_again(j) END AS job
 ), ev AS (
     INSERT INTO procvisor_events (job_id, event, terminal, queue, kind, priority, lease, attempt,
