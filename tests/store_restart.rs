@@ -14,18 +14,33 @@ use serde_json::json;
 /// The tests of this program restart the one server: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The server to this test alone (while the guard lives), and a migrated
+/// database of its own, `test`: its URL.
+fn alone(
+    test: &str,
+) -> Option<(
+    std::sync::MutexGuard<'static, ()>,
+    String,
+    &'static pg::Server,
+)> {
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let url = pg::database(test)?;
+    let server = pg::server().expect("the server behind the database");
+    pg::runtime().block_on(async {
+        Store::connect(&url).await.unwrap().migrate().await.unwrap();
+    });
+    Some((guard, url, server))
+}
+
 #[test]
 fn supervisors_ride_out_a_database_restart_and_every_job_ends_once() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(url) = pg::database("restart") else {
+    let Some((_alone, url, server)) = alone("restart") else {
         return;
     };
-    let server = pg::server().expect("the server behind the database");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("record");
     pg::runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
         let args = ["--workers", "2", "--lease", "15"];
         let supervisors: Vec<_> = (0..2)
             .map(|_| record::supervise(&url, Some(&file), &args))
@@ -106,16 +121,13 @@ fn a_restart_shorter_than_the_lease_runs_no_job_twice_not_even_one_waiting_with_
     // the supervisor would hold its starts. No job may run twice: the
     // short job's deadline must not pass while it waits, nor during the
     // outage.
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(url) = pg::database("short_restart") else {
+    let Some((_alone, url, server)) = alone("short_restart") else {
         return;
     };
-    let server = pg::server().expect("the server behind the database");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("record");
     pg::runtime().block_on(async {
         let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
         let args = ["--workers", "1", "--prefetch", "2", "--lease", "6"];
         let sup = record::supervise(&url, Some(&file), &args);
         let long = store
@@ -160,15 +172,9 @@ fn a_restart_shorter_than_the_lease_runs_no_job_twice_not_even_one_waiting_with_
 
 #[test]
 fn submit_wait_rides_out_a_database_restart_and_reports_the_ending() {
-    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(url) = pg::database("wait_restart") else {
+    let Some((_alone, url, server)) = alone("wait_restart") else {
         return;
     };
-    let server = pg::server().expect("the server behind the database");
-    pg::runtime().block_on(async {
-        let store = Store::connect(&url).await.unwrap();
-        store.migrate().await.unwrap();
-    });
     let sup = pg::supervise(&url, 1, 15);
     let waiting = std::process::Command::new(env!("CARGO_BIN_EXE_procvisor"))
         .args(["submit", "sleep", r#"{"secs": 4}"#, "--wait"])

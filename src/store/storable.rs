@@ -20,44 +20,39 @@ use std::borrow::Cow;
 /// The deepest nesting of arrays and objects a stored result may have.
 pub(crate) const MAX_DEPTH: usize = 100;
 
-/// How deeply `v` nests arrays and objects (a scalar: 0), counted without
-/// recursion, so any depth is measured safely.
-pub(crate) fn depth(v: &serde_json::Value) -> usize {
-    let mut deepest = 0;
+/// What a JSON value is like, as far as the database and its readers care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// How deeply it nests arrays and objects (a scalar: 0).
+    pub(crate) depth: usize,
+    /// A string or key somewhere in it holds U+0000.
+    pub(crate) nul: bool,
+}
+
+/// The [`Shape`] of `v`, in one walk without recursion, so any depth is
+/// measured safely.
+pub(crate) fn shape(v: &serde_json::Value) -> Shape {
+    let mut found = Shape {
+        depth: 0,
+        nul: false,
+    };
     let mut stack = vec![(v, 0usize)];
     while let Some((v, d)) = stack.pop() {
         match v {
+            serde_json::Value::String(s) => found.nul |= s.contains('\0'),
             serde_json::Value::Array(items) => {
-                deepest = deepest.max(d + 1);
+                found.depth = found.depth.max(d + 1);
                 stack.extend(items.iter().map(|i| (i, d + 1)));
             }
             serde_json::Value::Object(map) => {
-                deepest = deepest.max(d + 1);
+                found.depth = found.depth.max(d + 1);
+                found.nul |= map.keys().any(|k| k.contains('\0'));
                 stack.extend(map.values().map(|i| (i, d + 1)));
             }
             _ => {}
         }
     }
-    deepest
-}
-
-/// Whether a string or key anywhere in `v` holds U+0000.
-pub(crate) fn holds_nul(v: &serde_json::Value) -> bool {
-    let mut stack = vec![v];
-    while let Some(v) = stack.pop() {
-        match v {
-            serde_json::Value::String(s) if s.contains('\0') => return true,
-            serde_json::Value::Array(items) => stack.extend(items),
-            serde_json::Value::Object(map) => {
-                if map.keys().any(|k| k.contains('\0')) {
-                    return true;
-                }
-                stack.extend(map.values());
-            }
-            _ => {}
-        }
-    }
-    false
+    found
 }
 
 /// `s` with every U+0000 replaced by U+FFFD.
@@ -140,13 +135,13 @@ mod tests {
 
     #[test]
     fn depth_counts_nesting_without_recursion() {
-        assert_eq!(depth(&serde_json::json!(1)), 0);
-        assert_eq!(depth(&serde_json::json!({"a": [1, {"b": []}]})), 4);
+        assert_eq!(shape(&serde_json::json!(1)).depth, 0);
+        assert_eq!(shape(&serde_json::json!({"a": [1, {"b": []}]})).depth, 4);
         let mut v = serde_json::json!(0);
         for _ in 0..100_000 {
             v = serde_json::Value::Array(vec![v]);
         }
-        assert_eq!(depth(&v), 100_000);
+        assert_eq!(shape(&v).depth, 100_000);
         // Dropping so deep a value recurses in serde_json: take it apart
         // by hand.
         while let serde_json::Value::Array(mut items) = v {
@@ -156,9 +151,9 @@ mod tests {
 
     #[test]
     fn a_nul_is_found_in_strings_and_keys_only() {
-        assert!(holds_nul(&serde_json::json!({"a": ["x\u{0}"]})));
-        assert!(holds_nul(&serde_json::json!({"k\u{0}": 1})));
-        assert!(!holds_nul(&serde_json::json!({"a": "\\u0000"})));
+        assert!(shape(&serde_json::json!({"a": ["x\u{0}"]})).nul);
+        assert!(shape(&serde_json::json!({"k\u{0}": 1})).nul);
+        assert!(!shape(&serde_json::json!({"a": "\\u0000"})).nul);
     }
 
     #[test]

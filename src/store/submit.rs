@@ -163,14 +163,15 @@ impl NewJob {
                 ));
             }
         }
-        let deep = super::storable::depth(&self.args);
+        let shape = super::storable::shape(&self.args);
+        let deep = shape.depth;
         if deep > super::storable::MAX_DEPTH {
             return bad(format!(
                 "the arguments are nested {deep} levels deep: at most {} are allowed",
                 super::storable::MAX_DEPTH
             ));
         }
-        if super::storable::holds_nul(&self.args) {
+        if shape.nul {
             return bad(
                 "the arguments hold the character U+0000, which PostgreSQL cannot store: remove it or encode the data (base64, for example)".into(),
             );

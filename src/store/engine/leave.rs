@@ -69,33 +69,15 @@ impl Exit {
         let note = Some(format!(
             "its ending could not be stored as reported (the database refused it: {why}); it is recorded without its result and error text"
         ));
-        match self {
-            Exit::End { event, pid, .. } => Exit::End {
-                event,
-                result: None,
-                error: note,
-                pid: *pid,
-            },
-            Exit::Requeue {
-                event,
-                state,
-                delay,
-                uncount,
-                evicted,
-                reclaimed,
-                pid,
-                ..
-            } => Exit::Requeue {
-                event,
-                state,
-                delay: *delay,
-                uncount: *uncount,
-                evicted: *evicted,
-                reclaimed: *reclaimed,
-                error: note,
-                pid: *pid,
-            },
+        let mut exit = self.clone();
+        match &mut exit {
+            Exit::End { result, error, .. } => {
+                *result = None;
+                *error = note;
+            }
+            Exit::Requeue { error, .. } => *error = note,
         }
+        exit
     }
 }
 
