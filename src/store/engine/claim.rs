@@ -29,15 +29,22 @@ const CLAIM_DRAWN: &str = concat!(
 pub(crate) struct Grant {
     pub(crate) id: i64,
     pub(crate) lease: i64,
-    pub(crate) attempt: u32,
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Duration,
-    pub(crate) backoff_cap: Duration,
+    pub(crate) tries: Tries,
     pub(crate) kind: String,
     pub(crate) args: String,
     pub(crate) priority: u8,
     pub(crate) timeout: Option<Duration>,
     pub(crate) weight: f64,
+}
+
+/// Which attempt a claim starts, and the job's retry settings: what its
+/// ending decides with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tries {
+    pub(crate) attempt: u32,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Duration,
+    pub(crate) backoff_cap: Duration,
 }
 
 /// How a claim picks among the waiting jobs.
@@ -123,10 +130,12 @@ pub(crate) async fn claim(
         .map(|r| Grant {
             id: r.get("id"),
             lease: r.get("lease"),
-            attempt: r.get::<_, i32>("attempt").max(1) as u32,
-            max_attempts: r.get::<_, i32>("max_attempts").max(1) as u32,
-            backoff: ms(r.get("backoff_ms")),
-            backoff_cap: ms(r.get("backoff_cap_ms")),
+            tries: Tries {
+                attempt: r.get::<_, i32>("attempt").max(1) as u32,
+                max_attempts: r.get::<_, i32>("max_attempts").max(1) as u32,
+                backoff: ms(r.get("backoff_ms")),
+                backoff_cap: ms(r.get("backoff_cap_ms")),
+            },
             kind: r.get("kind"),
             args: r.get("args"),
             priority: r

@@ -33,7 +33,7 @@ mod running;
 mod supervisors;
 mod waiting;
 
-pub(crate) use claim::{claim, Ask, Draw, Grant};
+pub(crate) use claim::{claim, Ask, Draw, Grant, Tries};
 pub(crate) use leave::{leave, Exit};
 pub(crate) use running::{cancels, progress, start};
 pub(crate) use supervisors::{heartbeat, reclaim, register, stop};

@@ -8,24 +8,19 @@
 //! row's next state, using the same [`RetryPolicy`] rules as the core
 //! (attempts, which endings retry, backoff with full jitter).
 
-use std::time::Duration;
-
 use rand::Rng;
 
 use crate::sched::{RetryPolicy, Retryable};
-use crate::store::engine::Exit;
+use crate::store::engine::{Exit, Grant, Tries};
 use crate::{Codec, Outcome, Payload, Report};
 
 impl Claimed {
     /// The job as the claim granted it, not yet submitted.
-    pub(crate) fn granted(g: &crate::store::engine::Grant) -> Claimed {
+    pub(crate) fn granted(g: &Grant) -> Claimed {
         Claimed {
             id: g.id,
             lease: g.lease,
-            attempt: g.attempt,
-            max_attempts: g.max_attempts,
-            backoff: g.backoff,
-            backoff_cap: g.backoff_cap,
+            tries: g.tries,
             local: None,
             cancel_requested: false,
             fenced: None,
@@ -38,10 +33,7 @@ impl Claimed {
 pub(crate) struct Claimed {
     pub(crate) id: i64,
     pub(crate) lease: i64,
-    pub(crate) attempt: u32,
-    pub(crate) max_attempts: u32,
-    pub(crate) backoff: Duration,
-    pub(crate) backoff_cap: Duration,
+    pub(crate) tries: Tries,
     /// The job's id in this supervisor, once submitted.
     pub(crate) local: Option<crate::JobId>,
     /// The store asked for it to be cancelled.
@@ -109,20 +101,21 @@ pub(crate) fn decide<R: Rng + ?Sized>(
         }
         Outcome::Cancelled | Outcome::Rejected(_) => return release(),
     };
+    let tries = job.tries;
     let policy = RetryPolicy {
-        max_attempts: job.max_attempts,
+        max_attempts: tries.max_attempts,
         on_failed: true,
         on_timed_out: true,
         on_crashed: true,
-        base: job.backoff,
-        cap: job.backoff_cap,
+        base: tries.backoff,
+        cap: tries.backoff_cap,
     };
     let name = report.outcome.name();
-    if policy.should_retry(job.attempt, ending) {
+    if policy.should_retry(tries.attempt, ending) {
         Exit::Requeue {
             event: "retrying",
             state: "retryable",
-            delay: Some(policy.delay(job.attempt, rng)),
+            delay: Some(policy.delay(tries.attempt, rng)),
             uncount: false,
             evicted: false,
             reclaimed: false,
@@ -160,15 +153,18 @@ mod tests {
     use crate::{Crash, JobError};
     use rand::SeedableRng;
     use std::sync::Arc;
+    use std::time::Duration;
 
     fn job(attempt: u32, max_attempts: u32) -> Claimed {
         Claimed {
             id: 7,
             lease: 3,
-            attempt,
-            max_attempts,
-            backoff: Duration::from_secs(1),
-            backoff_cap: Duration::from_secs(8),
+            tries: Tries {
+                attempt,
+                max_attempts,
+                backoff: Duration::from_secs(1),
+                backoff_cap: Duration::from_secs(8),
+            },
             local: None,
             cancel_requested: false,
             fenced: None,
